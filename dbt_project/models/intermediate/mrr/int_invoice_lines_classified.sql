@@ -1,0 +1,109 @@
+-- Every invoice line with its invoice, price and the MRR it implies (METRICS.md "What counts").
+--   line_kind: recurring (a cycle line) | proration | usage (metered) | one_off (setup fees, invoice items)
+--   mrr_local: for recurring lines the line's amount net of discounts and inclusive tax, normalised to a
+--              month; for prorations the signed full-period rate of the new/old item, normalised to a month.
+with
+
+lines as (
+    select * from {{ ref('stg_stripe__invoice_lines') }}
+),
+
+invoices as (
+    select * from {{ ref('stg_stripe__invoices') }}
+),
+
+prices as (
+    select * from {{ ref('stg_stripe__prices') }}
+),
+
+joined as (
+    select
+        lines.invoice_line_id,
+        lines.invoice_id,
+        invoices.customer_id,
+        coalesce(lines.subscription_id, invoices.subscription_id) as subscription_id,
+        lines.subscription_item_id,
+        lines.price_id,
+        prices.product_id,
+        lines.line_type,
+        lines.is_proration,
+        lines.currency,
+        lines.quantity,
+        lines.amount_cents,
+        lines.discount_cents,
+        lines.inclusive_tax_cents,
+        lines.amount_cents - lines.discount_cents - lines.inclusive_tax_cents as net_cents,
+        coalesce(lines.unit_amount_cents, prices.unit_amount_cents) as unit_amount_cents,
+        prices.recurring_interval,
+        prices.recurring_interval_count,
+        prices.usage_type,
+        invoices.status as invoice_status,
+        invoices.created_at as invoice_created_at,
+        invoices.marked_uncollectible_at,
+        lines.period_start_at,
+        lines.period_end_at
+    from lines
+    inner join invoices
+        on lines.invoice_id = invoices.invoice_id
+    left join prices
+        on lines.price_id = prices.price_id
+),
+
+classified as (
+    select
+        *,
+        case
+            when subscription_id is null or recurring_interval is null then 'one_off'
+            when usage_type = 'metered' then 'usage'
+            when is_proration then 'proration'
+            when line_type = 'subscription' then 'recurring'
+            else 'one_off'
+        end as line_kind
+    from joined
+),
+
+-- the net-to-gross ratio of each billing period's cycle lines: a proration is valued at the new
+-- item's full price with the discount the subscription gets in that period
+period_ratios as (
+    select
+        subscription_id,
+        period_end_at,
+        sum(net_cents)::numeric / nullif(sum(amount_cents), 0) as net_ratio
+    from classified
+    where line_kind = 'recurring' and amount_cents > 0
+    group by subscription_id, period_end_at
+),
+
+valued as (
+    select
+        classified.*,
+        case
+            when line_kind = 'recurring' then net_cents::numeric
+            when line_kind = 'proration' and amount_cents = 0 then 0
+            when line_kind = 'proration' and unit_amount_cents is not null then
+                round(sign(amount_cents) * unit_amount_cents * quantity
+                      * coalesce(period_ratios.net_ratio, net_cents::numeric / amount_cents))
+            when line_kind = 'proration' then
+                -- no unit price (tiered): scale the prorated amount up to the whole period
+                round(net_cents * {{ average_interval_seconds('recurring_interval', 'recurring_interval_count') }}
+                      / nullif(extract(epoch from classified.period_end_at - classified.period_start_at), 0))
+        end as full_period_net_cents
+    from classified
+    left join period_ratios
+        on classified.subscription_id = period_ratios.subscription_id
+        and classified.period_end_at = period_ratios.period_end_at
+),
+
+final as (
+    select
+        *,
+        case
+            when line_kind in ('recurring', 'proration') then round(
+                {{ cents_to_major('full_period_net_cents', 'currency') }}
+                * {{ monthly_factor('recurring_interval', 'recurring_interval_count') }}, 4)
+            else 0
+        end as mrr_local
+    from valued
+)
+
+select * from final

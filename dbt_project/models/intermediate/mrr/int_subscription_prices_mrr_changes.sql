@@ -1,0 +1,260 @@
+-- The MRR of every subscription, per price, as a step function: one row each time a
+-- (subscription, price) level changes. All MRR marts derive from this model.
+-- The rules (METRICS.md "When a subscription counts"):
+--   cycle     a cycle invoice's lines set the subscription's absolute level at the period start
+--             (paid, open and uncollectible invoices count; void ones and stale drafts set zero);
+--   proration a mid-period change adds the full-period rate of its proration lines at the change;
+--   lapse     an unpaid invoice stops counting `past_due_grace_days` after its period starts, or
+--             when it is marked uncollectible, whichever comes first;
+--   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
+-- At one instant an absolute point wins over prorations, and later kinds win over earlier ones.
+with
+
+lines as (
+    select * from {{ ref('int_invoice_lines_classified') }}
+    where line_kind in ('recurring', 'proration')
+),
+
+subscriptions as (
+    select * from {{ ref('stg_stripe__subscriptions') }}
+),
+
+as_of as (
+    select {{ as_of_timestamp() }} as as_of_at
+),
+
+cycle_points as (
+    select
+        lines.subscription_id,
+        lines.period_start_at as point_at,
+        1 as priority,
+        true as is_absolute,
+        lines.price_id,
+        sum(
+            case when lines.invoice_status in ('paid', 'open', 'uncollectible') then lines.mrr_local else 0 end
+        ) as mrr_value
+    from lines
+    cross join as_of
+    where lines.line_kind = 'recurring'
+        and (
+            lines.invoice_status in ('paid', 'open', 'uncollectible', 'void')
+            or (
+                lines.invoice_status = 'draft'
+                and lines.period_start_at
+                < as_of.as_of_at - interval '{{ var("draft_invoice_grace_hours") }} hours'
+            )
+        )
+    group by lines.subscription_id, lines.period_start_at, lines.price_id
+),
+
+proration_points as (
+    select
+        subscription_id,
+        period_start_at as point_at,
+        2 as priority,
+        false as is_absolute,
+        price_id,
+        sum(mrr_local) as mrr_value
+    from lines
+    where line_kind = 'proration'
+        and invoice_status in ('paid', 'open', 'uncollectible')
+    group by subscription_id, period_start_at, price_id
+),
+
+unpaid_invoices as (
+    select
+        subscription_id,
+        period_end_at,
+        least(
+            period_start_at + interval '{{ var("past_due_grace_days") }} days',
+            coalesce(marked_uncollectible_at, 'infinity'::timestamptz)
+        ) as lapse_at
+    from lines
+    where line_kind = 'recurring'
+        and invoice_status in ('open', 'uncollectible')
+        and amount_cents > 0
+    group by subscription_id, period_start_at, period_end_at, marked_uncollectible_at
+),
+
+lapse_points as (
+    select distinct
+        subscription_id,
+        lapse_at as point_at,
+        3 as priority,
+        true as is_absolute,
+        null::text as price_id,
+        0::numeric as mrr_value
+    from unpaid_invoices
+    where lapse_at < period_end_at
+),
+
+end_points as (
+    select
+        subscription_id,
+        ended_at as point_at,
+        4 as priority,
+        true as is_absolute,
+        null::text as price_id,
+        0::numeric as mrr_value
+    from subscriptions
+    where ended_at is not null
+),
+
+all_points as (
+    select * from cycle_points
+    union all
+    select * from proration_points
+    union all
+    select * from lapse_points
+    union all
+    select * from end_points
+),
+
+-- nothing counts after the subscription ended, or after "now"
+bounded as (
+    select all_points.*
+    from all_points
+    left join subscriptions
+        on all_points.subscription_id = subscriptions.subscription_id
+    cross join as_of
+    where all_points.point_at <= as_of.as_of_at
+        and (
+            subscriptions.ended_at is null
+            or all_points.point_at < subscriptions.ended_at
+            or (all_points.point_at = subscriptions.ended_at and all_points.priority = 4)
+        )
+),
+
+-- a proration at the same instant as an absolute point is already part of it
+without_shadowed as (
+    select *
+    from (
+        select
+            *,
+            bool_or(is_absolute) over (partition by subscription_id, point_at) as instant_has_absolute
+        from bounded
+    ) as flagged
+    where is_absolute or not instant_has_absolute
+),
+
+-- number the absolute points of each subscription; every row belongs to the latest one before it
+sequenced as (
+    select
+        *,
+        sum(case when is_absolute and first_row_of_point then 1 else 0 end) over (
+            partition by subscription_id order by point_at, priority, first_row_of_point desc
+            rows between unbounded preceding and current row
+        ) as abs_seq
+    from (
+        select
+            *,
+            row_number() over (partition by subscription_id, point_at, priority order by price_id) = 1
+                as first_row_of_point
+        from without_shadowed
+    ) as marked
+),
+
+absolute_points as (
+    select distinct subscription_id, abs_seq, point_at, priority
+    from sequenced
+    where is_absolute
+),
+
+group_prices as (
+    select distinct subscription_id, abs_seq, price_id
+    from sequenced
+    where price_id is not null
+),
+
+absolute_point_prices as (
+    select distinct subscription_id, abs_seq, price_id
+    from sequenced
+    where is_absolute and price_id is not null
+),
+
+-- a price billed before an absolute point but absent from it drops to zero there
+dropped_prices as (
+    select
+        group_prices.subscription_id,
+        next_point.point_at,
+        next_point.priority,
+        true as is_absolute,
+        group_prices.price_id,
+        0::numeric as mrr_value
+    from group_prices
+    inner join absolute_points as next_point
+        on group_prices.subscription_id = next_point.subscription_id
+        and next_point.abs_seq = group_prices.abs_seq + 1
+    left join absolute_point_prices
+        on group_prices.subscription_id = absolute_point_prices.subscription_id
+        and absolute_point_prices.abs_seq = group_prices.abs_seq + 1
+        and group_prices.price_id = absolute_point_prices.price_id
+    where absolute_point_prices.price_id is null
+),
+
+price_events as (
+    select subscription_id, point_at, priority, is_absolute, price_id, mrr_value
+    from sequenced
+    where price_id is not null
+    union all
+    select subscription_id, point_at, priority, is_absolute, price_id, mrr_value
+    from dropped_prices
+),
+
+price_levels as (
+    select
+        *,
+        sum(mrr_value) over (
+            partition by subscription_id, price_id, level_group order by point_at, priority
+            rows between unbounded preceding and current row
+        ) as mrr_level
+    from (
+        select
+            *,
+            sum(case when is_absolute then 1 else 0 end) over (
+                partition by subscription_id, price_id order by point_at, priority
+                rows between unbounded preceding and current row
+            ) as level_group
+        from price_events
+    ) as grouped
+),
+
+-- the level after the last event of each instant
+instant_levels as (
+    select distinct on (subscription_id, price_id, point_at)
+        subscription_id,
+        price_id,
+        point_at,
+        mrr_level
+    from price_levels
+    order by subscription_id, price_id, point_at, priority desc
+),
+
+changes as (
+    select
+        *,
+        mrr_level - coalesce(
+            lag(mrr_level) over (partition by subscription_id, price_id order by point_at), 0
+        ) as mrr_change
+    from instant_levels
+),
+
+final as (
+    select
+        -- ids
+        changes.subscription_id,
+        subscriptions.customer_id,
+        changes.price_id,
+        -- amounts (the customer's currency, major units)
+        subscriptions.currency,
+        changes.mrr_level as mrr_local,
+        changes.mrr_change as mrr_change_local,
+        -- timestamps
+        changes.point_at as changed_at
+    from changes
+    inner join subscriptions
+        on changes.subscription_id = subscriptions.subscription_id
+    where changes.mrr_change <> 0
+)
+
+select * from final

@@ -1,0 +1,28 @@
+-- Metered (usage-based) revenue by month of service, kept out of MRR (METRICS.md "Usage revenue").
+with
+
+lines as (
+    select * from {{ ref('int_invoice_lines_classified') }}
+    where line_kind = 'usage' and invoice_status in ('paid', 'open')
+),
+
+fx as (
+    select * from {{ ref('int_fx_rates_daily') }}
+),
+
+final as (
+    select
+        date_trunc('month', lines.period_start_at at time zone 'UTC')::date as month,
+        round(sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * case
+            when lines.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
+            else fx.rate
+        end), 4) as usage_revenue,
+        count(distinct lines.customer_id) as customers
+    from lines
+    left join fx
+        on (lines.period_start_at at time zone 'UTC')::date = fx.rate_date
+        and lines.currency = fx.currency
+    group by 1
+)
+
+select * from final

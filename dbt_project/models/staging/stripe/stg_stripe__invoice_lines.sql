@@ -1,0 +1,70 @@
+-- Invoice lines in the current shape (pricing.price_details, parent.subscription_item_details,
+-- discount_amounts, taxes) and the legacy one (price/plan, type, proration, subscription, tax_amounts).
+with
+
+source as (
+    select * from {{ source('stripe', 'invoice_lines') }}
+),
+
+final as (
+    select
+        -- ids
+        id as invoice_line_id,
+        invoice_id,
+        coalesce(
+            data -> 'parent' -> 'subscription_item_details' ->> 'subscription',
+            data -> 'parent' -> 'invoice_item_details' ->> 'subscription',
+            data ->> 'subscription'
+        ) as subscription_id,
+        coalesce(
+            data -> 'parent' -> 'subscription_item_details' ->> 'subscription_item',
+            data ->> 'subscription_item'
+        ) as subscription_item_id,
+        coalesce(
+            data -> 'pricing' -> 'price_details' ->> 'price',
+            data -> 'price' ->> 'id',
+            data -> 'plan' ->> 'id'
+        ) as price_id,
+        -- kind
+        case
+            when data -> 'parent' ->> 'type' = 'subscription_item_details' then 'subscription'
+            when data -> 'parent' ->> 'type' = 'invoice_item_details' then 'invoiceitem'
+            else data ->> 'type'
+        end as line_type,
+        coalesce(
+            (data -> 'parent' -> 'subscription_item_details' ->> 'proration')::boolean,
+            (data -> 'parent' -> 'invoice_item_details' ->> 'proration')::boolean,
+            (data ->> 'proration')::boolean,
+            false
+        ) as is_proration,
+        data ->> 'description' as description,
+        lower(data ->> 'currency') as currency,
+        coalesce((data ->> 'quantity')::numeric, 1) as quantity,
+        -- amounts (minor units)
+        (data ->> 'amount')::bigint as amount_cents,
+        coalesce(
+            (data -> 'pricing' ->> 'unit_amount_decimal')::numeric,
+            (data -> 'price' ->> 'unit_amount_decimal')::numeric,
+            (data -> 'plan' ->> 'amount_decimal')::numeric
+        ) as unit_amount_cents,
+        coalesce(
+            (select sum((discount ->> 'amount')::bigint)
+             from jsonb_array_elements(data -> 'discount_amounts') as discount),
+            0
+        ) as discount_cents,
+        coalesce(
+            (select sum((tax ->> 'amount')::bigint)
+             from jsonb_array_elements(case when jsonb_typeof(data -> 'taxes') = 'array' then data -> 'taxes' end) as tax
+             where tax ->> 'tax_behavior' = 'inclusive'),
+            (select sum((tax ->> 'amount')::bigint)
+             from jsonb_array_elements(case when jsonb_typeof(data -> 'tax_amounts') = 'array' then data -> 'tax_amounts' end) as tax
+             where (tax ->> 'inclusive')::boolean),
+            0
+        ) as inclusive_tax_cents,
+        -- timestamps
+        {{ from_unix("data -> 'period' ->> 'start'") }} as period_start_at,
+        {{ from_unix("data -> 'period' ->> 'end'") }} as period_end_at
+    from source
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""dlt sources: Stripe (`ingestion.stripe`) and product events (`ingestion.product_events`)."""

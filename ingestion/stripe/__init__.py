@@ -1,0 +1,271 @@
+"""The Stripe dlt source: everything MRR, churn and LTV need, loaded into `raw_stripe`.
+
+Each table keeps the full Stripe object in a `data` jsonb column (staging reads the
+current API shape and the legacy one from it) next to a few typed key columns. Invoice
+lines and subscription items get tables of their own, complete past Stripe's 10 embedded
+rows, and are replaced per invoice / subscription on every reload, so a rerun never
+duplicates a row and a removed item disappears.
+
+Loads are incremental: the first run (or `full_refresh=True`, or a last sync older than
+Stripe's 30-day event window) lists every object; later runs list objects created since the
+cursor and re-fetch the ones that events say changed. The cursor is dlt state, committed
+only with a successful load, so a run that dies halfway is redone by the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dlt
+from dlt.sources import DltResource
+
+from ingestion.stripe import settings
+from ingestion.stripe.helpers import StripeApi, StripeAuthError, StripeFetchError
+
+__all__ = ["stripe_source", "StripeAuthError", "StripeFetchError"]
+
+logger = logging.getLogger("saas_metrics.ingestion.stripe")
+
+MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+# Typed key columns (customer_id, status, ...) are inferred from the rows; `data` holds the object.
+BASE_COLUMNS = {
+    "id": {"data_type": "text", "nullable": False},
+    "created": {"data_type": "timestamp"},
+    "data": {"data_type": "json"},
+    "synced_at": {"data_type": "timestamp"},
+}
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _ref(value) -> str | None:
+    """An id whether the API returned it bare or expanded."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value
+
+
+class SyncPlan:
+    """Decides full vs incremental once per run and shares the events read for it."""
+
+    def __init__(self, api: StripeApi, full_refresh: bool):
+        self.api = api
+        self.full_refresh = full_refresh
+        self.started_at = int(time.time())
+        self._events: list[dict] | None = None
+        self._events_since: int | None = None
+        self._lock = threading.Lock()
+        self._announced: set[str] = set()
+
+    def mode(self, resource: str, cursor: int | None) -> str:
+        if self.full_refresh:
+            reason = "a full refresh was asked for"
+        elif cursor is None:
+            reason = "first load"
+        elif self.started_at - cursor > settings.INCREMENTAL_MAX_AGE_DAYS * 86400:
+            days = (self.started_at - cursor) / 86400
+            reason = (
+                f"the last successful sync was {days:.0f} days ago, older than Stripe's "
+                f"{settings.EVENT_WINDOW_DAYS}-day event window: reloading everything"
+            )
+            logger.warning("stripe %s: %s", resource, reason)
+        else:
+            return "incremental"
+        if resource not in self._announced:
+            logger.info("stripe %s: full load (%s)", resource, reason)
+            self._announced.add(resource)
+        return "full"
+
+    def events(self, since: int | None) -> list[dict]:
+        """Events since `since` (None: every event Stripe still keeps), read once per run."""
+        with self._lock:
+            if self._events is None or (self._events_since is not None and (since or 0) < self._events_since):
+                params = {"created": {"gte": since}} if since else {}
+                self._events = list(self.api.paginate("/v1/events", params))
+                self._events_since = since or 0
+            return [e for e in self._events if since is None or e["created"] >= since]
+
+    def changed_ids(self, object_type: str, since: int) -> list[str]:
+        ids: dict[str, None] = {}
+        for event in self.events(since):
+            obj = (event.get("data") or {}).get("object") or {}
+            if obj.get("object") == object_type and obj.get("id"):
+                ids[obj["id"]] = None
+            # an invoice or subscription event also means its customer may have changed
+            if object_type == "customer" and isinstance(obj.get("customer"), str):
+                ids[obj["customer"]] = None
+        return list(ids)
+
+
+class Progress:
+    def __init__(self, name: str, every: int = 10000):
+        self.name, self.every, self.count, self.start = name, every, 0, time.monotonic()
+
+    def tick(self, n: int = 1) -> None:
+        before = self.count
+        self.count += n
+        if self.count // self.every != before // self.every:
+            rate = self.count / max(time.monotonic() - self.start, 1e-6)
+            logger.info("stripe %s: %d objects (%.0f/s)", self.name, self.count, rate)
+
+    def done(self) -> None:
+        logger.info("stripe %s: %d objects in %.1fs", self.name, self.count, time.monotonic() - self.start)
+
+
+@dlt.source(name="stripe", max_table_nesting=0)
+def stripe_source(
+    api_key: str = dlt.secrets.value,
+    api_base: str | None = None,
+    full_refresh: bool = False,
+    max_rps: float = 25.0,
+    concurrency: int = 4,
+) -> list[DltResource]:
+    """Customers, products, prices, plans, coupons, subscriptions (with canceled ones) and their
+    items, invoices with every line, credit notes, and the events Stripe still keeps.
+
+    Args:
+        api_key: a secret or restricted key with read access (`SOURCES__STRIPE__API_KEY`).
+        api_base: another server speaking Stripe's protocol (an emulator, a proxy); None for Stripe.
+        full_refresh: list everything instead of loading changes since the last sync.
+        max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
+        concurrency: threads fetching objects by id.
+    """
+    api = StripeApi(api_key, api_base, max_rps=max_rps, concurrency=concurrency)
+    plan = SyncPlan(api, full_refresh)
+    resources = [_list_resource(api, plan, name) for name in settings.LISTS]
+    resources.append(_events_resource(api, plan))
+    return resources
+
+
+def _row(name: str, obj: dict, synced_at: datetime) -> dict:
+    row = {"id": obj["id"], "created": _ts(obj.get("created")), "data": obj, "synced_at": synced_at}
+    if name in ("subscriptions", "invoices", "credit_notes"):
+        row["customer_id"] = _ref(obj.get("customer"))
+    if name in ("subscriptions", "invoices"):
+        row["status"] = obj.get("status")
+    if name == "invoices":
+        parent = (obj.get("parent") or {}).get("subscription_details") or {}
+        row["subscription_id"] = _ref(parent.get("subscription")) or _ref(obj.get("subscription"))
+    if name == "credit_notes":
+        row["invoice_id"] = _ref(obj.get("invoice"))
+    return row
+
+
+_CHILD_HINTS = {
+    "invoice_lines": dlt.mark.make_hints(
+        table_name="invoice_lines",
+        write_disposition=MERGE,
+        primary_key=["invoice_id", "id"],
+        merge_key="invoice_id",
+        columns={
+            "id": {"data_type": "text", "nullable": False},
+            "invoice_id": {"data_type": "text", "nullable": False},
+            "data": {"data_type": "json"},
+            "synced_at": {"data_type": "timestamp"},
+        },
+    ),
+    "subscription_items": dlt.mark.make_hints(
+        table_name="subscription_items",
+        write_disposition=MERGE,
+        primary_key=["subscription_id", "id"],
+        merge_key="subscription_id",
+        columns={
+            "id": {"data_type": "text", "nullable": False},
+            "subscription_id": {"data_type": "text", "nullable": False},
+            "data": {"data_type": "json"},
+            "synced_at": {"data_type": "timestamp"},
+        },
+    ),
+}
+
+
+def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> Iterator:
+    """The object's row, plus its complete lines or items as rows of their own tables."""
+    if name == "invoices":
+        lines = api.complete_list(obj.get("lines"), f"/v1/invoices/{obj['id']}/lines")
+        obj = {k: v for k, v in obj.items() if k != "lines"}
+        obj["lines_count"] = len(lines)
+        yield _row(name, obj, synced_at)
+        if lines:
+            yield dlt.mark.with_hints(
+                [{"id": ln["id"], "invoice_id": obj["id"], "data": ln, "synced_at": synced_at} for ln in lines],
+                _CHILD_HINTS["invoice_lines"],
+                create_table_variant=True,
+            )
+    elif name == "subscriptions":
+        items = api.complete_list(obj.get("items"), "/v1/subscription_items", {"subscription": obj["id"]})
+        obj = {k: v for k, v in obj.items() if k != "items"}
+        yield _row(name, obj, synced_at)
+        if items:
+            yield dlt.mark.with_hints(
+                [{"id": it["id"], "subscription_id": obj["id"], "data": it, "synced_at": synced_at} for it in items],
+                _CHILD_HINTS["subscription_items"],
+                create_table_variant=True,
+            )
+    else:
+        yield _row(name, obj, synced_at)
+
+
+def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
+    path, params, object_type = settings.LISTS[name]
+
+    def fetch() -> Iterator:
+        state = dlt.current.source_state().setdefault("cursors", {})
+        cursor = state.get(name)
+        synced_at = _ts(plan.started_at)
+        progress = Progress(name)
+        if plan.mode(name, cursor) == "full":
+            for obj in api.paginate(path, params):
+                progress.tick()
+                yield from _expand(api, name, obj, synced_at)
+        else:
+            since = cursor - settings.CURSOR_OVERLAP_SECONDS
+            seen: set[str] = set()
+            for obj in api.paginate(path, {**params, "created": {"gte": since}}):
+                seen.add(obj["id"])
+                progress.tick()
+                yield from _expand(api, name, obj, synced_at)
+            changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
+            for obj in api.retrieve_many(settings.RETRIEVE_PATHS[object_type], changed):
+                progress.tick()
+                yield from _expand(api, name, obj, synced_at)
+        progress.done()
+        state[name] = plan.started_at
+
+    return dlt.resource(
+        fetch, name=name, write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS, parallelized=True
+    )
+
+
+def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
+    def fetch() -> Iterator:
+        state = dlt.current.source_state().setdefault("cursors", {})
+        cursor = state.get("events")
+        since = None if plan.mode("events", cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
+        synced_at = _ts(plan.started_at)
+        events = plan.events(since)
+        for event in events:
+            yield {
+                "id": event["id"],
+                "created": _ts(event["created"]),
+                "type": event.get("type"),
+                "data": event,
+                "synced_at": synced_at,
+            }
+        logger.info("stripe events: %d events", len(events))
+        state["events"] = plan.started_at
+
+    return dlt.resource(
+        fetch,
+        name="events",
+        write_disposition=MERGE,
+        primary_key="id",
+        columns=BASE_COLUMNS,
+        parallelized=True,
+    )

@@ -1,0 +1,164 @@
+"""Pagination, retries and a shared request budget around the official `stripe` client."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import stripe
+
+from ingestion.stripe import settings
+
+logger = logging.getLogger("saas_metrics.ingestion.stripe")
+
+
+class StripeAuthError(Exception):
+    """The API key was refused: retrying cannot help."""
+
+
+class StripeFetchError(Exception):
+    """A request still failed after every retry."""
+
+
+class RateLimiter:
+    """A token bucket shared by every thread: at most `rate` requests a second overall."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self.next_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            wait = self.next_at - now
+            self.next_at = max(now, self.next_at) + self.interval
+        if wait > 0:
+            time.sleep(wait)
+
+
+class StripeApi:
+    """Read-only access to one Stripe account (or any server speaking its protocol)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str | None = None,
+        max_rps: float = 25.0,
+        concurrency: int = 4,
+        max_retries: int = settings.MAX_RETRIES,
+    ):
+        options = {"base_addresses": {"api": api_base}} if api_base else {}
+        # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
+        self.client = stripe.StripeClient(api_key, max_network_retries=0, **options)
+        self.limiter = RateLimiter(max_rps)
+        self.concurrency = max(1, concurrency)
+        self.max_retries = max_retries
+        self.requests = 0
+        self.retries = 0
+        self._count_lock = threading.Lock()
+
+    def get(self, path: str, **params) -> dict:
+        """One GET with bounded, jittered exponential backoff on 429, 5xx and dropped connections."""
+        attempt = 0
+        while True:
+            self.limiter.acquire()
+            with self._count_lock:
+                self.requests += 1
+            try:
+                return self.client.raw_request("get", path, **params).data
+            except stripe.AuthenticationError as exc:
+                raise StripeAuthError("invalid Stripe API key (the server answered 401)") from exc
+            except stripe.PermissionError as exc:
+                raise StripeAuthError(f"the Stripe API key may not read {path}: {exc.user_message}") from exc
+            except (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError) as exc:
+                status = getattr(exc, "http_status", None)
+                if (
+                    isinstance(exc, stripe.APIError)
+                    and not isinstance(exc, stripe.APIConnectionError)
+                    and status is not None
+                    and status < 500
+                    and status != 429
+                ):
+                    raise
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise StripeFetchError(
+                        f"GET {path} failed after {self.max_retries} retries: {status or type(exc).__name__}"
+                    ) from exc
+                delay = min(settings.BACKOFF_MAX_SECONDS, settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random() / 2
+                with self._count_lock:
+                    self.retries += 1
+                logger.warning(
+                    "GET %s answered %s; retry %d/%d in %.1fs",
+                    path,
+                    status or type(exc).__name__,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def paginate(self, path: str, params: dict | None = None, starting_after: str | None = None) -> Iterator[dict]:
+        """Every object of a list, following `has_more` / `starting_after`."""
+        params = dict(params or {})
+        while True:
+            page_params = {**params, "limit": settings.PAGE_SIZE}
+            if starting_after:
+                page_params["starting_after"] = starting_after
+            page = self.get(path, **page_params)
+            data = page.get("data", [])
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            starting_after = data[-1]["id"]
+
+    def complete_list(self, embedded: dict | None, path: str, params: dict | None = None) -> list[dict]:
+        """An embedded list (invoice.lines, subscription.items) with the rows past the first page."""
+        embedded = embedded or {"data": [], "has_more": False}
+        rows = list(embedded.get("data") or [])
+        if embedded.get("has_more"):
+            rows.extend(self.paginate(path, params, starting_after=rows[-1]["id"] if rows else None))
+        return rows
+
+    def retrieve_many(self, path_template: str, ids: list[str]) -> Iterator[dict]:
+        """Fetch objects by id concurrently (within the shared request budget)."""
+
+        def fetch(object_id: str) -> dict | None:
+            try:
+                return self.get(path_template.format(id=object_id))
+            except stripe.InvalidRequestError as exc:
+                if getattr(exc, "http_status", None) == 404:
+                    return None  # deleted since the event
+                raise
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            for obj in pool.map(fetch, ids):
+                if obj is not None:
+                    yield obj
+
+
+def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:
+    """Create the raw tables no load has created yet (empty); return their names."""
+    import psycopg2
+
+    created = []
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(f'create schema if not exists "{schema}"')
+        cur.execute("select table_name from information_schema.tables where table_schema = %s", (schema,))
+        existing = {row[0] for row in cur.fetchall()}
+        for table, keys in settings.RAW_TABLES.items():
+            if table in existing:
+                continue
+            key_columns = "".join(f", {key} varchar" for key in keys)
+            cur.execute(
+                f'create table "{schema}"."{table}" (id varchar not null, created timestamptz, data jsonb, '
+                f"synced_at timestamptz{key_columns}, _dlt_load_id varchar not null, _dlt_id varchar not null)"
+            )
+            created.append(table)
+    return created

@@ -1,0 +1,57 @@
+"""Endpoints and constants of the Stripe source."""
+
+PAGE_SIZE = 100  # Stripe's maximum `limit`
+EMBED_LIMIT = 10  # rows Stripe embeds in invoice.lines and subscription.items
+
+# Stripe keeps events for 30 days. Incremental loads read events since the last successful
+# sync; when that sync is older than this (a day of margin), the source reloads everything.
+EVENT_WINDOW_DAYS = 30
+INCREMENTAL_MAX_AGE_DAYS = 29
+# Objects created a little before the cursor are listed again: clocks and in-flight writes.
+CURSOR_OVERLAP_SECONDS = 3600
+
+MAX_RETRIES = 6
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+# resource name -> (list path, extra list params, object type in events)
+LISTS = {
+    "customers": ("/v1/customers", {}, "customer"),
+    "products": ("/v1/products", {}, "product"),
+    "prices": ("/v1/prices", {}, "price"),
+    "plans": ("/v1/plans", {}, "plan"),
+    "coupons": ("/v1/coupons", {}, "coupon"),
+    # canceled subscriptions are hidden unless status=all is asked for
+    "subscriptions": ("/v1/subscriptions", {"status": "all"}, "subscription"),
+    "invoices": ("/v1/invoices", {}, "invoice"),
+    "credit_notes": ("/v1/credit_notes", {}, "credit_note"),
+}
+
+# retrieve path for an object type named in events
+RETRIEVE_PATHS = {
+    "customer": "/v1/customers/{id}",
+    "product": "/v1/products/{id}",
+    "price": "/v1/prices/{id}",
+    "plan": "/v1/plans/{id}",
+    "coupon": "/v1/coupons/{id}",
+    "subscription": "/v1/subscriptions/{id}",
+    "invoice": "/v1/invoices/{id}",
+    "credit_note": "/v1/credit_notes/{id}",
+}
+
+# Every table staging reads. dlt creates a table only when a resource yields rows, so an
+# account without coupons or credit notes would leave staging without its source:
+# `ensure_raw_tables` creates the missing ones empty, in the shape dlt gives them.
+RAW_TABLES = {
+    "customers": [],
+    "products": [],
+    "prices": [],
+    "plans": [],
+    "coupons": [],
+    "subscriptions": ["customer_id", "status"],
+    "invoices": ["customer_id", "subscription_id", "status"],
+    "credit_notes": ["customer_id", "invoice_id"],
+    "events": ["type"],
+    "invoice_lines": ["invoice_id"],
+    "subscription_items": ["subscription_id"],
+}

@@ -1,0 +1,1 @@
+"""Dagster definitions of saas-metrics: `orchestration.definitions.defs`."""

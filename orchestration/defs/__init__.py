@@ -1,0 +1,1 @@
+"""One module per concern; `orchestration/definitions.py` assembles them."""

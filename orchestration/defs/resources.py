@@ -1,0 +1,39 @@
+"""Resources: the warehouse connection, Stripe settings, dlt and dbt."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dlt import DagsterDltResource
+
+from saas_metrics import runtime
+from saas_metrics.config import DBT_PROJECT_DIR
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# `dagster dev` re-parses on start; other entry points call runtime.prepare_dbt() first.
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    runtime.prepare_dbt()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where raw data lands and marts are built: DATABASE_URL, or the embedded PostgreSQL."""
+
+    def url(self) -> str:
+        return runtime.warehouse_url()
+
+
+class StripeResource(dg.ConfigurableResource):
+    """Stripe access, read from the environment by saas_metrics.config."""
+
+    def settings(self):
+        return runtime.settings()
+
+
+def build_resources() -> dict:
+    return {
+        "warehouse": WarehouseResource(),
+        "stripe": StripeResource(),
+        "dlt": DagsterDltResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR)),
+    }

@@ -1,0 +1,259 @@
+"""The `saas-metrics` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from saas_metrics import runtime
+from saas_metrics.config import ConfigError
+from saas_metrics.postgres import PostgresError
+
+log = logging.getLogger("saas_metrics")
+
+
+class RunFailed(Exception):
+    """A pipeline step or a blocking check failed; the message is the one-line reason."""
+
+
+# -- database ----------------------------------------------------------------------------------
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = runtime.settings()
+    if not settings.uses_embedded_db:
+        if args.action == "url":
+            print(settings.database_url)
+            return 0
+        raise ConfigError("DATABASE_URL is set, so the embedded PostgreSQL is not used (`db url` prints it)")
+    pg = runtime.embedded_postgres(settings)
+    if args.action == "start":
+        pg.start()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{settings.pg_port} (data in {settings.pgdata})")
+    elif args.action == "stop":
+        print("stopped" if pg.stop() else "not running")
+    elif args.action == "status":
+        state = pg.status()
+        if state.running:
+            print(f"running: pid {state.pid}, 127.0.0.1:{state.port}, data in {settings.pgdata}")
+        else:
+            print(f"not running ({'initialized' if state.initialized else 'not initialized'}: {settings.pgdata})")
+            return 3
+    elif args.action == "url":
+        print(pg.url())
+    return 0
+
+
+# -- running the pipeline -----------------------------------------------------------------------
+def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = None):
+    """Run a job of the Definitions in this process, recorded in the Dagster instance."""
+    import dagster as dg
+
+    runtime.prepare_dbt()
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def(job_name)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if job_name == "refresh_job":
+        run_config["ops"] = {"stripe": {"config": {"full_refresh": full_refresh}}}
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            raise_on_error=False,
+            tags={"saas_metrics/trigger": "cli", **(tags or {})},
+        )
+    if not result.success:
+        raise RunFailed(_failure_reason(result))
+    return result
+
+
+def _failure_reason(result) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            message = error.message.strip() if error else "unknown error"
+            cause = error.cause if error else None
+            while cause is not None:  # the innermost cause says what went wrong
+                message = cause.message.strip()
+                cause = cause.cause
+            return f"step {event.step_key} failed: {message.splitlines()[0] if message else 'unknown error'}"
+    return "the run failed (see the Dagster UI for details)"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = runtime.settings()
+    runtime.prepare_environment()
+    if settings.stripe_configured:
+        job_name = "refresh_job"
+        target = settings.stripe_api_base or "Stripe"
+        print(f"Loading Stripe from {target}, then building the marts...")
+    else:
+        job_name = "transform_job"
+        print("STRIPE_API_KEY is not set: skipping the Stripe load, building the marts from raw_stripe as it is.")
+    started = time.monotonic()
+    execute_job(job_name, full_refresh=args.full_refresh)
+    print(f"Refresh finished in {time.monotonic() - started:.0f}s.")
+    print_summary()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from saas_metrics.fakestripe import demo
+    from saas_metrics.fakestripe.server import StripeProtocolServer
+
+    settings = runtime.settings()
+    if not settings.uses_embedded_db:
+        print("note: DATABASE_URL is set; the demo still loads into the embedded PostgreSQL only.")
+        os.environ.pop("DATABASE_URL", None)
+        runtime.settings.cache_clear()
+        settings = runtime.settings()
+        if not settings.uses_embedded_db:
+            raise ConfigError("DATABASE_URL comes from a .env file: unset it there to run the demo")
+    started = time.monotonic()
+    store, now = demo.ensure_generated(
+        settings.home / "demo", customers=args.customers, months=args.months, seed=args.seed
+    )
+    runtime.prepare_environment()
+    with StripeProtocolServer(store, api_key=demo.DEMO_API_KEY, now=now) as server:
+        os.environ["STRIPE_API_KEY"] = demo.DEMO_API_KEY
+        os.environ["STRIPE_API_BASE"] = server.url
+        os.environ.setdefault("STRIPE_MAX_RPS", "1000")
+        runtime.settings.cache_clear()
+        print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
+        execute_job("refresh_job", full_refresh=True, tags={"saas_metrics/demo": "true"})
+        print(f"Demo finished in {time.monotonic() - started:.0f}s ({server.stats.requests} Stripe requests).")
+    print_summary()
+    return 0
+
+
+def print_summary() -> None:
+    import psycopg2
+
+    url = runtime.warehouse_url()
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select coalesce(sum(mrr), 0), count(*) filter (where mrr > 0) from marts.customer_mrr_current")
+        current_mrr, customers = cur.fetchone()
+        cur.execute(
+            "select month, starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, churned_mrr, "
+            "fx_impact, ending_mrr, new_customers, churned_customers from marts.mrr_monthly "
+            "where month < date_trunc('month', now()) order by month desc limit 1"
+        )
+        last = cur.fetchone()
+    print()
+    print(f"  Current MRR        {current_mrr:>14,.2f}  ({customers} paying customers)")
+    if last:
+        (
+            month,
+            starting,
+            new,
+            expansion,
+            reactivation,
+            contraction,
+            churned,
+            fx,
+            ending,
+            n_new,
+            n_churned,
+        ) = last
+        print(
+            f"  Waterfall {month:%Y-%m}  starting {starting:,.2f}  + new {new:,.2f}  + expansion {expansion:,.2f}"
+            f"  + reactivation {reactivation:,.2f}  - contraction {contraction:,.2f}  - churned {churned:,.2f}"
+            f"  + fx {fx:,.2f}  = ending {ending:,.2f}"
+        )
+        print(f"                     {n_new} new customers, {n_churned} churned")
+    print()
+    print("Look further:")
+    print('  psql "$(saas-metrics db url)" -c "select * from marts.mrr_monthly order by month desc limit 12"')
+    print("  saas-metrics ui          # the Dagster UI on this instance, with this run in its history")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    runtime.prepare_environment()
+    runtime.prepare_dbt()
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    argv = [dagster, "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
+    print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    os.execv(dagster, argv)
+    return 0  # pragma: no cover
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saas-metrics",
+        description="SaaS metrics (MRR, churn, retention) from Stripe into PostgreSQL marts.",
+        epilog="Configuration comes from the environment or a .env file: DATABASE_URL, STRIPE_API_KEY, "
+        "STRIPE_API_BASE, STRIPE_MAX_RPS, SAAS_METRICS_HOME, SAAS_METRICS_PG_PORT (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="one full refresh: load Stripe, build and test every model (through Dagster)",
+        description="Load Stripe (if STRIPE_API_KEY is set), then dbt build with every check, "
+        "as one Dagster run recorded in the instance. Exit 1 with a one-line reason "
+        "if a step or a blocking check fails.",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="reload all Stripe history instead of the changes since the last load",
+    )
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline on a generated demo account",
+        description="Generate a realistic Stripe account (seeded), serve it over Stripe's "
+        "protocol on 127.0.0.1, and run the same refresh as `run` against it, "
+        "into the embedded PostgreSQL.",
+    )
+    demo.add_argument("--customers", type=int, default=1000, help="customers to generate (default 1000)")
+    demo.add_argument("--months", type=int, default=24, help="months of history (default 24)")
+    demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser(
+        "db",
+        help="manage the embedded PostgreSQL",
+        description="Manage the embedded PostgreSQL (used when DATABASE_URL is unset).",
+    )
+    db.add_argument(
+        "action",
+        choices=["start", "stop", "status", "url"],
+        help="start (or reuse), stop, status (exit 3 when stopped), url (connection string)",
+    )
+    db.set_defaults(func=cmd_db)
+
+    ui = sub.add_parser(
+        "ui",
+        help="open the Dagster UI on this instance (dagster dev)",
+        description="Start `dagster dev` with the same database and run history as `run`.",
+    )
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    for noisy in ("stripe", "urllib3", "dlt"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (ConfigError, PostgresError, RunFailed) as exc:
+        print(f"saas-metrics: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("saas-metrics: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The one module that reads the environment.
+
+Everything else receives a `Settings` object (or the environment variables this module
+derives from it for dbt, dlt and Dagster), so that configuration has exactly one entry
+point and one place to document it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
+
+DEFAULT_PG_PORT = 54329
+
+# Schemas are part of the public contract (README "Schemas").
+RAW_STRIPE_SCHEMA = "raw_stripe"
+RAW_PRODUCT_SCHEMA = "raw_product"
+MARTS_SCHEMA = "marts"
+
+
+class ConfigError(Exception):
+    """A configuration problem a user can fix; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    pg_port: int
+    stripe_api_key: str | None = field(repr=False)
+    stripe_api_base: str | None
+    stripe_max_rps: float
+    stripe_concurrency: int
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def dlt_pipelines_dir(self) -> Path:
+        return self.home / "dlt"
+
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_api_key)
+
+
+def _load_dotenv() -> None:
+    env_file = Path.cwd() / ".env"
+    if not env_file.exists():
+        env_file = PROJECT_DIR / ".env"
+    if env_file.exists():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the environment (and a `.env` file if present) into `Settings`."""
+    _load_dotenv()
+    database_url = os.environ.get("DATABASE_URL") or None
+    if database_url is not None:
+        parse_database_url(database_url)  # fail early on a malformed URL
+    api_base = os.environ.get("STRIPE_API_BASE") or None
+    if api_base is not None and not api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"STRIPE_API_BASE must start with http:// or https://, got {api_base!r}")
+    return Settings(
+        home=Path(os.environ.get("SAAS_METRICS_HOME") or PROJECT_DIR / ".saas-metrics").resolve(),
+        database_url=database_url,
+        pg_port=_int_env("SAAS_METRICS_PG_PORT", DEFAULT_PG_PORT),
+        stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
+        stripe_api_base=api_base.rstrip("/") if api_base else None,
+        stripe_max_rps=_float_env("STRIPE_MAX_RPS", 25.0),
+        stripe_concurrency=_int_env("STRIPE_CONCURRENCY", 4),
+    )
+
+
+@dataclass(frozen=True)
+class PgParams:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+def parse_database_url(url: str) -> PgParams:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parsed.scheme!r}")
+    dbname = parsed.path.lstrip("/")
+    if not dbname:
+        raise ConfigError("DATABASE_URL must name a database (postgresql://user:pass@host:port/dbname)")
+    try:
+        port = parsed.port or 5432
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL has an invalid port: {exc}") from exc
+    return PgParams(
+        host=parsed.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parsed.username or ""),
+        password=unquote(parsed.password or ""),
+        dbname=dbname,
+    )
+
+
+def warehouse_environment(database_url: str, dagster_url: str, settings: Settings) -> dict[str, str]:
+    """Environment variables that dbt (profiles.yml), dlt and Dagster (dagster.yaml) read."""
+    pg = parse_database_url(database_url)
+    # dagster-postgres goes through SQLAlchemy, whose default PostgreSQL driver is psycopg 3;
+    # psycopg2 is the one installed
+    scheme, _, rest = dagster_url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        dagster_url = f"postgresql+psycopg2://{rest}"
+    return {
+        "DATABASE_URL": database_url,
+        "DAGSTER_PG_URL": dagster_url,
+        "DAGSTER_HOME": str(settings.dagster_home),
+        # dbt profiles.yml
+        "SAAS_METRICS_PG_HOST": pg.host,
+        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
+        "SAAS_METRICS_PG_USER": pg.user,
+        "SAAS_METRICS_PG_PASSWORD": pg.password,
+        "SAAS_METRICS_PG_DBNAME": pg.dbname,
+        # dlt destination
+        "DESTINATION__POSTGRES__CREDENTIALS": database_url,
+        "SAAS_METRICS_DLT_DIR": str(settings.dlt_pipelines_dir),
+        # a project-local dlt folder keeps dlt from writing into the user's home
+        "DLT_DATA_DIR": str(settings.dlt_pipelines_dir),
+    }

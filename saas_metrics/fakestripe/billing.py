@@ -1,0 +1,837 @@
+"""A small billing engine that issues Stripe-shaped objects the way Stripe Billing does.
+
+Both the demo generator and the MRR scenario tests describe histories through it
+("subscribe on Jan 31 23:30, upgrade on Mar 10 with prorations, cancel at period end"),
+and it writes customers, prices, subscriptions, items, invoices with every line, credit
+notes and events into a `Store` in the current API shape (2025-03-31 "basil" and later):
+periods on subscription items, `invoice.parent.subscription_details`, line
+`pricing.price_details` and `parent.subscription_item_details`, `discount_amounts`, `taxes`.
+
+Rules it follows (Stripe's documented behaviour):
+- billing periods step from the billing-cycle anchor by the price interval; month steps
+  keep the anchor's day, clamped to the month's length (Jan 31 -> Feb 28 -> Mar 31);
+- a trial issues a $0 invoice for the trial period, the first paid period starts at trial end;
+- a mid-period change with prorations invoices at once ("always_invoice"): a negative
+  "Unused time on ..." line for each old item and a positive "Remaining time on ..." line for
+  each new one, each prorated by the seconds left in the period;
+- coupons: percent_off per line, amount_off spread over the invoice's lines; `once` applies to
+  the first paid invoice, `repeating` to invoices starting within `duration_in_months` of
+  redemption, `forever` to all;
+- tax rates add exclusive tax lines' `taxes`; invoice totals add them up.
+"""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from saas_metrics.fakestripe.store import Store
+
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
+
+
+def ts(text: str) -> int:
+    """'2024-01-31 23:30' (UTC) -> unix seconds."""
+    fmt = "%Y-%m-%d %H:%M:%S" if text.count(":") == 2 else "%Y-%m-%d %H:%M" if ":" in text else "%Y-%m-%d"
+    return int(datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp())
+
+
+def add_interval(anchor: int, n: int, interval: str, count: int = 1) -> int:
+    """The n-th period boundary after `anchor` (Stripe's calendar arithmetic)."""
+    start = datetime.fromtimestamp(anchor, UTC)
+    if interval in ("month", "year"):
+        months = n * count * (12 if interval == "year" else 1)
+        total = start.month - 1 + months
+        year, month = start.year + total // 12, total % 12 + 1
+        day = min(start.day, calendar.monthrange(year, month)[1])
+        return int(start.replace(year=year, month=month, day=day).timestamp())
+    days = {"week": 7, "day": 1}[interval] * n * count
+    return anchor + days * 86400
+
+
+class Ids:
+    """Deterministic, Stripe-looking ids."""
+
+    def __init__(self, prefix: str = ""):
+        self.counters: dict[str, itertools.count] = {}
+        self.prefix = prefix
+
+    def __call__(self, kind: str) -> str:
+        counter = self.counters.setdefault(kind, itertools.count(1))
+        return f"{kind}_{self.prefix}{next(counter):08d}"
+
+
+@dataclass
+class Item:
+    price: dict
+    quantity: int = 1
+    id: str | None = None
+
+
+@dataclass
+class _Discount:
+    coupon: dict
+    start: int
+    used: bool = False
+
+    def applies(self, period_start: int) -> bool:
+        duration = self.coupon["duration"]
+        if duration == "forever":
+            return True
+        if duration == "once":
+            return not self.used
+        end = add_interval(self.start, self.coupon["duration_in_months"], "month")
+        return period_start < end
+
+
+class Account:
+    """One Stripe account being simulated into a `Store`."""
+
+    def __init__(self, store: Store, now: int, id_prefix: str = ""):
+        self.store = store
+        self.now = now
+        self.ids = Ids(id_prefix)
+        self.buffer: list[dict] = []
+        self.events: list[dict] = []
+        self.event_window_start = now - 31 * 86400
+
+    # -- catalogue --------------------------------------------------------------------------
+    def flush(self) -> None:
+        if self.buffer:
+            self.store.put_many(self.buffer)
+            self.buffer = []
+        if self.events:
+            self.store.put_many(self.events)
+            self.events = []
+
+    def _put(self, obj: dict) -> dict:
+        self.buffer.append(obj)
+        if len(self.buffer) >= 5000:
+            self.flush()
+        return obj
+
+    def event(self, type_: str, created: int, obj: dict, previous: dict | None = None) -> None:
+        if created < self.event_window_start or created > self.now:
+            return
+        data = {"object": obj}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        self.events.append(
+            {
+                "id": self.ids("evt"),
+                "object": "event",
+                "type": type_,
+                "created": created,
+                "livemode": False,
+                "api_version": "2025-03-31.basil",
+                "data": data,
+                "pending_webhooks": 0,
+                "request": {"id": None, "idempotency_key": None},
+            }
+        )
+
+    def product(self, name: str, created: int, id: str | None = None) -> dict:
+        return self._put(
+            {
+                "id": id or self.ids("prod"),
+                "object": "product",
+                "name": name,
+                "active": True,
+                "created": created,
+                "livemode": False,
+                "metadata": {},
+                "type": "service",
+            }
+        )
+
+    def price(
+        self,
+        product: dict,
+        unit_amount: int,
+        created: int,
+        *,
+        currency: str = "usd",
+        interval: str | None = "month",
+        interval_count: int = 1,
+        usage_type: str = "licensed",
+        nickname: str | None = None,
+        id: str | None = None,
+        tax_behavior: str = "exclusive",
+    ) -> dict:
+        recurring = None
+        if interval:
+            recurring = {
+                "interval": interval,
+                "interval_count": interval_count,
+                "usage_type": usage_type,
+                "meter": None,
+                "trial_period_days": None,
+            }
+        return self._put(
+            {
+                "id": id or self.ids("price"),
+                "object": "price",
+                "active": True,
+                "billing_scheme": "per_unit",
+                "created": created,
+                "currency": currency,
+                "livemode": False,
+                "lookup_key": None,
+                "metadata": {},
+                "nickname": nickname,
+                "product": product["id"],
+                "recurring": recurring,
+                "tax_behavior": tax_behavior,
+                "tiers_mode": None,
+                "transform_quantity": None,
+                "type": "recurring" if interval else "one_time",
+                "unit_amount": unit_amount,
+                "unit_amount_decimal": str(unit_amount),
+            }
+        )
+
+    def coupon(
+        self,
+        created: int,
+        *,
+        percent_off: float | None = None,
+        amount_off: int | None = None,
+        currency: str | None = None,
+        duration: str = "forever",
+        duration_in_months: int | None = None,
+        id: str | None = None,
+    ) -> dict:
+        return self._put(
+            {
+                "id": id or self.ids("coupon"),
+                "object": "coupon",
+                "created": created,
+                "livemode": False,
+                "percent_off": percent_off,
+                "amount_off": amount_off,
+                "currency": currency if amount_off else None,
+                "duration": duration,
+                "duration_in_months": duration_in_months,
+                "metadata": {},
+                "name": f"{percent_off}% off" if percent_off else f"{amount_off} off",
+                "valid": True,
+            }
+        )
+
+    def customer(
+        self,
+        created: int,
+        *,
+        email: str | None = None,
+        currency: str = "usd",
+        country: str = "US",
+        metadata: dict | None = None,
+        id: str | None = None,
+    ) -> dict:
+        cid = id or self.ids("cus")
+        obj = self._put(
+            {
+                "id": cid,
+                "object": "customer",
+                "created": created,
+                "currency": currency,
+                "email": email or f"{cid}@example.com",
+                "name": None,
+                "livemode": False,
+                "delinquent": False,
+                "address": {
+                    "country": country,
+                    "city": None,
+                    "line1": None,
+                    "line2": None,
+                    "postal_code": None,
+                    "state": None,
+                },
+                "metadata": metadata or {},
+                "balance": 0,
+                "deleted": None,
+            }
+        )
+        self.event("customer.created", created, obj)
+        return obj
+
+    def subscribe(self, customer: dict, items: list[Item], start: int, **kwargs) -> Subscription:
+        return Subscription(self, customer, items, start, **kwargs)
+
+    def one_off_invoice(
+        self,
+        customer: dict,
+        created: int,
+        amount: int,
+        description: str = "Setup fee",
+        currency: str | None = None,
+        subscription: Subscription | None = None,
+    ) -> dict:
+        currency = currency or customer["currency"]
+        invoice_id = self.ids("in")
+        line = {
+            "id": self.ids("il"),
+            "object": "line_item",
+            "invoice": invoice_id,
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "discount_amounts": [],
+            "discountable": True,
+            "discounts": [],
+            "livemode": False,
+            "metadata": {},
+            "period": {"start": created, "end": created},
+            "quantity": 1,
+            "pretax_credit_amounts": [],
+            "taxes": [],
+            "subtotal": amount,
+            "pricing": {
+                "type": "price_details",
+                "price_details": {"price": None, "product": None},
+                "unit_amount_decimal": str(amount),
+            },
+            "parent": {
+                "type": "invoice_item_details",
+                "subscription_item_details": None,
+                "invoice_item_details": {
+                    "invoice_item": self.ids("ii"),
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription.id if subscription else None,
+                },
+            },
+        }
+        invoice = _invoice(
+            invoice_id,
+            customer,
+            currency,
+            created,
+            created,
+            created,
+            [line],
+            "manual",
+            subscription.id if subscription else None,
+            "paid",
+        )
+        self._put(invoice)
+        self._put(line)
+        return invoice
+
+    def credit_note(self, invoice: dict, amount: int, created: int, reason: str = "requested_by_customer") -> dict:
+        return self._put(
+            {
+                "id": self.ids("cn"),
+                "object": "credit_note",
+                "amount": amount,
+                "created": created,
+                "currency": invoice["currency"],
+                "customer": invoice["customer"],
+                "invoice": invoice["id"],
+                "livemode": False,
+                "reason": reason,
+                "status": "issued",
+                "type": "post_payment",
+                "subtotal": amount,
+                "total": amount,
+                "effective_at": created,
+                "discount_amount": 0,
+                "discount_amounts": [],
+                "memo": None,
+                "metadata": {},
+                "refunds": [],
+                "lines": {"object": "list", "data": [], "has_more": False, "url": "/v1/credit_notes/x/lines"},
+            }
+        )
+
+
+def _invoice(
+    invoice_id,
+    customer,
+    currency,
+    created,
+    period_start,
+    period_end,
+    lines,
+    billing_reason,
+    subscription_id,
+    status,
+    tax_total=0,
+) -> dict:
+    subtotal = sum(line["amount"] for line in lines)
+    discount = sum(sum(d["amount"] for d in line["discount_amounts"]) for line in lines)
+    tax = sum(sum(t["amount"] for t in line["taxes"] if t["tax_behavior"] == "exclusive") for line in lines)
+    total = subtotal - discount + tax
+    paid = status == "paid"
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer["id"],
+        "currency": currency,
+        "created": created,
+        "period_start": period_start,
+        "period_end": period_end,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+        "status": status,
+        "livemode": False,
+        "attempted": status != "draft",
+        "attempt_count": 1,
+        "subtotal": subtotal,
+        "subtotal_excluding_tax": subtotal,
+        "total_discount_amounts": [{"amount": discount, "discount": "di_x"}] if discount else [],
+        "total_taxes": [{"amount": tax, "tax_behavior": "exclusive"}] if tax else [],
+        "total": total,
+        "total_excluding_tax": subtotal - discount,
+        "amount_due": total,
+        "amount_paid": total if paid else 0,
+        "amount_remaining": 0 if paid else total,
+        "customer_email": customer.get("email"),
+        "description": None,
+        "metadata": {},
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"subscription": subscription_id, "metadata": {}},
+        }
+        if subscription_id
+        else None,
+        "status_transitions": {
+            "finalized_at": created if status != "draft" else None,
+            "paid_at": created if paid else None,
+            "marked_uncollectible_at": None,
+            "voided_at": None,
+        },
+        "due_date": None,
+        "effective_at": created,
+    }
+
+
+@dataclass
+class Subscription:
+    """A subscription being billed through time. Call methods in time order, then `finish()`."""
+
+    account: Account
+    customer: dict
+    items: list[Item]
+    start: int
+    trial_days: int = 0
+    coupon: dict | None = None
+    tax_percent: float = 0.0
+    collection: str = "charge_automatically"
+    id: str = ""
+    anchor: int = 0
+    status: str = "active"
+    ended_at: int | None = None
+    canceled_at: int | None = None
+    cancel_at: int | None = None
+    cancel_at_period_end: bool = False
+    pause_collection: dict | None = None
+    trial_end: int | None = None
+    period_start: int = 0
+    period_end: int = 0
+    discount: _Discount | None = None
+    # what the next renewal uses (downgrade at renewal)
+    next_items: list[Item] | None = None
+    pending_fail: bool = False
+    open_invoices: list[dict] = field(default_factory=list)
+    _cycle: int = 0
+    _out: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        acct = self.account
+        self.id = self.id or acct.ids("sub")
+        for item in self.items:
+            item.id = item.id or acct.ids("si")
+        if self.coupon:
+            self.discount = _Discount(self.coupon, self.start)
+        self.anchor = self.start
+        if self.trial_days:
+            self.trial_end = self.start + self.trial_days * 86400
+            self.status = "trialing"
+            self.anchor = self.trial_end
+            self.period_start, self.period_end = self.start, self.trial_end
+            self._issue(
+                self.start,
+                [
+                    self._line(
+                        it,
+                        self.start,
+                        self.trial_end,
+                        amount=0,
+                        description=f"Trial period for {it.price['id']}",
+                    )
+                    for it in self.items
+                ],
+                "subscription_create",
+            )
+        else:
+            self._begin_period(self.start, "subscription_create")
+        acct.event("customer.subscription.created", self.start, {"id": self.id, "object": "subscription"})
+
+    # -- billing primitives ---------------------------------------------------------------------
+    @property
+    def interval(self) -> tuple[str, int]:
+        recurring = self.items[0].price["recurring"]
+        return recurring["interval"], recurring["interval_count"]
+
+    def _boundary(self, n: int) -> int:
+        interval, count = self.interval
+        return add_interval(self.anchor, n, interval, count)
+
+    def _line(
+        self,
+        item: Item,
+        start: int,
+        end: int,
+        amount: int | None = None,
+        proration: bool = False,
+        description: str | None = None,
+        quantity: int | None = None,
+    ) -> dict:
+        price = item.price
+        qty = item.quantity if quantity is None else quantity
+        if amount is None:
+            amount = price["unit_amount"] * qty
+        return {
+            "id": self.account.ids("il"),
+            "object": "line_item",
+            "invoice": None,
+            "amount": amount,
+            "currency": price["currency"],
+            "description": description or f"{qty} x {price['id']}",
+            "discount_amounts": [],
+            "discountable": True,
+            "discounts": [],
+            "livemode": False,
+            "metadata": {},
+            "period": {"start": start, "end": end},
+            "quantity": qty,
+            "pretax_credit_amounts": [],
+            "taxes": [],
+            "subtotal": amount,
+            "pricing": {
+                "type": "price_details",
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "unit_amount_decimal": price["unit_amount_decimal"],
+            },
+            "parent": {
+                "type": "subscription_item_details",
+                "invoice_item_details": None,
+                "subscription_item_details": {
+                    "invoice_item": None,
+                    "proration": proration,
+                    "proration_details": {"credited_items": None},
+                    "subscription": self.id,
+                    "subscription_item": item.id,
+                },
+            },
+        }
+
+    def _apply_discount(self, lines: list[dict], period_start: int, prorations: bool = False) -> None:
+        d = self.discount
+        if d is None or not d.applies(period_start):
+            return
+        coupon = d.coupon
+        eligible = [ln for ln in lines if ln["amount"] > 0 or prorations]
+        if coupon["percent_off"]:
+            for ln in eligible:
+                off = round(ln["amount"] * coupon["percent_off"] / 100)
+                if off:
+                    ln["discount_amounts"] = [{"amount": off, "discount": f"di_{coupon['id']}"}]
+        elif coupon["amount_off"]:
+            total = sum(ln["amount"] for ln in eligible if ln["amount"] > 0)
+            remaining = min(coupon["amount_off"], total)
+            positive = [ln for ln in eligible if ln["amount"] > 0]
+            for i, ln in enumerate(positive):
+                off = remaining if i == len(positive) - 1 else round(coupon["amount_off"] * ln["amount"] / total)
+                off = min(off, remaining, ln["amount"])
+                remaining -= off
+                if off:
+                    ln["discount_amounts"] = [{"amount": off, "discount": f"di_{coupon['id']}"}]
+        if any(ln["amount"] > 0 for ln in lines) and not prorations:
+            d.used = True
+
+    def _apply_tax(self, lines: list[dict]) -> None:
+        if not self.tax_percent:
+            return
+        for ln in lines:
+            base = ln["amount"] - sum(d["amount"] for d in ln["discount_amounts"])
+            tax = round(base * self.tax_percent / 100)
+            if tax:
+                ln["taxes"] = [
+                    {
+                        "amount": tax,
+                        "tax_behavior": "exclusive",
+                        "taxability_reason": "standard_rated",
+                        "taxable_amount": base,
+                        "type": "tax_rate_details",
+                        "tax_rate_details": {"tax_rate": "txr_vat"},
+                    }
+                ]
+
+    def _issue(
+        self,
+        created: int,
+        lines: list[dict],
+        reason: str,
+        status: str | None = None,
+        prorations: bool = False,
+    ) -> dict:
+        acct = self.account
+        period_start = min(ln["period"]["start"] for ln in lines)
+        if not prorations:
+            self._apply_discount(lines, period_start)
+        else:
+            self._apply_discount(lines, period_start, prorations=True)
+        self._apply_tax(lines)
+        invoice_id = acct.ids("in")
+        for ln in lines:
+            ln["invoice"] = invoice_id
+        if status is None:
+            status = "paid"
+            if self.pending_fail and sum(ln["amount"] for ln in lines) > 0:
+                status = "open"
+                self.pending_fail = False
+            if self.pause_collection:
+                status = {"void": "void", "keep_as_draft": "draft", "mark_uncollectible": "uncollectible"}[
+                    self.pause_collection["behavior"]
+                ]
+            if all(ln["amount"] == 0 for ln in lines):
+                status = "paid"
+        invoice = _invoice(
+            invoice_id,
+            self.customer,
+            lines[0]["currency"],
+            created,
+            period_start,
+            max(ln["period"]["end"] for ln in lines),
+            lines,
+            reason,
+            self.id,
+            status,
+        )
+        if status == "void":
+            invoice["status_transitions"]["voided_at"] = created
+        if status == "uncollectible":
+            invoice["status_transitions"]["marked_uncollectible_at"] = created
+        self._out.append(invoice)
+        self._out.extend(lines)
+        if status == "open":
+            self.open_invoices.append(invoice)
+            self.status = "past_due"
+        acct.event("invoice.created", created, {"id": invoice_id, "object": "invoice"})
+        return invoice
+
+    def _begin_period(self, start: int, reason: str) -> None:
+        if self.next_items is not None:
+            self.items, self.next_items = self.next_items, None
+        self.period_start = start
+        self.period_end = self._boundary(self._cycle + 1)
+        self._cycle += 1
+        if self.status == "trialing":
+            self.status = "active"
+        lines = [self._line(it, self.period_start, self.period_end) for it in self.items]
+        if (
+            self.pause_collection
+            and self.pause_collection.get("resumes_at")
+            and self.pause_collection["resumes_at"] <= start
+        ):
+            self.pause_collection = None
+        self._issue(start, lines, reason)
+
+    # -- time -----------------------------------------------------------------------------------
+    def advance_to(self, when: int) -> Subscription:
+        """Renew every period that starts before `when` (not past the account's `now`)."""
+        limit = min(when, self.account.now)
+        while self.ended_at is None and self.period_end <= limit:
+            if self.cancel_at_period_end or (self.cancel_at and self.cancel_at <= self.period_end):
+                self._end(self.period_end, self.canceled_at or self.period_end)
+                break
+            self._begin_period(self.period_end, "subscription_cycle")
+        return self
+
+    # -- changes --------------------------------------------------------------------------------
+    def change(self, when: int, items: list[Item], prorate: bool = True) -> Subscription:
+        """Replace the items mid-period (plan or quantity change), invoicing prorations at once."""
+        self.advance_to(when)
+        old = self.items
+        new = []
+        for item in items:
+            same = next((o for o in old if o.id and item.id == o.id), None)
+            item.id = item.id or (same.id if same else self.account.ids("si"))
+            new.append(item)
+        if prorate and when > self.period_start:
+            span = self.period_end - self.period_start
+            left = self.period_end - when
+            lines = []
+            for item in old:
+                lines.append(
+                    self._line(
+                        item,
+                        when,
+                        self.period_end,
+                        amount=-round(item.price["unit_amount"] * item.quantity * left / span),
+                        proration=True,
+                        description=f"Unused time on {item.price['id']}",
+                    )
+                )
+            for item in new:
+                lines.append(
+                    self._line(
+                        item,
+                        when,
+                        self.period_end,
+                        amount=round(item.price["unit_amount"] * item.quantity * left / span),
+                        proration=True,
+                        description=f"Remaining time on {item.price['id']}",
+                    )
+                )
+            self._issue(when, lines, "subscription_update", prorations=True)
+        self.items = new
+        self.account.event("customer.subscription.updated", when, {"id": self.id, "object": "subscription"})
+        return self
+
+    def change_at_renewal(self, when: int, items: list[Item]) -> Subscription:
+        """Schedule new items (a downgrade, a seat change) for the next period."""
+        self.advance_to(when)
+        self.next_items = items
+        for item in items:
+            item.id = item.id or self.account.ids("si")
+        return self
+
+    def fail_next_payment(self) -> Subscription:
+        self.pending_fail = True
+        return self
+
+    def recover(self, when: int) -> Subscription:
+        """The open invoice is paid (a retried card works)."""
+        self.advance_to(when)
+        for invoice in self.open_invoices:
+            invoice["status"] = "paid"
+            invoice["amount_paid"], invoice["amount_remaining"] = invoice["amount_due"], 0
+            invoice["status_transitions"]["paid_at"] = when
+        self.open_invoices = []
+        self.status = "active"
+        return self
+
+    def mark_unpaid(self, when: int) -> Subscription:
+        """Dunning gave up but left the subscription in place (Stripe's 'mark as unpaid')."""
+        self.advance_to(when)
+        self.status = "unpaid"
+        for invoice in self.open_invoices:
+            invoice["status"] = "uncollectible"
+            invoice["status_transitions"]["marked_uncollectible_at"] = when
+        return self
+
+    def pause(self, when: int, behavior: str = "void", resumes_at: int | None = None) -> Subscription:
+        self.advance_to(when)
+        self.pause_collection = {"behavior": behavior, "resumes_at": resumes_at}
+        self.account.event(
+            "customer.subscription.updated",
+            when,
+            {"id": self.id, "object": "subscription"},
+            {"pause_collection": None},
+        )
+        return self
+
+    def resume(self, when: int) -> Subscription:
+        """Resume collection; the next renewal is billed normally."""
+        self.advance_to(when)
+        self.pause_collection = None
+        self.account.event("customer.subscription.updated", when, {"id": self.id, "object": "subscription"})
+        return self
+
+    def cancel(self, when: int, at_period_end: bool = False) -> Subscription:
+        self.advance_to(when)
+        if self.ended_at is not None:
+            return self
+        self.canceled_at = when
+        if at_period_end:
+            self.cancel_at_period_end = True
+            self.cancel_at = self.period_end
+            self.advance_to(self.account.now)  # ends at period end if that is in the past
+        else:
+            self._end(when, when)
+        return self
+
+    def _end(self, ended_at: int, canceled_at: int) -> None:
+        self.ended_at = ended_at
+        self.canceled_at = canceled_at
+        self.status = "canceled"
+        self.account.event("customer.subscription.deleted", ended_at, {"id": self.id, "object": "subscription"})
+
+    # -- output ---------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Write the subscription's current state and items; returns the subscription object."""
+        self.advance_to(self.account.now)
+        acct = self.account
+        items = []
+        for item in self.items:
+            items.append(
+                {
+                    "id": item.id,
+                    "object": "subscription_item",
+                    "created": self.start,
+                    "discounts": [],
+                    "metadata": {},
+                    "price": item.price,
+                    "quantity": item.quantity,
+                    "subscription": self.id,
+                    "tax_rates": [],
+                    "current_period_start": self.period_start,
+                    "current_period_end": self.period_end,
+                }
+            )
+        sub = {
+            "id": self.id,
+            "object": "subscription",
+            "customer": self.customer["id"],
+            "status": self.status,
+            "created": self.start,
+            "start_date": self.start,
+            "billing_cycle_anchor": self.anchor,
+            "cancel_at": self.cancel_at,
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "canceled_at": self.canceled_at,
+            "ended_at": self.ended_at,
+            "trial_start": self.start if self.trial_days else None,
+            "trial_end": self.trial_end,
+            "currency": self.items[0].price["currency"],
+            "collection_method": self.collection,
+            "pause_collection": self.pause_collection,
+            "livemode": False,
+            "metadata": {},
+            "discounts": [f"di_{self.coupon['id']}"] if self.coupon else [],
+            "latest_invoice": None,
+            "description": None,
+            "days_until_due": None,
+            "cancellation_details": {
+                "comment": None,
+                "feedback": None,
+                "reason": "cancellation_requested" if self.canceled_at else None,
+            },
+        }
+        for obj in [sub, *items, *self._out]:
+            acct._put(obj)
+        self._out = []
+        return sub

@@ -1,0 +1,339 @@
+"""A deterministic (seeded) history of a SaaS business, billed through `billing.Account`.
+
+About `customers` customers sign up over `months` months, with growth and seasonality, on a
+catalogue of monthly, quarterly, annual and weekly prices (per seat, add-ons, a free plan, a
+metered API price, EUR/GBP/JPY prices), and live through what real accounts see: trials that
+convert or lapse, coupons, upgrades mid-period with prorations, downgrades at renewal, seat
+changes, cancellations at period end and immediate ones, failed payments that recover or end
+in dunning, paused collection, win-backs, setup fees, tax, credit notes.
+
+Customers are written to the store as they are simulated, so memory stays flat at any scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saas_metrics.fakestripe.billing import Account, Item, add_interval
+from saas_metrics.fakestripe.store import Store
+
+log = logging.getLogger("saas_metrics.demo")
+
+DEMO_API_KEY = "sk_test_saas_metrics_demo"
+DAY = 86400
+GENERATOR_VERSION = "1"
+
+
+@dataclass
+class Catalogue:
+    plans: dict  # name -> {interval -> price} per currency: plans[currency][name][interval]
+    addons: list
+    api_usage: dict
+    setup_fee: int
+    free: dict
+    mega_addons: list
+
+
+def _catalogue(acct: Account, created: int) -> Catalogue:
+    products = {
+        name: acct.product(name, created, id=f"prod_{name.lower()}")
+        for name in ("Starter", "Pro", "Business", "Free", "Storage", "SSO", "API", "Weekly")
+    }
+    # per currency: (starter, pro per seat, business) monthly unit amounts in minor units
+    amounts = {
+        "usd": (2900, 1500, 49900),
+        "eur": (2700, 1400, 46900),
+        "gbp": (2400, 1200, 39900),
+        "jpy": (4000, 2000, 70000),
+    }
+    plans: dict = {}
+    for currency, (starter, pro, business) in amounts.items():
+        cur = plans.setdefault(currency, {})
+        for name, monthly in (("Starter", starter), ("Pro", pro), ("Business", business)):
+            product = products[name]
+            cur[name] = {
+                "month": acct.price(
+                    product,
+                    monthly,
+                    created,
+                    currency=currency,
+                    id=f"price_{name.lower()}_{currency}_monthly",
+                    nickname=f"{name} monthly",
+                ),
+                "year": acct.price(
+                    product,
+                    monthly * 10,
+                    created,
+                    currency=currency,
+                    interval="year",
+                    id=f"price_{name.lower()}_{currency}_annual",
+                    nickname=f"{name} annual",
+                ),
+            }
+        cur["Business"]["quarter"] = acct.price(
+            products["Business"],
+            business * 3 - business // 4,
+            created,
+            currency=currency,
+            interval="month",
+            interval_count=3,
+            id=f"price_business_{currency}_quarterly",
+            nickname="Business quarterly",
+        )
+    plans["usd"]["Weekly"] = {
+        "week": acct.price(
+            products["Weekly"], 900, created, interval="week", id="price_weekly_usd", nickname="Weekly pass"
+        )
+    }
+    addons = [
+        acct.price(products["Storage"], 1000, created, id="price_storage_usd", nickname="Extra storage"),
+        acct.price(products["SSO"], 5000, created, id="price_sso_usd", nickname="SSO"),
+    ]
+    mega = [
+        acct.price(products["Storage"], 500 + 100 * i, created, id=f"price_pack_{i:02d}_usd", nickname=f"Pack {i}")
+        for i in range(1, 13)
+    ]
+    api = acct.price(
+        products["API"],
+        1,
+        created,
+        usage_type="metered",
+        id="price_api_usage_usd",
+        nickname="API calls (metered)",
+    )
+    free = acct.price(products["Free"], 0, created, id="price_free_usd", nickname="Free")
+    return Catalogue(plans=plans, addons=addons, api_usage=api, setup_fee=25000, free=free, mega_addons=mega)
+
+
+def _signup_times(rng: random.Random, customers: int, start: int, now: int) -> list[int]:
+    """Sign-up times with ~4%/month growth and a yearly season (slow summers, strong Januaries)."""
+    span = now - start
+    weights = []
+    steps = 400
+    for i in range(steps):
+        t = start + span * (i + 0.5) / steps
+        months_in = (t - start) / (30.44 * DAY)
+        season = 1 + 0.2 * math.cos(2 * math.pi * ((t / (365.25 * DAY)) % 1))
+        weights.append(math.exp(0.04 * months_in) * season)
+    total = sum(weights)
+    times = []
+    for _ in range(customers):
+        r = rng.random() * total
+        acc = 0.0
+        for i, w in enumerate(weights):
+            acc += w
+            if acc >= r:
+                lo = start + span * i / steps
+                times.append(int(lo + rng.random() * span / steps))
+                break
+    return sorted(times)
+
+
+def _pick_plan(rng: random.Random, cat: Catalogue, currency: str):
+    roll = rng.random()
+    plans = cat.plans[currency]
+    if currency == "usd" and roll < 0.05:
+        return "Weekly", plans["Weekly"]["week"], 1
+    if roll < 0.45:
+        name = "Starter"
+    elif roll < 0.85:
+        name = "Pro"
+    else:
+        name = "Business"
+    interval = "year" if rng.random() < 0.2 else "month"
+    if name == "Business" and rng.random() < 0.2:
+        interval = "quarter"
+    seats = rng.choice([2, 3, 5, 8, 10, 15]) if name == "Pro" else 1
+    return name, plans[name][interval], seats
+
+
+def _simulate_customer(
+    acct: Account, cat: Catalogue, rng: random.Random, n: int, signup: int, now: int, coupons: list[dict]
+) -> None:
+    currency = rng.choices(["usd", "eur", "gbp", "jpy"], weights=[85, 8, 6, 1])[0]
+    country = {
+        "usd": rng.choice(["US", "US", "US", "CA", "AU"]),
+        "eur": rng.choice(["DE", "FR", "NL", "ES"]),
+        "gbp": "GB",
+        "jpy": "JP",
+    }[currency]
+    channel = rng.choices(["organic", "paid_search", "referral", "outbound", "partner"], weights=[40, 25, 15, 12, 8])[0]
+    customer = acct.customer(
+        signup,
+        currency=currency,
+        country=country,
+        metadata={"tenant_id": f"acct_{n:06d}", "channel": channel},
+        id=f"cus_demo{n:06d}",
+    )
+    if currency == "usd" and rng.random() < 0.06:  # free plan forever
+        acct.subscribe(customer, [Item(cat.free)], signup).finish()
+        return
+    name, price, seats = _pick_plan(rng, cat, currency)
+    items = [Item(price, seats)]
+    if currency == "usd" and name != "Weekly" and price["recurring"]["interval"] == "month":
+        if rng.random() < 0.15:
+            items.append(Item(rng.choice(cat.addons)))
+        if rng.random() < 0.08:
+            items.append(Item(cat.api_usage, 1))
+        if n % 997 == 5:  # a few customers buy every pack: more than ten items on one subscription
+            items.extend(Item(p) for p in cat.mega_addons)
+    trial = 14 if rng.random() < 0.35 else 0
+    coupon = rng.choice(coupons) if rng.random() < 0.12 and currency == "usd" else None
+    tax = 20.0 if currency in ("eur", "gbp") else (8.0 if rng.random() < 0.1 else 0.0)
+    risk = {"Starter": 0.045, "Pro": 0.028, "Business": 0.015, "Weekly": 0.08}[name] * rng.uniform(0.5, 1.6)
+
+    if trial and rng.random() < 0.3:  # a trial that lapses
+        sub = acct.subscribe(customer, items, signup, trial_days=trial)
+        sub.cancel(signup + trial * DAY - 3600)
+        sub.finish()
+        return
+    if name == "Business" and rng.random() < 0.5:
+        acct.one_off_invoice(
+            customer,
+            signup,
+            cat.setup_fee if currency != "jpy" else 35000,
+            description="Onboarding and setup",
+        )
+    sub = acct.subscribe(customer, items, signup, trial_days=trial, coupon=coupon, tax_percent=tax)
+    t = signup + trial * DAY
+    while t < now and sub.ended_at is None:
+        step_end = t + int(30.44 * DAY)
+        r = t + int(rng.random() * (step_end - t))
+        if r >= now:
+            break
+        roll = rng.random()
+        if roll < risk:  # churn
+            sub.cancel(r, at_period_end=rng.random() < 0.75)
+            sub.finish()
+            if rng.random() < 0.2 and sub.ended_at:  # win-back
+                back = sub.ended_at + rng.randint(30, 200) * DAY
+                if back < now:
+                    sub = acct.subscribe(customer, [Item(price, seats)], back, tax_percent=tax)
+                    t = back
+                    continue
+            return
+        elif roll < risk + 0.03 and sub.pending_fail is False and sub.status == "active":
+            renewal = sub.period_end
+            if renewal + 25 * DAY < now:
+                sub.fail_next_payment()
+                outcome = rng.random()
+                if outcome < 0.7:
+                    sub.recover(renewal + rng.randint(1, 6) * DAY)
+                elif outcome < 0.92:
+                    sub.advance_to(renewal + DAY)
+                    sub.cancel(renewal + 21 * DAY)
+                    sub.finish()
+                    return
+                else:
+                    sub.mark_unpaid(renewal + 15 * DAY)
+                    sub.finish()
+                    return
+                step_end = max(step_end, renewal + 7 * DAY)
+        elif roll < risk + 0.055 and name in ("Starter", "Pro") and sub.period_end > r:
+            # upgrade mid-period with prorations
+            new_name = "Pro" if name == "Starter" else "Business"
+            interval = price["recurring"]["interval"]
+            new_price = cat.plans[currency][new_name]["year" if interval == "year" else "month"]
+            if new_price["recurring"]["interval"] == price["recurring"]["interval"]:
+                new_seats = max(seats, 3) if new_name == "Pro" else 1
+                sub.change(r, [Item(new_price, new_seats, id=items[0].id), *items[1:]])
+                name, price, seats = new_name, new_price, new_seats
+                items = sub.items
+        elif roll < risk + 0.075 and name == "Pro":
+            new_seats = max(1, seats + rng.choice([-2, -1, 1, 2, 3]))
+            if rng.random() < 0.5:
+                sub.change(r, [Item(price, new_seats, id=sub.items[0].id), *sub.items[1:]])
+            else:
+                sub.change_at_renewal(r, [Item(price, new_seats, id=sub.items[0].id), *sub.items[1:]])
+            seats = new_seats
+        elif roll < risk + 0.082 and name == "Business":
+            down = cat.plans[currency]["Pro"][
+                price["recurring"]["interval"] if price["recurring"]["interval"] == "year" else "month"
+            ]
+            if price["recurring"]["interval_count"] == 1:
+                sub.change_at_renewal(r, [Item(down, 5)])
+                name, price, seats = "Pro", down, 5
+        elif roll < risk + 0.085 and sub.pause_collection is None:
+            sub.pause(r, behavior="void")
+            resume = r + rng.randint(35, 70) * DAY
+            if resume < now:
+                sub.resume(resume)
+                step_end = max(step_end, resume)
+        t = step_end
+    # credit notes: a goodwill credit on a few paid invoices
+    if rng.random() < 0.02:
+        invoices = [o for o in sub._out if o.get("object") == "invoice" and o["status"] == "paid" and o["total"] > 0]
+        if invoices:
+            inv = rng.choice(invoices)
+            acct.credit_note(inv, inv["total"] // 2, inv["created"] + 5 * DAY)
+    sub.finish()
+
+
+def generate(
+    store: Store,
+    customers: int = 1000,
+    months: int = 24,
+    seed: int = 42,
+    now: int | None = None,
+    progress_every: int = 10000,
+) -> dict:
+    """Write a whole account into `store`; returns counts."""
+    if customers < 1:
+        raise ValueError("customers must be at least 1")
+    if months < 1:
+        raise ValueError("months must be at least 1")
+    rng = random.Random(seed)
+    now = now or int(time.time())
+    start = add_interval(now, -months, "month")
+    acct = Account(store, now)
+    cat = _catalogue(acct, start - 30 * DAY)
+    coupons = [
+        acct.coupon(start, percent_off=20.0, duration="forever", id="LOYAL20"),
+        acct.coupon(start, percent_off=50.0, duration="repeating", duration_in_months=3, id="LAUNCH50"),
+        acct.coupon(start, amount_off=1000, currency="usd", duration="once", id="WELCOME10"),
+    ]
+    began = time.monotonic()
+    for n, signup in enumerate(_signup_times(rng, customers, start, now), start=1):
+        _simulate_customer(acct, cat, rng, n, signup, now, coupons)
+        if n % progress_every == 0:
+            log.info("demo: %d/%d customers (%.0f/s)", n, customers, n / (time.monotonic() - began))
+    acct.flush()
+    counts = {kind: store.count(kind) for kind in ("customer", "subscription", "invoice", "line_item", "event")}
+    store.set_meta("now", str(now))
+    store.set_meta("counts", json.dumps(counts))
+    return counts
+
+
+def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
+    """The demo store for these parameters and today, generated once and reused."""
+    now = int(time.time()) // DAY * DAY  # midnight UTC: the same store all day
+    key = hashlib.sha1(f"{GENERATOR_VERSION}:{customers}:{months}:{seed}:{now}".encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"stripe-{key}.sqlite"
+    if path.exists():
+        store = Store(path)
+        if store.get_meta("now"):
+            return store, int(store.get_meta("now"))
+        path.unlink()
+    for old in folder.glob("stripe-*.sqlite*"):
+        old.unlink()
+    tmp = folder / f"stripe-{key}.partial.sqlite"
+    tmp.unlink(missing_ok=True)
+    print(f"Generating the demo account: {customers} customers over {months} months (seed {seed})...")
+    began = time.monotonic()
+    partial = Store(tmp)
+    counts = generate(partial, customers=customers, months=months, seed=seed, now=now)
+    partial.close()
+    tmp.rename(path)
+    print(
+        f"  {counts['customer']} customers, {counts['subscription']} subscriptions, {counts['invoice']} invoices, "
+        f"{counts['line_item']} invoice lines in {time.monotonic() - began:.1f}s"
+    )
+    return Store(path), now

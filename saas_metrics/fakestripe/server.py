@@ -1,0 +1,293 @@
+"""An HTTP server that speaks Stripe's read API over a `Store`.
+
+It reproduces what a real account does to a careless client - and what the ingestion
+has to handle:
+
+- lists page newest first with `limit` (1..100), `starting_after`, `ending_before`, `has_more`;
+- `GET /v1/subscriptions` hides canceled (and incomplete_expired) subscriptions unless
+  `status=all` (or that status) is asked for;
+- `invoice.lines` and `subscription.items` embed at most 10 rows; the rest come from
+  `/v1/invoices/{id}/lines` and `/v1/subscription_items?subscription=`;
+- `/v1/events` only returns the last 30 days;
+- a wrong API key is a 401 in Stripe's error format.
+
+`Faults` injects 429s, 5xx and dropped connections for tests. The demo and the tests use
+the same server, so the demo exercises exactly the code a customer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlparse
+
+from saas_metrics.fakestripe.store import LIST_PATHS, Store
+
+EMBED_LIMIT = 10
+EVENT_WINDOW_SECONDS = 30 * 86400
+HIDDEN_SUBSCRIPTION_STATUSES = ["canceled", "incomplete_expired"]
+PATH_TO_TYPE = {path: type_ for type_, path in LIST_PATHS.items()}
+
+
+@dataclass
+class Faults:
+    """Failures to inject, consumed in order; each rule fires `times` times on matching paths."""
+
+    rules: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, status: int | str, path_regex: str = ".*", times: int = 1, should_retry: bool | None = None):
+        """status: an HTTP status (429, 500, 503...) or "drop" to close the connection."""
+        with self.lock:
+            self.rules.append(
+                {"status": status, "re": re.compile(path_regex), "times": times, "should_retry": should_retry}
+            )
+
+    def take(self, path: str) -> dict | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule["times"] > 0 and rule["re"].search(path):
+                    rule["times"] -= 1
+                    return rule
+        return None
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hit(self, path: str) -> None:
+        key = re.sub(r"/(cus|sub|in|si|il|price|prod|cn|evt)_[A-Za-z0-9]+", "/{id}", path)
+        with self.lock:
+            self.requests += 1
+            self.by_path[key] = self.by_path.get(key, 0) + 1
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error") -> tuple[int, dict]:
+    return status, {"error": {"type": type_, "message": message}}
+
+
+def _parse_params(query: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Flat params plus bracketed ones: created[gt]=1 -> nested['created'] = ['gt=1'] style."""
+    flat: dict[str, str] = {}
+    arrays: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        match = re.fullmatch(r"([a-z_]+)\[([a-z_0-9]*)\]", key)
+        if match:
+            arrays.setdefault(match.group(1), []).append(f"{match.group(2)}={value}")
+        else:
+            flat[key] = value
+    return flat, arrays
+
+
+class StripeProtocolServer:
+    """Serve a `Store` on 127.0.0.1; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        store: Store,
+        api_key: str = "sk_test_saas_metrics",
+        port: int = 0,
+        now: int | None = None,
+        faults: Faults | None = None,
+        latency_seconds: float = 0.0,
+    ):
+        self.store = store
+        self.api_key = api_key
+        self.now = now
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self.latency_seconds = latency_seconds
+        handler = self._make_handler()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def start(self) -> StripeProtocolServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="stripe-protocol", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> StripeProtocolServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- routing ---------------------------------------------------------------------------
+    def handle(self, path: str, query: str, auth: str | None) -> tuple[int, dict]:
+        if auth != f"Bearer {self.api_key}":
+            return _error(401, "Invalid API Key provided", "invalid_request_error")
+        flat, arrays = _parse_params(query)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or parts[0] != "v1":
+            return _error(404, f"Unrecognized request URL (GET: {path})")
+        resource = parts[1]
+        if resource not in PATH_TO_TYPE or resource == "line_items":
+            return _error(404, f"Unrecognized request URL (GET: {path})")
+        type_ = PATH_TO_TYPE[resource]
+        if len(parts) == 2:
+            return self._list(type_, path, flat, arrays)
+        if len(parts) == 3:
+            obj = self.store.get(type_, parts[2])
+            if obj is None:
+                return _error(404, f"No such {type_}: '{parts[2]}'")
+            return 200, self._render(obj)
+        if len(parts) == 4 and resource == "invoices" and parts[3] == "lines":
+            if self.store.get("invoice", parts[2]) is None:
+                return _error(404, f"No such invoice: '{parts[2]}'")
+            return self._list("line_item", path, flat, arrays, parent=parts[2])
+        return _error(404, f"Unrecognized request URL (GET: {path})")
+
+    def _list(self, type_, path, flat, arrays, parent=None) -> tuple[int, dict]:
+        try:
+            limit = int(flat.get("limit", "10"))
+        except ValueError:
+            return _error(400, "Invalid integer: limit")
+        if not 1 <= limit <= 100:
+            return _error(400, "This value must be between 1 and 100 (limit)")
+        created = {}
+        for item in arrays.get("created", []):
+            op, _, value = item.partition("=")
+            created[op] = int(value)
+        if "created" in flat:
+            created = {"gte": int(flat["created"]), "lte": int(flat["created"])}
+        statuses = None
+        exclude = None
+        if type_ == "subscription":
+            status = flat.get("status")
+            if status == "all":
+                pass
+            elif status:
+                statuses = [status]
+            else:
+                exclude = HIDDEN_SUBSCRIPTION_STATUSES
+        elif type_ in ("invoice",) and flat.get("status"):
+            statuses = [flat["status"]]
+        if type_ == "subscription_item":
+            parent = flat.get("subscription")
+            if not parent:
+                return _error(400, "Missing required param: subscription.")
+        if type_ == "event":
+            now = self.now or int(time.time())
+            created["gte"] = max(created.get("gte", 0), now - EVENT_WINDOW_SECONDS)
+        event_types = [v.partition("=")[2] for v in arrays.get("types", [])] or None
+        if type_ == "event" and flat.get("type"):
+            event_types = [flat["type"]]
+        if type_ in ("line_item", "subscription_item") and parent:
+            # children are listed in creation order, as Stripe does for lines and items
+            page = self.store.children(type_, parent, limit=limit + 1, after=flat.get("starting_after"))
+            has_more = len(page) > limit
+            data = page[:limit]
+        else:
+            try:
+                data, has_more = self.store.list(
+                    type_,
+                    limit=limit,
+                    starting_after=flat.get("starting_after"),
+                    ending_before=flat.get("ending_before"),
+                    created=created or None,
+                    customer=flat.get("customer"),
+                    parent=flat.get("subscription") if type_ == "invoice" else None,
+                    statuses=statuses,
+                    exclude_statuses=exclude,
+                    event_types=event_types,
+                )
+            except KeyError as exc:
+                return _error(400, f"No such object: '{exc.args[0]}' (starting_after)")
+        return 200, {
+            "object": "list",
+            "url": path,
+            "has_more": has_more,
+            "data": [self._render(obj) for obj in data],
+        }
+
+    def _render(self, obj: dict) -> dict:
+        """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does."""
+        kind = obj.get("object")
+        if kind == "invoice":
+            lines = self.store.children("line_item", obj["id"], limit=EMBED_LIMIT + 1)
+            total = self.store.count_children("line_item", obj["id"]) if len(lines) > EMBED_LIMIT else len(lines)
+            obj = {
+                **obj,
+                "lines": {
+                    "object": "list",
+                    "data": lines[:EMBED_LIMIT],
+                    "has_more": total > EMBED_LIMIT,
+                    "total_count": total,
+                    "url": f"/v1/invoices/{obj['id']}/lines",
+                },
+            }
+        elif kind == "subscription":
+            items = self.store.children("subscription_item", obj["id"], limit=EMBED_LIMIT + 1)
+            total = (
+                self.store.count_children("subscription_item", obj["id"]) if len(items) > EMBED_LIMIT else len(items)
+            )
+            obj = {
+                **obj,
+                "items": {
+                    "object": "list",
+                    "data": items[:EMBED_LIMIT],
+                    "has_more": total > EMBED_LIMIT,
+                    "total_count": total,
+                    "url": f"/v1/subscription_items?subscription={obj['id']}",
+                },
+            }
+        return obj
+
+    def _make_handler(server_self):  # noqa: N805 - closes over the server instance
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):  # noqa: N802
+                parsed = urlparse(self.path)
+                server_self.stats.hit(parsed.path)
+                fault = server_self.faults.take(parsed.path)
+                if fault is not None:
+                    if fault["status"] == "drop":
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    status, body = _error(
+                        int(fault["status"]),
+                        "injected failure",
+                        "rate_limit_error" if fault["status"] == 429 else "api_error",
+                    )
+                    headers = {}
+                    if fault["should_retry"] is not None:
+                        headers["Stripe-Should-Retry"] = "true" if fault["should_retry"] else "false"
+                    return self._send(status, body, headers)
+                if server_self.latency_seconds:
+                    time.sleep(server_self.latency_seconds)
+                status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
+                self._send(status, body)
+
+            def _send(self, status: int, body: dict, headers: dict | None = None):
+                payload = json.dumps(body, separators=(",", ":")).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Request-Id", f"req_{server_self.stats.requests}")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler

@@ -1,0 +1,86 @@
+"""Process-wide wiring: settings, the warehouse URL, and the environment dbt/dlt/Dagster read.
+
+The CLI calls `prepare_environment()` once; Dagster resources call `warehouse_url()` and
+`settings()`, so `dagster dev` started by `saas-metrics ui` and `saas-metrics run` agree.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR, Settings, load_settings, warehouse_environment
+from saas_metrics.postgres import DAGSTER_DB_NAME, EmbeddedPostgres
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()
+
+
+def embedded_postgres(current: Settings | None = None) -> EmbeddedPostgres:
+    current = current or settings()
+    return EmbeddedPostgres(current.pgdata, current.pg_port)
+
+
+def warehouse_url() -> str:
+    """DATABASE_URL, or the embedded PostgreSQL (started if it is not running)."""
+    current = settings()
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    if current.database_url:
+        return current.database_url
+    return embedded_postgres(current).start()
+
+
+def prepare_environment(start_db: bool = True) -> dict[str, str]:
+    """Start the embedded database if it is used, and export what dbt, dlt and Dagster read."""
+    current = settings()
+    if current.uses_embedded_db:
+        pg = embedded_postgres(current)
+        url = pg.start() if start_db else pg.url()
+        dagster_url = pg.url(DAGSTER_DB_NAME)
+    else:
+        url = current.database_url
+        dagster_url = os.environ.get("DAGSTER_PG_URL") or url
+    env = warehouse_environment(url, dagster_url, current)
+    os.environ.update(env)
+    link_dagster_home(current)
+    return env
+
+
+def link_dagster_home(current: Settings) -> Path:
+    """DAGSTER_HOME holds the repository's dagster.yaml (linked, so edits apply at once)."""
+    home = current.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    source = PROJECT_DIR / "dagster.yaml"
+    if target.is_symlink() or target.exists():
+        if target.resolve() == source.resolve():
+            return home
+        target.unlink()
+    target.symlink_to(source)
+    return home
+
+
+def prepare_dbt() -> None:
+    """Parse the dbt project so Dagster has a current manifest (a few seconds)."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()
+        raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))

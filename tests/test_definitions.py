@@ -1,0 +1,73 @@
+"""The Dagster Definitions load, with every asset, check, job and schedule wired as designed."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+STRIPE_TABLES = {
+    "customers", "products", "prices", "plans", "coupons", "subscriptions", "subscription_items",
+    "invoices", "invoice_lines", "credit_notes", "events",
+}
+MRR_MARTS = {"mrr_movements", "customer_mrr_monthly", "mrr_monthly", "mrr_by_plan", "customer_mrr_current",
+             "usage_revenue_monthly"}
+
+
+@pytest.fixture(scope="module")
+def repo():
+    from orchestration.definitions import defs
+
+    return defs.get_repository_def()
+
+
+def test_every_stripe_table_is_an_ingestion_asset(repo):
+    keys = {key.path[1] for key in repo.asset_graph.get_all_asset_keys() if key.path[0] == "stripe"}
+    assert keys == STRIPE_TABLES
+    for table in STRIPE_TABLES:
+        assert repo.asset_graph.get(dg.AssetKey(["stripe", table])).group_name == "ingestion"
+
+
+def test_lineage_runs_from_raw_through_staging_to_marts(repo):
+    graph = repo.asset_graph
+    staging = graph.get(dg.AssetKey(["staging", "stg_stripe__invoice_lines"]))
+    assert dg.AssetKey(["stripe", "invoice_lines"]) in staging.parent_keys
+    assert graph.get(dg.AssetKey(["stripe", "invoices"])).is_materializable
+    movements = dg.AssetKey(["marts", "mrr_movements"])
+    ancestors = set()
+    frontier = [movements]
+    while frontier:
+        key = frontier.pop()
+        for parent in graph.get(key).parent_keys:
+            if parent not in ancestors:
+                ancestors.add(parent)
+                frontier.append(parent)
+    assert dg.AssetKey(["stripe", "invoice_lines"]) in ancestors
+    assert dg.AssetKey(["stripe", "subscriptions"]) in ancestors
+
+
+def test_marts_are_grouped_and_described(repo):
+    for mart in MRR_MARTS:
+        node = repo.asset_graph.get(dg.AssetKey(["marts", mart]))
+        assert node.group_name == "mrr", mart
+        assert node.description, f"{mart} has no description"
+
+
+def test_jobs_and_schedule(repo):
+    jobs = {job.name for job in repo.get_all_jobs()}
+    assert {"refresh_job", "transform_job"} <= jobs
+    schedule = repo.get_schedule_def("nightly_refresh_schedule")
+    assert schedule.cron_schedule == "0 0 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "refresh_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    transform = repo.get_job("transform_job")
+    assert not any(key.path[0] == "stripe" for key in transform.asset_layer.executable_asset_keys)
+
+
+def test_dbt_tests_are_asset_checks(repo):
+    checks = {(key.asset_key.path[-1], key.name) for key in repo.asset_graph.asset_check_keys}
+    # the blocking waterfall identity, the movement chain, and key tests
+    assert ("mrr_monthly", "assert_mrr_waterfall_balances") in checks
+    assert ("mrr_movements", "assert_mrr_movements_chain") in checks
+    assert ("mrr_movements", "unique_combination_of_columns_mrr_movements_customer_id__movement_date") in checks
+    assert ("customer_mrr_current", "unique_customer_mrr_current_customer_id") in checks
