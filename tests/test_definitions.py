@@ -6,11 +6,26 @@ import dagster as dg
 import pytest
 
 STRIPE_TABLES = {
-    "customers", "products", "prices", "plans", "coupons", "subscriptions", "subscription_items",
-    "invoices", "invoice_lines", "credit_notes", "events",
+    "customers",
+    "products",
+    "prices",
+    "plans",
+    "coupons",
+    "subscriptions",
+    "subscription_items",
+    "invoices",
+    "invoice_lines",
+    "credit_notes",
+    "events",
 }
-MRR_MARTS = {"mrr_movements", "customer_mrr_monthly", "mrr_monthly", "mrr_by_plan", "customer_mrr_current",
-             "usage_revenue_monthly"}
+MRR_MARTS = {
+    "mrr_movements",
+    "customer_mrr_monthly",
+    "mrr_monthly",
+    "mrr_by_plan",
+    "customer_mrr_current",
+    "usage_revenue_monthly",
+}
 
 
 @pytest.fixture(scope="module")

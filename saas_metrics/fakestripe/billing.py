@@ -612,6 +612,10 @@ class Subscription:
             if self.pending_fail and sum(ln["amount"] for ln in lines) > 0:
                 status = "open"
                 self.pending_fail = False
+            elif self.status == "past_due":  # Stripe keeps invoicing; these fail too
+                status = "open"
+            elif self.status == "unpaid":  # an unpaid subscription's invoices stay drafts
+                status = "draft"
             if self.pause_collection:
                 status = {"void": "void", "keep_as_draft": "draft", "mark_uncollectible": "uncollectible"}[
                     self.pause_collection["behavior"]

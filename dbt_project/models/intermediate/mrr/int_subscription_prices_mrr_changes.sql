@@ -4,8 +4,9 @@
 --   cycle     a cycle invoice's lines set the subscription's absolute level at the period start
 --             (paid, open and uncollectible invoices count; void ones and stale drafts set zero);
 --   proration a mid-period change adds the full-period rate of its proration lines at the change;
---   lapse     an unpaid invoice stops counting `past_due_grace_days` after its period starts, or
---             when it is marked uncollectible, whichever comes first;
+--   lapse     unpaid (open, uncollectible) cycle invoices stop counting `past_due_grace_days` after
+--             the first unpaid period of the streak starts, or when one is marked uncollectible,
+--             whichever comes first; later unpaid invoices of the streak count nothing;
 --   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
 -- At one instant an absolute point wins over prorations, and later kinds win over earlier ones.
 with
@@ -23,6 +24,63 @@ as_of as (
     select {{ as_of_timestamp() }} as as_of_at
 ),
 
+-- one row per cycle invoice; consecutive unpaid ones form a streak (a paid one ends it)
+cycle_invoices as (
+    select
+        subscription_id,
+        invoice_id,
+        invoice_status,
+        period_start_at,
+        max(period_end_at) as period_end_at,
+        min(marked_uncollectible_at) as marked_uncollectible_at,
+        sum(amount_cents) as amount_cents,
+        invoice_status in ('open', 'uncollectible') and sum(amount_cents) > 0 as is_unpaid
+    from lines
+    where line_kind = 'recurring'
+    group by subscription_id, invoice_id, invoice_status, period_start_at
+),
+
+streaks as (
+    select
+        *,
+        sum(case when is_unpaid then 0 else 1 end) over (
+            partition by subscription_id order by period_start_at, invoice_id
+            rows between unbounded preceding and current row
+        ) as streak_id
+    from cycle_invoices
+),
+
+-- past due counts for `past_due_grace_days` from the first unpaid period, or until an invoice
+-- of the streak is marked uncollectible, whichever comes first
+streak_lapses as (
+    select
+        subscription_id,
+        streak_id,
+        least(
+            min(period_start_at) + interval '{{ var("past_due_grace_days") }} days',
+            coalesce(min(marked_uncollectible_at), 'infinity'::timestamptz)
+        ) as lapse_at,
+        max(period_end_at) as streak_end_at
+    from streaks
+    where is_unpaid
+    group by subscription_id, streak_id
+),
+
+cycle_rules as (
+    select
+        streaks.invoice_id,
+        case
+            when streaks.invoice_status = 'paid' then true
+            when streaks.is_unpaid then streaks.period_start_at < streak_lapses.lapse_at
+            when streaks.invoice_status in ('open', 'uncollectible') then true  -- $0 invoices
+            else false  -- void, or a stale draft (paused with keep_as_draft, or an unpaid subscription)
+        end as counts
+    from streaks
+    left join streak_lapses
+        on streaks.subscription_id = streak_lapses.subscription_id
+        and streaks.streak_id = streak_lapses.streak_id
+),
+
 cycle_points as (
     select
         lines.subscription_id,
@@ -30,10 +88,10 @@ cycle_points as (
         1 as priority,
         true as is_absolute,
         lines.price_id,
-        sum(
-            case when lines.invoice_status in ('paid', 'open', 'uncollectible') then lines.mrr_local else 0 end
-        ) as mrr_value
+        sum(case when cycle_rules.counts then lines.mrr_local else 0 end) as mrr_value
     from lines
+    inner join cycle_rules
+        on lines.invoice_id = cycle_rules.invoice_id
     cross join as_of
     where lines.line_kind = 'recurring'
         and (
@@ -61,31 +119,16 @@ proration_points as (
     group by subscription_id, period_start_at, price_id
 ),
 
-unpaid_invoices as (
-    select
-        subscription_id,
-        period_end_at,
-        least(
-            period_start_at + interval '{{ var("past_due_grace_days") }} days',
-            coalesce(marked_uncollectible_at, 'infinity'::timestamptz)
-        ) as lapse_at
-    from lines
-    where line_kind = 'recurring'
-        and invoice_status in ('open', 'uncollectible')
-        and amount_cents > 0
-    group by subscription_id, period_start_at, period_end_at, marked_uncollectible_at
-),
-
 lapse_points as (
-    select distinct
+    select
         subscription_id,
         lapse_at as point_at,
         3 as priority,
         true as is_absolute,
         null::text as price_id,
         0::numeric as mrr_value
-    from unpaid_invoices
-    where lapse_at < period_end_at
+    from streak_lapses
+    where lapse_at < streak_end_at
 ),
 
 end_points as (

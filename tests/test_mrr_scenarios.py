@@ -1,0 +1,499 @@
+"""The MRR engine, rule by rule (METRICS.md), on a real PostgreSQL with a real dbt build.
+
+Every scenario bills one customer through the billing simulator (Stripe's own object shapes),
+all scenarios are served together over Stripe's protocol, loaded by the dlt source, and built
+by dbt with "today" frozen at NOW. Each scenario states the customer's movements, worked out
+by hand in the comment beside it: (day, type, MRR before, MRR after), in USD unless stated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+
+from saas_metrics.fakestripe.billing import Account, Item, ts
+from saas_metrics.fakestripe.store import Store
+from tests.conftest import query
+from tests.pipeline import dbt_build, load_stripe
+
+NOW = ts("2025-12-15")
+START = ts("2024-01-01")
+
+
+@dataclass
+class Scenario:
+    name: str
+    movements: list[tuple[str, str, str, str]]
+    month_ends: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def customer_id(self) -> str:
+        return f"cus_{self.name}"
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, movements, month_ends=None):
+    def register(build):
+        SCENARIOS[name] = Scenario(name, movements, month_ends or {})
+        SCENARIOS[name].build = build
+        return build
+
+    return register
+
+
+class Catalogue:
+    def __init__(self, acct: Account):
+        a = self.acct = acct
+        p = a.product("Product", START, id="prod_main")
+        self.m100 = a.price(p, 10000, START, id="price_m100")
+        self.m200 = a.price(p, 20000, START, id="price_m200")
+        self.seat50 = a.price(p, 5000, START, id="price_seat50")
+        self.y1200 = a.price(p, 120000, START, interval="year", id="price_y1200")
+        self.q300 = a.price(p, 30000, START, interval="month", interval_count=3, id="price_q300")
+        self.h600 = a.price(p, 60000, START, interval="month", interval_count=6, id="price_h600")
+        self.w30 = a.price(p, 3000, START, interval="week", id="price_w30")
+        self.free = a.price(p, 0, START, id="price_free")
+        self.metered = a.price(p, 2, START, usage_type="metered", id="price_metered")
+        self.storage10 = a.price(p, 1000, START, id="price_storage10")
+        self.sso50 = a.price(p, 5000, START, id="price_sso50")
+        self.packs = [a.price(p, 100 * i, START, id=f"price_pack{i:02d}") for i in range(1, 13)]
+        self.eur100 = a.price(p, 10000, START, currency="eur", id="price_eur100")
+        self.jpy10000 = a.price(p, 10000, START, currency="jpy", id="price_jpy10000")
+        self.forever20 = a.coupon(START, percent_off=20.0, duration="forever", id="FOREVER20")
+        self.repeating50 = a.coupon(START, percent_off=50.0, duration="repeating", duration_in_months=3, id="REP50")
+        self.once10 = a.coupon(START, amount_off=1000, currency="usd", duration="once", id="ONCE10")
+
+    def customer(self, name: str, created: int, currency: str = "usd"):
+        return self.acct.customer(created, id=f"cus_{name}", currency=currency)
+
+
+# --- billing periods ---------------------------------------------------------------------------------
+@scenario("monthly", [("2025-01-10", "new", "0", "100")], {"2025-01": "100", "2025-12": "100"})
+def _(c: Catalogue):
+    # $100 a month from Jan 10: MRR 100 from Jan 10, renewals change nothing
+    c.acct.subscribe(c.customer("monthly", ts("2025-01-10")), [Item(c.m100)], ts("2025-01-10")).finish()
+
+
+@scenario("annual", [("2024-03-05", "new", "0", "100")], {"2024-03": "100", "2025-03": "100", "2025-12": "100"})
+def _(c: Catalogue):
+    # $1,200 a year = 1200 / 12 = 100 a month; the renewal on 2025-03-05 changes nothing
+    c.acct.subscribe(c.customer("annual", ts("2024-03-05")), [Item(c.y1200)], ts("2024-03-05")).finish()
+
+
+@scenario("quarterly", [("2025-02-01", "new", "0", "100")], {"2025-05": "100"})
+def _(c: Catalogue):
+    # $300 every 3 months = 300 / 3 = 100 a month
+    c.acct.subscribe(c.customer("quarterly", ts("2025-02-01")), [Item(c.q300)], ts("2025-02-01")).finish()
+
+
+@scenario("half_year", [("2025-01-20", "new", "0", "100")], {"2025-07": "100"})
+def _(c: Catalogue):
+    # $600 every 6 months = 600 / 6 = 100 a month
+    c.acct.subscribe(c.customer("half_year", ts("2025-01-20")), [Item(c.h600)], ts("2025-01-20")).finish()
+
+
+@scenario("weekly", [("2025-06-02", "new", "0", "130")], {"2025-06": "130"})
+def _(c: Catalogue):
+    # $30 a week x 52 / 12 = 130 a month
+    c.acct.subscribe(c.customer("weekly", ts("2025-06-02")), [Item(c.w30)], ts("2025-06-02")).finish()
+
+
+# --- changes ------------------------------------------------------------------------------------------
+@scenario(
+    "seats_up",
+    [
+        ("2025-01-15", "new", "0", "100"),
+        ("2025-04-20", "expansion", "100", "250"),
+        ("2025-07-15", "contraction", "250", "150"),
+    ],
+    {"2025-03": "100", "2025-04": "250", "2025-07": "150"},
+)
+def _(c: Catalogue):
+    # 2 seats x $50 = 100; 5 seats on Apr 20 (prorated) = 250 at once; 3 seats from the Jul 15 renewal = 150
+    sub = c.acct.subscribe(c.customer("seats_up", ts("2025-01-15")), [Item(c.seat50, 2)], ts("2025-01-15"))
+    item = sub.items[0].id
+    sub.change(ts("2025-04-20 10:00"), [Item(c.seat50, 5, id=item)])
+    sub.change_at_renewal(ts("2025-07-01"), [Item(c.seat50, 3, id=item)])
+    sub.finish()
+
+
+@scenario("downgrade_at_renewal", [("2025-02-10", "new", "0", "200"), ("2025-05-10", "contraction", "200", "100")])
+def _(c: Catalogue):
+    # $200 plan; downgrade to $100 scheduled on May 1, effective at the May 10 renewal
+    sub = c.acct.subscribe(c.customer("downgrade_at_renewal", ts("2025-02-10")), [Item(c.m200)], ts("2025-02-10"))
+    sub.change_at_renewal(ts("2025-05-01"), [Item(c.m100, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
+    "upgrade_mid_period",
+    [("2025-03-01", "new", "0", "100"), ("2025-03-16", "expansion", "100", "200")],
+    {"2025-03": "200", "2025-04": "200"},
+)
+def _(c: Catalogue):
+    # $100 -> $200 on Mar 16 with prorations (credit for unused $100 time, charge for remaining $200 time):
+    # MRR moves on the day of the change at the new full rate; the Apr 1 renewal at $200 changes nothing
+    sub = c.acct.subscribe(c.customer("upgrade_mid_period", ts("2025-03-01")), [Item(c.m100)], ts("2025-03-01"))
+    sub.change(ts("2025-03-16 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.finish()
+
+
+# --- endings ------------------------------------------------------------------------------------------
+@scenario(
+    "cancel_at_period_end",
+    [("2025-01-05", "new", "0", "100"), ("2025-07-05", "churn", "100", "0")],
+    {"2025-06": "100", "2025-07": "0"},
+)
+def _(c: Catalogue):
+    # cancellation asked on Jun 20 for the period end: MRR counts until the period ends on Jul 5
+    sub = c.acct.subscribe(c.customer("cancel_at_period_end", ts("2025-01-05")), [Item(c.m100)], ts("2025-01-05"))
+    sub.cancel(ts("2025-06-20"), at_period_end=True)
+    sub.finish()
+
+
+@scenario("immediate_cancel", [("2025-01-05", "new", "0", "100"), ("2025-04-12", "churn", "100", "0")])
+def _(c: Catalogue):
+    # canceled at once on Apr 12: churn on ended_at, mid-period
+    sub = c.acct.subscribe(c.customer("immediate_cancel", ts("2025-01-05")), [Item(c.m100)], ts("2025-01-05"))
+    sub.cancel(ts("2025-04-12 09:00"))
+    sub.finish()
+
+
+@scenario("past_due_dunning_cancel", [("2025-01-08", "new", "0", "100"), ("2025-05-29", "churn", "100", "0")])
+def _(c: Catalogue):
+    # the May 8 renewal fails; still MRR while past due; dunning cancels on May 29 (21 days < 30)
+    sub = c.acct.subscribe(c.customer("past_due_dunning_cancel", ts("2025-01-08")), [Item(c.m100)], ts("2025-01-08"))
+    sub.advance_to(ts("2025-05-01"))
+    sub.fail_next_payment()
+    sub.cancel(ts("2025-05-29"))
+    sub.finish()
+
+
+@scenario("past_due_marked_unpaid", [("2025-01-09", "new", "0", "100"), ("2025-06-24", "churn", "100", "0")])
+def _(c: Catalogue):
+    # the Jun 9 renewal fails; on Jun 24 the subscription is marked unpaid (invoice uncollectible):
+    # MRR stops then (15 days < 30); later renewals are drafts and count nothing
+    sub = c.acct.subscribe(c.customer("past_due_marked_unpaid", ts("2025-01-09")), [Item(c.m100)], ts("2025-01-09"))
+    sub.advance_to(ts("2025-06-01"))
+    sub.fail_next_payment()
+    sub.mark_unpaid(ts("2025-06-24"))
+    sub.finish()
+
+
+@scenario("past_due_too_long", [("2025-01-11", "new", "0", "100"), ("2025-11-10", "churn", "100", "0")])
+def _(c: Catalogue):
+    # the Oct 11 renewal fails and so do the Nov 11 and Dec 11 ones; still past due today:
+    # MRR stops 30 days after the first unpaid period began (Oct 11 + 30 days = Nov 10)
+    sub = c.acct.subscribe(c.customer("past_due_too_long", ts("2025-01-11")), [Item(c.m100)], ts("2025-01-11"))
+    sub.advance_to(ts("2025-10-01"))
+    sub.fail_next_payment()
+    sub.finish()
+
+
+@scenario(
+    "paused_collection",
+    [
+        ("2025-01-03", "new", "0", "100"),
+        ("2025-05-03", "churn", "100", "0"),
+        ("2025-07-03", "reactivation", "0", "100"),
+    ],
+)
+def _(c: Catalogue):
+    # collection paused on Apr 10 (invoices voided): MRR 0 from the first voided period (May 3);
+    # resumed on Jun 20: MRR returns with the next collected period (Jul 3)
+    sub = c.acct.subscribe(c.customer("paused_collection", ts("2025-01-03")), [Item(c.m100)], ts("2025-01-03"))
+    sub.pause(ts("2025-04-10"), behavior="void")
+    sub.resume(ts("2025-06-20"))
+    sub.finish()
+
+
+@scenario("still_paused", [("2025-02-04", "new", "0", "100"), ("2025-11-04", "churn", "100", "0")])
+def _(c: Catalogue):
+    # paused on Oct 20 and still paused: MRR 0 from Nov 4; flagged as paused, not canceled
+    sub = c.acct.subscribe(c.customer("still_paused", ts("2025-02-04")), [Item(c.m100)], ts("2025-02-04"))
+    sub.pause(ts("2025-10-20"), behavior="mark_uncollectible")
+    sub.finish()
+
+
+@scenario(
+    "reactivation",
+    [
+        ("2025-01-06", "new", "0", "100"),
+        ("2025-03-06", "churn", "100", "0"),
+        ("2025-05-06", "reactivation", "0", "100"),
+    ],
+)
+def _(c: Catalogue):
+    # canceled Mar 6, back with a new subscription on May 6
+    customer = c.customer("reactivation", ts("2025-01-06"))
+    first = c.acct.subscribe(customer, [Item(c.m100)], ts("2025-01-06"))
+    first.cancel(ts("2025-03-06"))
+    first.finish()
+    c.acct.subscribe(customer, [Item(c.m100)], ts("2025-05-06")).finish()
+
+
+@scenario("pending_cancellation", [("2025-01-21", "new", "0", "100")], {"2025-12": "100"})
+def _(c: Catalogue):
+    # cancel at period end asked on Dec 10; the period ends Dec 21, after today: nothing changes yet
+    sub = c.acct.subscribe(c.customer("pending_cancellation", ts("2025-01-21")), [Item(c.m100)], ts("2025-01-21"))
+    sub.cancel(ts("2025-12-10"), at_period_end=True)
+    sub.finish()
+
+
+# --- trials and coupons -------------------------------------------------------------------------------
+@scenario("trial_converted", [("2025-02-15", "new", "0", "100")], {"2025-02": "100"})
+def _(c: Catalogue):
+    # 14-day trial from Feb 1 ($0 invoice): MRR starts with the first paid period on Feb 15
+    c.acct.subscribe(
+        c.customer("trial_converted", ts("2025-02-01")), [Item(c.m100)], ts("2025-02-01"), trial_days=14
+    ).finish()
+
+
+@scenario("trial_lapsed", [])
+def _(c: Catalogue):
+    # a trial canceled before it ends never had MRR
+    sub = c.acct.subscribe(
+        c.customer("trial_lapsed", ts("2025-03-01")), [Item(c.m100)], ts("2025-03-01"), trial_days=14
+    )
+    sub.cancel(ts("2025-03-14"))
+    sub.finish()
+
+
+@scenario("coupon_percent_forever", [("2025-01-07", "new", "0", "80")])
+def _(c: Catalogue):
+    # 20% off forever: 100 - 20 = 80
+    c.acct.subscribe(
+        c.customer("coupon_percent_forever", ts("2025-01-07")), [Item(c.m100)], ts("2025-01-07"), coupon=c.forever20
+    ).finish()
+
+
+@scenario("coupon_percent_repeating", [("2025-01-08", "new", "0", "50"), ("2025-04-08", "expansion", "50", "100")])
+def _(c: Catalogue):
+    # 50% off for 3 months: 50 for the Jan 8, Feb 8, Mar 8 periods; full price from Apr 8 (expansion)
+    c.acct.subscribe(
+        c.customer("coupon_percent_repeating", ts("2025-01-08")), [Item(c.m100)], ts("2025-01-08"), coupon=c.repeating50
+    ).finish()
+
+
+@scenario("coupon_amount_once", [("2025-01-09", "new", "0", "90"), ("2025-02-09", "expansion", "90", "100")])
+def _(c: Catalogue):
+    # $10 off once: 90 for the first period, 100 from the first renewal
+    c.acct.subscribe(
+        c.customer("coupon_amount_once", ts("2025-01-09")), [Item(c.m100)], ts("2025-01-09"), coupon=c.once10
+    ).finish()
+
+
+# --- items and lines ----------------------------------------------------------------------------------
+@scenario("multi_item", [("2025-02-12", "new", "0", "160")])
+def _(c: Catalogue):
+    # base $100 + storage $10 + SSO $50 = 160
+    c.acct.subscribe(
+        c.customer("multi_item", ts("2025-02-12")), [Item(c.m100), Item(c.storage10), Item(c.sso50)], ts("2025-02-12")
+    ).finish()
+
+
+@scenario("more_than_ten_items", [("2025-03-13", "new", "0", "78")])
+def _(c: Catalogue):
+    # twelve packs of $1..$12: 1 + 2 + ... + 12 = 78 (the invoice has 12 lines: two past Stripe's 10)
+    c.acct.subscribe(
+        c.customer("more_than_ten_items", ts("2025-03-13")), [Item(p) for p in c.packs], ts("2025-03-13")
+    ).finish()
+
+
+@scenario(
+    "two_subscriptions",
+    [
+        ("2025-01-14", "new", "0", "100"),
+        ("2025-03-14", "expansion", "100", "300"),
+        ("2025-06-14", "contraction", "300", "200"),
+    ],
+)
+def _(c: Catalogue):
+    # a second subscription is expansion; ending one of two is contraction, not churn
+    customer = c.customer("two_subscriptions", ts("2025-01-14"))
+    first = c.acct.subscribe(customer, [Item(c.m100)], ts("2025-01-14"))
+    second = c.acct.subscribe(customer, [Item(c.m200)], ts("2025-03-14"))
+    first.cancel(ts("2025-06-14"))
+    first.finish()
+    second.finish()
+
+
+@scenario("setup_fee", [("2025-02-16", "new", "0", "100")])
+def _(c: Catalogue):
+    # a one-off $500 setup fee is not MRR
+    customer = c.customer("setup_fee", ts("2025-02-16"))
+    sub = c.acct.subscribe(customer, [Item(c.m100)], ts("2025-02-16"))
+    c.acct.one_off_invoice(customer, ts("2025-02-16"), 50000, subscription=sub)
+    sub.finish()
+
+
+@scenario("taxed_invoice", [("2025-02-17", "new", "0", "100")])
+def _(c: Catalogue):
+    # 20% VAT on top: MRR excludes tax
+    c.acct.subscribe(
+        c.customer("taxed_invoice", ts("2025-02-17")), [Item(c.m100)], ts("2025-02-17"), tax_percent=20.0
+    ).finish()
+
+
+@scenario("free_plan", [])
+def _(c: Catalogue):
+    # a $0 plan is never MRR
+    c.acct.subscribe(c.customer("free_plan", ts("2025-01-18")), [Item(c.free)], ts("2025-01-18")).finish()
+
+
+@scenario("metered_price", [("2025-02-19", "new", "0", "100")])
+def _(c: Catalogue):
+    # a metered price on the subscription is usage revenue, not MRR
+    c.acct.subscribe(
+        c.customer("metered_price", ts("2025-02-19")), [Item(c.m100), Item(c.metered, 500)], ts("2025-02-19")
+    ).finish()
+
+
+@scenario("last_day_2330", [("2025-01-31", "new", "0", "100")], {"2025-01": "100", "2025-02": "100"})
+def _(c: Catalogue):
+    # starts 23:30 UTC on Jan 31: the movement is on Jan 31 and counts in January's ending MRR;
+    # renewals on Feb 28 23:30, Mar 31 23:30 change nothing
+    c.acct.subscribe(
+        c.customer("last_day_2330", ts("2025-01-31 23:30")), [Item(c.m100)], ts("2025-01-31 23:30")
+    ).finish()
+
+
+# --- currencies ---------------------------------------------------------------------------------------
+# fx_rates seed: EUR 1.08 in 2024, 1.13 in 2025; JPY 0.00661 in 2024, 0.0067 in 2025
+@scenario("eur_customer", [("2024-11-10", "new", "0", "108")], {"2024-12": "108", "2025-01": "113"})
+def _(c: Catalogue):
+    # EUR 100 a month: 100 x 1.08 = 108 when it starts; 100 x 1.13 = 113 at the end of January 2025
+    customer = c.customer("eur_customer", ts("2024-11-10"), currency="eur")
+    c.acct.subscribe(customer, [Item(c.eur100)], ts("2024-11-10")).finish()
+
+
+@scenario("jpy_customer", [("2024-11-12", "new", "0", "66.1")], {"2024-12": "66.1", "2025-01": "67"})
+def _(c: Catalogue):
+    # JPY 10,000 a month (zero-decimal: 10000 is yen, not cents): 10000 x 0.00661 = 66.1; x 0.0067 = 67
+    customer = c.customer("jpy_customer", ts("2024-11-12"), currency="jpy")
+    c.acct.subscribe(customer, [Item(c.jpy10000)], ts("2024-11-12")).finish()
+
+
+# --- the build ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def warehouse(fresh_database, tmp_path_factory):
+    work = tmp_path_factory.mktemp("scenarios")
+    store = Store(work / "stripe.sqlite")
+    acct = Account(store, NOW, id_prefix="S")
+    catalogue = Catalogue(acct)
+    for item in SCENARIOS.values():
+        item.build(catalogue)
+    acct.flush()
+    url = fresh_database("scenarios")
+    load_stripe(store, url, work, NOW)
+    dbt_build(url, work, NOW)
+    return url
+
+
+def _movements(url: str, customer_id: str) -> list[tuple[str, str, str, str]]:
+    rows = query(
+        url,
+        "select movement_date, movement_type, mrr_before, mrr_after from marts.mrr_movements "
+        "where customer_id = %s order by movement_date",
+        (customer_id,),
+    )
+    return [(str(d), t, _norm(b), _norm(a)) for d, t, b, a in rows]
+
+
+def _norm(value) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_movements(warehouse, name):
+    case = SCENARIOS[name]
+    assert _movements(warehouse, case.customer_id) == [
+        (d, t, _norm(Decimal(b)), _norm(Decimal(a))) for d, t, b, a in case.movements
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n, s in SCENARIOS.items() if s.month_ends])
+def test_scenario_month_end_mrr(warehouse, name):
+    case = SCENARIOS[name]
+    rows = dict(
+        query(
+            warehouse,
+            "select to_char(month, 'YYYY-MM'), mrr from marts.customer_mrr_monthly where customer_id = %s",
+            (case.customer_id,),
+        )
+    )
+    for month, expected in case.month_ends.items():
+        assert month in rows, f"{name}: no row for {month}"
+        assert _norm(rows[month]) == _norm(Decimal(expected)), f"{name} {month}"
+
+
+def test_churned_customer_has_no_rows_after_its_churn_month(warehouse):
+    months = [
+        m
+        for (m,) in query(
+            warehouse,
+            "select to_char(month, 'YYYY-MM') from marts.customer_mrr_monthly "
+            "where customer_id = 'cus_cancel_at_period_end' order by month",
+        )
+    ]
+    assert months[0] == "2025-01" and months[-1] == "2025-07"
+    assert len(months) == 7
+
+
+def test_fx_impact_is_the_rate_change_on_foreign_customers(warehouse):
+    # Dec 2024 -> Jan 2025: EUR 100 x (1.13 - 1.08) = 5; JPY 10000 x (0.0067 - 0.00661) = 0.9; USD: 0
+    rows = dict(query(warehouse, "select to_char(month, 'YYYY-MM'), fx_impact from marts.mrr_monthly"))
+    assert _norm(rows["2025-01"]) == "5.9"
+    assert _norm(rows["2024-12"]) == "0"
+    assert _norm(rows["2025-06"]) == "0"
+
+
+def test_current_state_flags(warehouse):
+    rows = {
+        r[0]: r[1:]
+        for r in query(
+            warehouse,
+            "select customer_id, mrr, is_paused, has_scheduled_cancellation, pending_churn_mrr "
+            "from marts.customer_mrr_current",
+        )
+    }
+    assert _norm(rows["cus_pending_cancellation"][0]) == "100"
+    assert rows["cus_pending_cancellation"][2] is True
+    assert _norm(rows["cus_pending_cancellation"][3]) == "100"
+    assert rows["cus_still_paused"][1] is True and _norm(rows["cus_still_paused"][0]) == "0"
+    assert rows["cus_monthly"][1:3] == (False, False)
+    assert "cus_trial_lapsed" not in rows and "cus_free_plan" not in rows
+
+
+def test_waterfall_months_add_up_and_chain(warehouse):
+    rows = query(
+        warehouse,
+        "select month, starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, churned_mrr, "
+        "fx_impact, ending_mrr from marts.mrr_monthly order by month",
+    )
+    previous_end = Decimal(0)
+    for month, start, new, exp, react, contr, churn, fx, end in rows:
+        assert start == previous_end, month
+        assert end == start + new + exp + react - contr - churn + fx, month
+        previous_end = end
+
+
+def test_usage_revenue_is_published_separately(warehouse):
+    # 500 units x $0.02 = $10 a month of usage for the metered scenario
+    rows = dict(query(warehouse, "select to_char(month, 'YYYY-MM'), usage_revenue from marts.usage_revenue_monthly"))
+    assert _norm(rows["2025-03"]) == "10"
+
+
+def test_mrr_by_plan_splits_the_multi_item_customer(warehouse):
+    rows = dict(
+        query(
+            warehouse,
+            "select price_id, mrr from marts.mrr_by_plan where month = '2025-02-01' and price_id in "
+            "('price_storage10', 'price_sso50')",
+        )
+    )
+    assert _norm(rows["price_storage10"]) == "10" and _norm(rows["price_sso50"]) == "50"
