@@ -21,6 +21,30 @@ from saas_metrics.fakestripe.store import Store
 API_KEY = "sk_test_saas_metrics_tests"
 
 
+def load_from(
+    api_base: str,
+    api_key: str,
+    database_url: str,
+    work_dir: Path,
+    *,
+    full_refresh: bool = False,
+    pipeline_name: str = "stripe",
+    max_retries: int | None = None,
+):
+    """One load by the dlt Stripe source from any server speaking Stripe's protocol."""
+    pipeline = dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=dlt.destinations.postgres(database_url),
+        dataset_name="raw_stripe",
+        pipelines_dir=str(work_dir / "dlt"),
+    )
+    kwargs = {"max_retries": max_retries} if max_retries is not None else {}
+    source = stripe_source(api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, **kwargs)
+    info = pipeline.run(source)
+    ensure_raw_tables(database_url)
+    return info
+
+
 def load_stripe(
     store: Store,
     database_url: str,
@@ -32,19 +56,18 @@ def load_stripe(
     pipeline_name: str = "stripe",
     max_retries: int | None = None,
 ):
-    """One dlt load from a Stripe-protocol server over `store`; returns (load_info, server stats)."""
+    """One load from a Stripe-protocol server over `store`; returns (load_info, server stats)."""
     with StripeProtocolServer(store, api_key=API_KEY, now=now, faults=faults) as server:
-        pipeline = dlt.pipeline(
+        info = load_from(
+            server.url,
+            API_KEY,
+            database_url,
+            work_dir,
+            full_refresh=full_refresh,
             pipeline_name=pipeline_name,
-            destination=dlt.destinations.postgres(database_url),
-            dataset_name="raw_stripe",
-            pipelines_dir=str(work_dir / "dlt"),
+            max_retries=max_retries,
         )
-        source = stripe_source(api_key=API_KEY, api_base=server.url, full_refresh=full_refresh, max_rps=2000)
-        info = pipeline.run(source)
-        stats = server.stats
-    ensure_raw_tables(database_url)
-    return info, stats
+        return info, server.stats
 
 
 def dbt_build(database_url: str, work_dir: Path, now: int, select: str | None = None) -> str:

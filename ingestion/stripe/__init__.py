@@ -125,6 +125,7 @@ def stripe_source(
     full_refresh: bool = False,
     max_rps: float = 25.0,
     concurrency: int = 4,
+    max_retries: int = settings.MAX_RETRIES,
 ) -> list[DltResource]:
     """Customers, products, prices, plans, coupons, subscriptions (with canceled ones) and their
     items, invoices with every line, credit notes, and the events Stripe still keeps.
@@ -135,8 +136,9 @@ def stripe_source(
         full_refresh: list everything instead of loading changes since the last sync.
         max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
         concurrency: threads fetching objects by id.
+        max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
     """
-    api = StripeApi(api_key, api_base, max_rps=max_rps, concurrency=concurrency)
+    api = StripeApi(api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries)
     plan = SyncPlan(api, full_refresh)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
     resources.append(_events_resource(api, plan))
@@ -221,13 +223,13 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         synced_at = _ts(plan.started_at)
         progress = Progress(name)
         if plan.mode(name, cursor) == "full":
-            for obj in api.paginate(path, params):
+            for obj in api.paginate(path, params, missing_ok=True):
                 progress.tick()
                 yield from _expand(api, name, obj, synced_at)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
-            for obj in api.paginate(path, {**params, "created": {"gte": since}}):
+            for obj in api.paginate(path, {**params, "created": {"gte": since}}, missing_ok=True):
                 seen.add(obj["id"])
                 progress.tick()
                 yield from _expand(api, name, obj, synced_at)

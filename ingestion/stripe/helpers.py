@@ -104,14 +104,28 @@ class StripeApi:
                 )
                 time.sleep(delay)
 
-    def paginate(self, path: str, params: dict | None = None, starting_after: str | None = None) -> Iterator[dict]:
-        """Every object of a list, following `has_more` / `starting_after`."""
+    def paginate(
+        self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False
+    ) -> Iterator[dict]:
+        """Every object of a list, following `has_more` / `starting_after`.
+
+        missing_ok: a server that does not offer this list at all (an emulator answering 404 on the
+        first page) yields nothing, with a warning, instead of failing the load.
+        """
         params = dict(params or {})
+        first = True
         while True:
             page_params = {**params, "limit": settings.PAGE_SIZE}
             if starting_after:
                 page_params["starting_after"] = starting_after
-            page = self.get(path, **page_params)
+            try:
+                page = self.get(path, **page_params)
+            except stripe.StripeError as exc:
+                if missing_ok and first and getattr(exc, "http_status", None) == 404:
+                    logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
+                    return
+                raise
+            first = False
             data = page.get("data", [])
             yield from data
             if not page.get("has_more") or not data:

@@ -282,6 +282,15 @@ changes as (
     from instant_levels
 ),
 
+-- older API versions (and emulators) have no currency on the subscription; its lines always do
+line_currencies as (
+    select
+        subscription_id,
+        min(currency) as currency
+    from lines
+    group by subscription_id
+),
+
 final as (
     select
         -- ids
@@ -289,7 +298,7 @@ final as (
         subscriptions.customer_id,
         changes.price_id,
         -- amounts (the customer's currency, major units)
-        subscriptions.currency,
+        coalesce(subscriptions.currency, line_currencies.currency) as currency,
         changes.mrr_level as mrr_local,
         changes.mrr_change as mrr_change_local,
         -- timestamps
@@ -297,6 +306,8 @@ final as (
     from changes
     inner join subscriptions
         on changes.subscription_id = subscriptions.subscription_id
+    left join line_currencies
+        on changes.subscription_id = line_currencies.subscription_id
     where changes.mrr_change <> 0
 )
 

@@ -1,0 +1,210 @@
+"""The Stripe source against a Stripe-protocol server: every trap of the real API, one test each."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import stripe
+
+from ingestion.stripe import SyncPlan, settings
+from ingestion.stripe.helpers import StripeApi
+from saas_metrics.fakestripe.billing import Account, Item
+from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
+from saas_metrics.fakestripe.store import Store
+from tests.conftest import query
+from tests.pipeline import API_KEY, load_stripe
+
+DAY = 86400
+
+
+def build_account(store: Store, now: int, customers: int = 230) -> Account:
+    """230 customers (3 pages of 100), canceled subscriptions, an invoice of 25 lines, 13 items."""
+    acct = Account(store, now)
+    product = acct.product("Pro", now - 400 * DAY)
+    monthly = acct.price(product, 5000, now - 400 * DAY)
+    packs = [acct.price(product, 100 + i, now - 400 * DAY) for i in range(25)]
+    for n in range(customers):
+        start = now - (300 - n) * DAY
+        sub = acct.subscribe(acct.customer(start), [Item(monthly)], start)
+        if n % 10 == 0:
+            sub.cancel(start + 40 * DAY)
+        sub.finish()
+    big = acct.customer(now - 100 * DAY, id="cus_big")
+    acct.subscribe(big, [Item(p) for p in packs[:13]], now - 100 * DAY, id="sub_thirteen_items").finish()
+    acct.subscribe(big, [Item(p) for p in packs], now - 20 * DAY, id="sub_twentyfive_lines").finish()
+    acct.flush()
+    return acct
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    now = int(time.time())
+    store = Store(tmp_path_factory.mktemp("stripe") / "stripe.sqlite")
+    build_account(store, now)
+    return store, now
+
+
+def counts(url: str) -> dict[str, int]:
+    tables = ["customers", "subscriptions", "subscription_items", "invoices", "invoice_lines", "events", "prices"]
+    return {t: query(url, f"select count(*) from raw_stripe.{t}")[0][0] for t in tables}
+
+
+def test_full_load_pages_everything(account, fresh_database, tmp_path):
+    store, now = account
+    url = fresh_database()
+    _, stats = load_stripe(store, url, tmp_path, now)
+    loaded = counts(url)
+    assert loaded["customers"] == store.count("customer") == 231
+    # canceled subscriptions are hidden unless status=all: all 232 must be there, 23 of them canceled
+    assert loaded["subscriptions"] == store.count("subscription") == 232
+    assert query(url, "select count(*) from raw_stripe.subscriptions where status = 'canceled'")[0][0] == 23
+    assert loaded["invoices"] == store.count("invoice")
+    assert loaded["invoice_lines"] == store.count("line_item")
+    # the invoice of 25 lines and the subscription of 13 items are complete past the 10 embedded rows
+    assert (
+        query(
+            url,
+            "select count(*) from raw_stripe.invoice_lines l join raw_stripe.invoices i "
+            "on i.id = l.invoice_id where i.subscription_id = 'sub_twentyfive_lines'",
+        )[0][0]
+        == 25
+    )
+    assert (
+        query(url, "select count(*) from raw_stripe.subscription_items where subscription_id = 'sub_thirteen_items'")[
+            0
+        ][0]
+        == 13
+    )
+    assert stats.by_path.get("/v1/invoices/{id}/lines", 0) >= 1
+    assert stats.by_path.get("/v1/subscription_items", 0) >= 1
+    # 231 customers in pages of 100: 3 requests
+    assert stats.by_path["/v1/customers"] == 3
+
+
+def test_server_hides_canceled_subscriptions_without_status_all(account):
+    store, now = account
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        api = StripeApi(API_KEY, server.url, max_rps=1000)
+        default = list(api.paginate("/v1/subscriptions"))
+        everything = list(api.paginate("/v1/subscriptions", {"status": "all"}))
+    assert len(default) == 209 and len(everything) == 232
+
+
+def test_events_window_is_30_days(account):
+    store, now = account
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        events = list(StripeApi(API_KEY, server.url, max_rps=1000).paginate("/v1/events"))
+    assert events, "the account has recent events"
+    assert min(e["created"] for e in events) >= now - 30 * DAY
+
+
+def test_rate_limits_server_errors_and_dropped_connections_are_retried(account, fresh_database, tmp_path):
+    store, now = account
+    faults = Faults()
+    faults.add(429, r"^/v1/customers$", times=2)  # no Stripe-Should-Retry header: the client would give up
+    faults.add(500, r"^/v1/invoices$", times=1)
+    faults.add(503, r"/lines$", times=1)
+    faults.add("drop", r"^/v1/prices$", times=1)
+    url = fresh_database()
+    _, stats = load_stripe(store, url, tmp_path, now, faults=faults)
+    assert all(rule["times"] == 0 for rule in faults.rules), "every injected failure was met"
+    assert counts(url)["customers"] == 231
+    assert counts(url)["invoice_lines"] == store.count("line_item")
+
+
+def test_retries_are_bounded(account, fresh_database, tmp_path):
+    store, now = account
+    faults = Faults()
+    faults.add(500, r"^/v1/coupons$", times=1000)
+    with pytest.raises(Exception, match="failed after 2 retries: 500"):
+        load_stripe(store, fresh_database(), tmp_path, now, faults=faults, max_retries=2)
+    assert faults.rules[0]["times"] == 1000 - 3  # one try and two retries
+
+
+def test_invalid_key_stops_at_once(account, tmp_path):
+    store, now = account
+    with StripeProtocolServer(store, api_key="sk_test_the_right_one", now=now) as server:
+        api = StripeApi("sk_test_wrong", server.url, max_rps=1000)
+        with pytest.raises(Exception, match="invalid Stripe API key"):
+            list(api.paginate("/v1/customers"))
+        assert server.stats.requests == 1
+
+
+def test_rerun_never_duplicates(account, fresh_database, tmp_path):
+    store, now = account
+    url = fresh_database()
+    load_stripe(store, url, tmp_path, now, full_refresh=True)
+    first = counts(url)
+    load_stripe(store, url, tmp_path, now, full_refresh=True)
+    assert counts(url) == first
+
+
+def test_a_load_killed_midway_is_completed_by_the_next(account, fresh_database, tmp_path):
+    store, now = account
+    clean = fresh_database()
+    load_stripe(store, clean, tmp_path / "clean", now)
+    killed = fresh_database()
+    faults = Faults()
+    faults.add(500, r"^/v1/invoices$", times=1000)  # dies on the invoices list, after other lists loaded
+    with pytest.raises(Exception):
+        load_stripe(store, killed, tmp_path / "killed", now, faults=faults, max_retries=1)
+    load_stripe(store, killed, tmp_path / "killed", now)
+    assert counts(killed) == counts(clean)
+    digest = "select md5(string_agg(id || data::text, ',' order by id)) from raw_stripe.invoices"
+    assert query(killed, digest) == query(clean, digest)
+
+
+def test_incremental_load_picks_up_changes_and_new_objects(tmp_path, fresh_database):
+    now = int(time.time())
+    store = Store(tmp_path / "stripe.sqlite")
+    acct = Account(store, now)
+    product = acct.product("Pro", now - 90 * DAY)
+    price = acct.price(product, 5000, now - 90 * DAY)
+    subs = []
+    for n in range(5):
+        start = now - (60 - n) * DAY
+        subs.append(acct.subscribe(acct.customer(start, id=f"cus_inc{n}"), [Item(price)], start, id=f"sub_inc{n}"))
+    for sub in subs:
+        sub.finish()
+    acct.flush()
+    url = fresh_database()
+    load_stripe(store, url, tmp_path, now)
+    assert counts(url)["customers"] == 5
+
+    # later: a subscription is canceled (an event says so) and a new customer subscribes
+    later = int(time.time()) + 1
+    acct2 = Account(store, later + 10, id_prefix="L")
+    canceled = store.get("subscription", "sub_inc0")
+    canceled.update(status="canceled", ended_at=later, canceled_at=later)
+    store.put(canceled)
+    acct2.event("customer.subscription.deleted", later, {"id": "sub_inc0", "object": "subscription"})
+    newcomer = acct2.customer(later, id="cus_newcomer")
+    acct2.subscribe(newcomer, [Item(price)], later).finish()
+    acct2.flush()
+
+    _, stats = load_stripe(store, url, tmp_path, later + 10)
+    assert counts(url)["customers"] == 6
+    assert query(url, "select status from raw_stripe.subscriptions where id = 'sub_inc0'") == [("canceled",)]
+    assert query(url, "select count(*) from raw_stripe.subscriptions")[0][0] == 6
+    # the changed subscription was fetched by id, not by listing everything again
+    assert stats.by_path.get("/v1/subscriptions/{id}", 0) == 1
+
+
+@pytest.mark.parametrize(
+    ("cursor_age_days", "full_refresh", "expected"),
+    [(None, False, "full"), (1, False, "incremental"), (29.5, False, "full"), (40, False, "full"), (1, True, "full")],
+)
+def test_sync_mode(cursor_age_days, full_refresh, expected):
+    plan = SyncPlan(api=None, full_refresh=full_refresh)
+    cursor = None if cursor_age_days is None else int(plan.started_at - cursor_age_days * DAY)
+    assert plan.mode("invoices", cursor) == expected
+    assert settings.INCREMENTAL_MAX_AGE_DAYS < settings.EVENT_WINDOW_DAYS
+
+
+def test_stripe_client_is_the_official_library(account):
+    store, now = account
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        api = StripeApi(API_KEY, server.url)
+        assert isinstance(api.client, stripe.StripeClient)
+        assert api.get("/v1/customers/cus_big")["id"] == "cus_big"
