@@ -147,7 +147,7 @@ def test_a_load_killed_midway_is_completed_by_the_next(account, fresh_database, 
     killed = fresh_database()
     faults = Faults()
     faults.add(500, r"^/v1/invoices$", times=1000)  # dies on the invoices list, after other lists loaded
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="failed after 1 retries: 500"):
         load_stripe(store, killed, tmp_path / "killed", now, faults=faults, max_retries=1)
     load_stripe(store, killed, tmp_path / "killed", now)
     assert counts(killed) == counts(clean)

@@ -1,0 +1,118 @@
+"""The commands a user runs, as a user runs them: `saas-metrics` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, query
+
+CLI = str(Path(sys.executable).parent / "saas-metrics")
+
+
+def run_cli(*args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def user_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("user-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
+    env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
+    yield env
+    run_cli("db", "stop", env=env)
+
+
+@pytest.fixture(scope="module")
+def demo(user_env):
+    result = run_cli("demo", "--customers", "300", "--months", "18", "--seed", "7", env=user_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    url = run_cli("db", "url", env=user_env).stdout.strip()
+    return result, url
+
+
+def test_demo_prints_a_summary_and_how_to_look_further(demo):
+    result, _ = demo
+    assert "Current MRR" in result.stdout
+    assert "Waterfall" in result.stdout
+    assert 'psql "$(saas-metrics db url)"' in result.stdout
+    assert "saas-metrics ui" in result.stdout
+
+
+def test_demo_builds_non_empty_marts_that_add_up(demo):
+    _, url = demo
+    for mart in ("mrr_movements", "customer_mrr_monthly", "mrr_monthly", "mrr_by_plan", "customer_mrr_current"):
+        assert query(url, f"select count(*) from marts.{mart}")[0][0] > 0, mart
+    rows = query(url, "select starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, "
+                      "churned_mrr, fx_impact, ending_mrr from marts.mrr_monthly order by month")
+    for start, new, exp, react, contr, churn, fx, end in rows:
+        assert end == start + new + exp + react - contr - churn + fx
+    assert rows[-1][-1] > Decimal(1000)
+
+
+def test_demo_run_is_recorded_in_the_dagster_instance(demo, user_env):
+    _, url = demo
+    dagster_url = url.rsplit("/", 1)[0] + "/dagster"
+    runs = query(dagster_url, "select pipeline_name, status from runs")
+    assert ("refresh_job", "SUCCESS") in runs
+    materialized = {k for (k,) in query(dagster_url, "select asset_key from asset_keys")}
+    assert '["stripe", "invoices"]' in materialized
+    assert '["marts", "mrr_monthly"]' in materialized
+
+
+def test_psql_reads_the_marts_with_the_printed_url(demo):
+    _, url = demo
+    out = subprocess.run(["psql", url, "-tAc", "select count(*) from marts.mrr_monthly"], capture_output=True,
+                         text=True)
+    if out.returncode != 0 and "not found" in out.stderr:
+        pytest.skip("no psql client on this machine")
+    assert out.returncode == 0 and int(out.stdout.strip()) > 0
+
+
+def test_a_second_demo_reuses_the_running_database(demo, user_env):
+    before = run_cli("db", "status", env=user_env).stdout
+    result = run_cli("demo", "--customers", "300", "--months", "18", "--seed", "7", env=user_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = run_cli("db", "status", env=user_env).stdout
+    assert before.split(",")[0] == after.split(",")[0]  # same pid
+
+
+def test_run_without_stripe_rebuilds_from_raw(demo, user_env):
+    result = run_cli("run", env=user_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "STRIPE_API_KEY is not set: skipping the Stripe load" in result.stdout
+
+
+def test_run_against_an_unreachable_stripe_fails_with_one_line(demo, user_env):
+    env = {**user_env, "STRIPE_API_KEY": "sk_test_x", "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}"}
+    result = run_cli("run", env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("saas-metrics: error: step stripe failed")
+
+
+@pytest.mark.parametrize(
+    ("env_extra", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL must be a postgresql:// URL"),
+        ({"SAAS_METRICS_PG_PORT": "abc"}, "SAAS_METRICS_PG_PORT must be a whole number"),
+        ({"STRIPE_API_BASE": "localhost:1234"}, "STRIPE_API_BASE must start with http:// or https://"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(tmp_path, env_extra, message):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DATABASE_URL"))}
+    env.update(SAAS_METRICS_HOME=str(tmp_path), **env_extra)
+    result = run_cli("db", "status", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"saas-metrics: error: {message}" or message in result.stderr
+
+
+def test_help_on_every_command():
+    for args in ([], ["run"], ["demo"], ["db"], ["ui"]):
+        result = subprocess.run([CLI, *args, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: saas-metrics" in result.stdout
