@@ -27,6 +27,11 @@ def cmd_db(args: argparse.Namespace) -> int:
         if args.action == "url":
             print(settings.database_url)
             return 0
+        if args.action == "bi-role":
+            from saas_metrics.warehouse import create_bi_role
+
+            print(create_bi_role(settings.database_url, args.name))
+            return 0
         raise ConfigError("DATABASE_URL is set, so the embedded PostgreSQL is not used (`db url` prints it)")
     pg = runtime.embedded_postgres(settings)
     if args.action == "start":
@@ -43,6 +48,10 @@ def cmd_db(args: argparse.Namespace) -> int:
             return 3
     elif args.action == "url":
         print(pg.url())
+    elif args.action == "bi-role":
+        from saas_metrics.warehouse import create_bi_role
+
+        print(create_bi_role(pg.start(), args.name))
     return 0
 
 
@@ -219,14 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser(
         "db",
-        help="manage the embedded PostgreSQL",
-        description="Manage the embedded PostgreSQL (used when DATABASE_URL is unset).",
+        help="manage the embedded PostgreSQL; create the BI role",
+        description="Manage the embedded PostgreSQL (used when DATABASE_URL is unset), and create the "
+        "read-only role BI tools connect with.",
     )
     db.add_argument(
         "action",
-        choices=["start", "stop", "status", "url"],
-        help="start (or reuse), stop, status (exit 3 when stopped), url (connection string)",
+        choices=["start", "stop", "status", "url", "bi-role"],
+        help="start (or reuse), stop, status (exit 3 when stopped), url (connection string), "
+        "bi-role (create a login that reads the marts schema only, print its URL)",
     )
+    db.add_argument("--name", default="bi_reader", help="role name for bi-role (default bi_reader)")
     db.set_defaults(func=cmd_db)
 
     ui = sub.add_parser(

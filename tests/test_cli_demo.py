@@ -48,8 +48,11 @@ def test_demo_builds_non_empty_marts_that_add_up(demo):
     _, url = demo
     for mart in ("mrr_movements", "customer_mrr_monthly", "mrr_monthly", "mrr_by_plan", "customer_mrr_current"):
         assert query(url, f"select count(*) from marts.{mart}")[0][0] > 0, mart
-    rows = query(url, "select starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, "
-                      "churned_mrr, fx_impact, ending_mrr from marts.mrr_monthly order by month")
+    rows = query(
+        url,
+        "select starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, "
+        "churned_mrr, fx_impact, ending_mrr from marts.mrr_monthly order by month",
+    )
     for start, new, exp, react, contr, churn, fx, end in rows:
         assert end == start + new + exp + react - contr - churn + fx
     assert rows[-1][-1] > Decimal(1000)
@@ -67,8 +70,9 @@ def test_demo_run_is_recorded_in_the_dagster_instance(demo, user_env):
 
 def test_psql_reads_the_marts_with_the_printed_url(demo):
     _, url = demo
-    out = subprocess.run(["psql", url, "-tAc", "select count(*) from marts.mrr_monthly"], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        ["psql", url, "-tAc", "select count(*) from marts.mrr_monthly"], capture_output=True, text=True
+    )
     if out.returncode != 0 and "not found" in out.stderr:
         pytest.skip("no psql client on this machine")
     assert out.returncode == 0 and int(out.stdout.strip()) > 0

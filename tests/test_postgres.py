@@ -75,3 +75,24 @@ def test_second_server_on_other_port_in_same_data_dir_is_refused(server):
     other = EmbeddedPostgres(server.pgdata, free_port())
     with pytest.raises(PostgresError, match="already runs on port"):
         other.start()
+
+
+def test_bi_role_reads_marts_only(pg, fresh_database):
+    from saas_metrics.warehouse import create_bi_role
+
+    url = fresh_database("bi")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("create schema raw_stripe; create table raw_stripe.customers (id text)")
+        cur.execute("create schema marts; create table marts.mrr_monthly (month date)")
+    bi_url = create_bi_role(url, "metabase_test")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:  # a mart dbt creates later
+        cur.execute("create table marts.cohort_retention (month date)")
+    with psycopg2.connect(bi_url) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from marts.mrr_monthly")
+        cur.execute("select count(*) from marts.cohort_retention")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("select count(*) from raw_stripe.customers")
+    with psycopg2.connect(bi_url) as conn, conn.cursor() as cur:
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("create table marts.nope (x int)")
+    assert create_bi_role(url, "metabase_test") != bi_url  # rerun: same role, new password

@@ -61,19 +61,25 @@ class StripeApi:
         self.requests = 0
         self.retries = 0
         self._count_lock = threading.Lock()
+        # set by the first request that fails for good: every other fetch stops instead of retrying on
+        self.aborted = threading.Event()
 
     def get(self, path: str, **params) -> dict:
         """One GET with bounded, jittered exponential backoff on 429, 5xx and dropped connections."""
         attempt = 0
         while True:
+            if self.aborted.is_set():
+                raise StripeFetchError("stopped: another request of this load failed")
             self.limiter.acquire()
             with self._count_lock:
                 self.requests += 1
             try:
                 return self.client.raw_request("get", path, **params).data
             except stripe.AuthenticationError as exc:
+                self.aborted.set()
                 raise StripeAuthError("invalid Stripe API key (the server answered 401)") from exc
             except stripe.PermissionError as exc:
+                self.aborted.set()
                 raise StripeAuthError(f"the Stripe API key may not read {path}: {exc.user_message}") from exc
             except (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError) as exc:
                 status = getattr(exc, "http_status", None)
@@ -87,6 +93,7 @@ class StripeApi:
                     raise
                 attempt += 1
                 if attempt > self.max_retries:
+                    self.aborted.set()
                     raise StripeFetchError(
                         f"GET {path} failed after {self.max_retries} retries: {status or type(exc).__name__}"
                     ) from exc
@@ -102,7 +109,8 @@ class StripeApi:
                     self.max_retries,
                     delay,
                 )
-                time.sleep(delay)
+                if self.aborted.wait(delay):
+                    raise StripeFetchError("stopped: another request of this load failed") from exc
 
     def paginate(
         self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False

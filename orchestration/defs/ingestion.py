@@ -75,7 +75,6 @@ STRIPE_SPECS = [
     name="stripe",
     specs=STRIPE_SPECS,
     op_tags={"saas_metrics/step": "ingest"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
 def stripe_assets(
     context: dg.AssetExecutionContext,

@@ -1,0 +1,50 @@
+"""Warehouse administration: the read-only role BI tools connect with."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import psycopg2
+from psycopg2 import sql
+
+from saas_metrics.config import MARTS_SCHEMA, ConfigError, parse_database_url
+
+
+def create_bi_role(database_url: str, role: str) -> str:
+    """Create (or reset the password of) a login role that can read `marts` and nothing else.
+
+    Returns the role's connection URL. Tables dbt creates later stay readable (default privileges).
+    """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ConfigError(f"role name must be lowercase letters, digits and _, got {role!r}")
+    password = secrets.token_urlsafe(18)
+    pg = parse_database_url(database_url)
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select 1 from pg_roles where rolname = %s", (role,))
+        verb = "alter" if cur.fetchone() else "create"
+        cur.execute(
+            sql.SQL(verb + " role {} with login password %s nosuperuser nocreatedb nocreaterole").format(
+                sql.Identifier(role)
+            ),
+            (password,),
+        )
+        cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(MARTS_SCHEMA)))
+        statements = [
+            "revoke all on database {db} from {role}",
+            "grant connect on database {db} to {role}",
+            "revoke create on schema public from {role}",
+            "grant usage on schema {schema} to {role}",
+            "grant select on all tables in schema {schema} to {role}",
+            "alter default privileges in schema {schema} grant select on tables to {role}",
+        ]
+        for statement in statements:
+            cur.execute(
+                sql.SQL(statement).format(
+                    db=sql.Identifier(pg.dbname), role=sql.Identifier(role), schema=sql.Identifier(MARTS_SCHEMA)
+                )
+            )
+    conn.close()
+    return f"postgresql://{role}:{password}@{pg.host}:{pg.port}/{pg.dbname}"
