@@ -28,7 +28,7 @@ log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
 DAY = 86400
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 @dataclass
@@ -187,7 +187,7 @@ def _simulate_customer(
     trial = 14 if rng.random() < 0.35 else 0
     coupon = rng.choice(coupons) if rng.random() < 0.12 and currency == "usd" else None
     tax = 20.0 if currency in ("eur", "gbp") else (8.0 if rng.random() < 0.1 else 0.0)
-    risk = {"Starter": 0.045, "Pro": 0.028, "Business": 0.015, "Weekly": 0.08}[name] * rng.uniform(0.5, 1.6)
+    risk = {"Starter": 0.03, "Pro": 0.018, "Business": 0.01, "Weekly": 0.06}[name] * rng.uniform(0.5, 1.5)
 
     if trial and rng.random() < 0.3:  # a trial that lapses
         sub = acct.subscribe(customer, items, signup, trial_days=trial)

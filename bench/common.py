@@ -1,0 +1,141 @@
+"""Shared pieces of the benchmarks: a throwaway PostgreSQL, a generated account, timing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+from ingestion.stripe import settings as stripe_settings
+from saas_metrics.config import DBT_PROJECT_DIR, parse_database_url
+from saas_metrics.fakestripe.demo import generate
+from saas_metrics.fakestripe.store import Store
+from saas_metrics.postgres import EmbeddedPostgres
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def throwaway_postgres():
+    with tempfile.TemporaryDirectory(prefix="saas-metrics-bench-") as home:
+        pg = EmbeddedPostgres(Path(home) / "pgdata", free_port())
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.destroy()
+
+
+@contextlib.contextmanager
+def timed(label: str, results: dict):
+    started = time.perf_counter()
+    yield
+    results[label] = round(time.perf_counter() - started, 3)
+    print(f"  {label}: {results[label]:.2f}s", flush=True)
+
+
+def generated_store(folder: Path, customers: int, months: int, seed: int = 1, now: int | None = None) -> Store:
+    path = folder / f"bench-{customers}-{months}-{seed}-{now}.sqlite"
+    if path.exists():
+        return Store(path)
+    tmp = path.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    store = Store(tmp)
+    generate(store, customers=customers, months=months, seed=seed, now=now, progress_every=10**9)
+    store.close()
+    tmp.rename(path)
+    return Store(path)
+
+
+TABLE_OF = {"customer": "customers", "product": "products", "price": "prices", "coupon": "coupons",
+            "subscription": "subscriptions", "subscription_item": "subscription_items", "invoice": "invoices",
+            "line_item": "invoice_lines", "credit_note": "credit_notes", "event": "events"}
+
+
+def load_raw_direct(store: Store, database_url: str, synced_at: int) -> dict[str, int]:
+    """Write raw_stripe as the dlt source would (same tables, columns and row shapes), with COPY.
+
+    Used to benchmark dbt at a scale where loading over HTTP would dominate the run.
+    """
+    from ingestion.stripe.helpers import ensure_raw_tables
+
+    counts = {}
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("drop schema if exists raw_stripe cascade")
+    ensure_raw_tables(database_url)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(synced_at))
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        for kind, table in TABLE_OF.items():
+            keys = stripe_settings.RAW_TABLES[table]
+            buffer = io.StringIO()
+            n = 0
+            for obj in store.iter_type(kind):
+                data = {k: v for k, v in obj.items() if k not in ("lines", "items")}
+                key_values = []
+                for key in keys:
+                    if key == "customer_id":
+                        key_values.append(obj.get("customer"))
+                    elif key == "status":
+                        key_values.append(obj.get("status"))
+                    elif key == "subscription_id":
+                        parent = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+                        key_values.append(obj.get("subscription") or parent)
+                    elif key == "invoice_id":
+                        key_values.append(obj.get("invoice"))
+                    elif key == "type":
+                        key_values.append(obj.get("type"))
+                created = obj.get("created")
+                created_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)) if created else None
+                row = [obj["id"], created_text, json.dumps(data), stamp, *key_values, "bench", f"{kind}{n}"]
+                buffer.write("\t".join(_copy_text(v) for v in row) + "\n")
+                n += 1
+            buffer.seek(0)
+            columns = ["id", "created", "data", "synced_at", *keys, "_dlt_load_id", "_dlt_id"]
+            cur.copy_expert(f"copy raw_stripe.{table} ({', '.join(columns)}) from stdin", buffer)
+            counts[table] = n
+        cur.execute("analyze")
+    return counts
+
+
+def _copy_text(value) -> str:
+    if value is None:
+        return r"\N"
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def dbt(database_url: str, args: list[str], target: Path, vars_: dict | None = None) -> str:
+    import os
+
+    pg = parse_database_url(database_url)
+    env = {**os.environ, "SAAS_METRICS_PG_HOST": pg.host, "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
+           "SAAS_METRICS_PG_USER": pg.user, "SAAS_METRICS_PG_PASSWORD": pg.password,
+           "SAAS_METRICS_PG_DBNAME": pg.dbname}
+    cmd = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR),
+           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target), "--log-path", str(target / "logs")]
+    if vars_:
+        cmd += ["--vars", json.dumps(vars_)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit("dbt failed:\n" + "\n".join(result.stdout.splitlines()[-30:]))
+    return result.stdout
+
+
+def save(name: str, results: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,115 @@
+"""Benchmark: the MRR engine at scale, against a naive customer x month date-spine model.
+
+    python bench/mrr_build.py --customers 100000 --months 36
+
+Generates the account (seeded), writes raw_stripe in the dlt source's shape, then times:
+  - a full `dbt build` (models and tests) of everything up to the MRR marts;
+  - a second build after one more day of data (what the nightly run does);
+  - dashboard queries on the marts (a year of mrr_monthly; one customer's movements);
+  - a naive date-spine model of the same month-end MRR, and the ratio.
+Results go to bench/results/mrr_build.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+from bench.common import dbt, generated_store, load_raw_direct, save, throwaway_postgres, timed
+
+NAIVE_SPINE = """
+-- the usual hand-written approach: a row per customer and month, MRR from the lines whose
+-- service period covers the month's last day
+create table bench_naive_customer_mrr_monthly as
+with months as (
+    select generate_series(date_trunc('month', min(period_start_at)), date_trunc('month', now()),
+                           interval '1 month')::date as month
+    from intermediate.int_invoice_lines_classified
+),
+customers as (select distinct customer_id from intermediate.int_invoice_lines_classified where line_kind = 'recurring'),
+spine as (select customers.customer_id, months.month, (months.month + interval '1 month' - interval '1 second') as month_end
+          from customers cross join months)
+select spine.customer_id, spine.month, coalesce(sum(lines.mrr_local), 0) as mrr
+from spine
+left join intermediate.int_invoice_lines_classified as lines
+    on lines.customer_id = spine.customer_id
+    and lines.line_kind = 'recurring'
+    and lines.invoice_status = 'paid'
+    and lines.period_start_at <= spine.month_end
+    and lines.period_end_at > spine.month_end
+group by spine.customer_id, spine.month
+"""
+
+
+def query_ms(url: str, sql: str, params=None, repeat: int = 20) -> float:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        cur.fetchall()
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            cur.execute(sql, params)
+            cur.fetchall()
+            times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    results: dict = {"customers": args.customers, "months": args.months}
+    now = int(time.time()) // 86400 * 86400
+    work = Path(tempfile.mkdtemp(prefix="mrr-bench-"))
+    print(f"MRR build benchmark: {args.customers} customers, {args.months} months")
+    with timed("generate_seconds", results):
+        store = generated_store(work, args.customers, args.months, args.seed, now - 86400)
+    with throwaway_postgres() as pg:
+        url = pg.url()
+        with timed("load_raw_seconds", results):
+            results["rows"] = load_raw_direct(store, url, now - 86400)
+        print(f"  rows: {results['rows']}")
+        with timed("dbt_full_build_seconds", results):
+            dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400))})
+        # one more day: regenerate the same account a day later (same seed) and rebuild
+        store_next = generated_store(work, args.customers, args.months, args.seed, now)
+        load_raw_direct(store_next, url, now)
+        with timed("dbt_nightly_build_seconds", results):
+            dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("select customer_id from marts.mrr_movements group by 1 order by count(*) desc limit 1")
+            busiest = cur.fetchone()[0]
+            cur.execute("select count(*) from marts.mrr_movements")
+            results["mrr_movements_rows"] = cur.fetchone()[0]
+            cur.execute("select count(*) from marts.customer_mrr_monthly")
+            results["customer_mrr_monthly_rows"] = cur.fetchone()[0]
+            cur.execute("create index if not exists mrr_movements_customer on marts.mrr_movements (customer_id)")
+        results["query_year_of_mrr_monthly_ms"] = query_ms(
+            url, "select * from marts.mrr_monthly where month >= date_trunc('month', now()) - interval '12 months' "
+                 "order by month")
+        results["query_one_customer_movements_ms"] = query_ms(
+            url, "select * from marts.mrr_movements where customer_id = %s order by movement_date", (busiest,))
+        with timed("naive_date_spine_seconds", results):
+            with psycopg2.connect(url) as conn, conn.cursor() as cur:
+                cur.execute("drop table if exists bench_naive_customer_mrr_monthly")
+                cur.execute(NAIVE_SPINE)
+        with timed("engine_mrr_models_seconds", results):
+            dbt(url, ["run", "--select", "int_subscription_prices_mrr_changes+"], work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+        results["naive_over_engine_ratio"] = round(
+            results["naive_date_spine_seconds"] / results["engine_mrr_models_seconds"], 2)
+    path = save("mrr_build", results)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
