@@ -61,9 +61,18 @@ def generated_store(folder: Path, customers: int, months: int, seed: int = 1, no
     return Store(path)
 
 
-TABLE_OF = {"customer": "customers", "product": "products", "price": "prices", "coupon": "coupons",
-            "subscription": "subscriptions", "subscription_item": "subscription_items", "invoice": "invoices",
-            "line_item": "invoice_lines", "credit_note": "credit_notes", "event": "events"}
+TABLE_OF = {
+    "customer": "customers",
+    "product": "products",
+    "price": "prices",
+    "coupon": "coupons",
+    "subscription": "subscriptions",
+    "subscription_item": "subscription_items",
+    "invoice": "invoices",
+    "line_item": "invoice_lines",
+    "credit_note": "credit_notes",
+    "event": "events",
+}
 
 
 def load_raw_direct(store: Store, database_url: str, synced_at: int) -> dict[str, int]:
@@ -121,11 +130,26 @@ def dbt(database_url: str, args: list[str], target: Path, vars_: dict | None = N
     import os
 
     pg = parse_database_url(database_url)
-    env = {**os.environ, "SAAS_METRICS_PG_HOST": pg.host, "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
-           "SAAS_METRICS_PG_USER": pg.user, "SAAS_METRICS_PG_PASSWORD": pg.password,
-           "SAAS_METRICS_PG_DBNAME": pg.dbname}
-    cmd = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR),
-           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target), "--log-path", str(target / "logs")]
+    env = {
+        **os.environ,
+        "SAAS_METRICS_PG_HOST": pg.host,
+        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
+        "SAAS_METRICS_PG_USER": pg.user,
+        "SAAS_METRICS_PG_PASSWORD": pg.password,
+        "SAAS_METRICS_PG_DBNAME": pg.dbname,
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "dbt"),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target / "logs"),
+    ]
     if vars_:
         cmd += ["--vars", json.dumps(vars_)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -31,9 +31,14 @@ with months as (
                            interval '1 month')::date as month
     from intermediate.int_invoice_lines_classified
 ),
-customers as (select distinct customer_id from intermediate.int_invoice_lines_classified where line_kind = 'recurring'),
-spine as (select customers.customer_id, months.month, (months.month + interval '1 month' - interval '1 second') as month_end
-          from customers cross join months)
+customers as (
+    select distinct customer_id from intermediate.int_invoice_lines_classified where line_kind = 'recurring'
+),
+spine as (
+    select customers.customer_id, months.month,
+           (months.month + interval '1 month' - interval '1 second') as month_end
+    from customers cross join months
+)
 select spine.customer_id, spine.month, coalesce(sum(lines.mrr_local), 0) as mrr
 from spine
 left join intermediate.int_invoice_lines_classified as lines
@@ -77,14 +82,22 @@ def main() -> None:
             results["rows"] = load_raw_direct(store, url, now - 86400)
         print(f"  rows: {results['rows']}")
         with timed("dbt_full_build_seconds", results):
-            dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target",
-                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400))})
+            dbt(
+                url,
+                ["build", "--exclude", "resource_type:snapshot"],
+                work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400))},
+            )
         # one more day: regenerate the same account a day later (same seed) and rebuild
         store_next = generated_store(work, args.customers, args.months, args.seed, now)
         load_raw_direct(store_next, url, now)
         with timed("dbt_nightly_build_seconds", results):
-            dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target",
-                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+            dbt(
+                url,
+                ["build", "--exclude", "resource_type:snapshot"],
+                work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))},
+            )
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             cur.execute("select customer_id from marts.mrr_movements group by 1 order by count(*) desc limit 1")
             busiest = cur.fetchone()[0]
@@ -94,19 +107,27 @@ def main() -> None:
             results["customer_mrr_monthly_rows"] = cur.fetchone()[0]
             cur.execute("create index if not exists mrr_movements_customer on marts.mrr_movements (customer_id)")
         results["query_year_of_mrr_monthly_ms"] = query_ms(
-            url, "select * from marts.mrr_monthly where month >= date_trunc('month', now()) - interval '12 months' "
-                 "order by month")
+            url,
+            "select * from marts.mrr_monthly where month >= date_trunc('month', now()) - interval '12 months' "
+            "order by month",
+        )
         results["query_one_customer_movements_ms"] = query_ms(
-            url, "select * from marts.mrr_movements where customer_id = %s order by movement_date", (busiest,))
+            url, "select * from marts.mrr_movements where customer_id = %s order by movement_date", (busiest,)
+        )
         with timed("naive_date_spine_seconds", results):
             with psycopg2.connect(url) as conn, conn.cursor() as cur:
                 cur.execute("drop table if exists bench_naive_customer_mrr_monthly")
                 cur.execute(NAIVE_SPINE)
         with timed("engine_mrr_models_seconds", results):
-            dbt(url, ["run", "--select", "int_subscription_prices_mrr_changes+"], work / "target",
-                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+            dbt(
+                url,
+                ["run", "--select", "int_subscription_prices_mrr_changes+"],
+                work / "target",
+                {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))},
+            )
         results["naive_over_engine_ratio"] = round(
-            results["naive_date_spine_seconds"] / results["engine_mrr_models_seconds"], 2)
+            results["naive_date_spine_seconds"] / results["engine_mrr_models_seconds"], 2
+        )
     path = save("mrr_build", results)
     print(f"results: {path}")
 

@@ -37,10 +37,16 @@ def main() -> None:
     store = generated_store(work, customers, 24, 1, now)
     objects = {kind: store.count(kind) for kind in ("customer", "subscription", "invoice", "line_item", "event")}
     print(f"Stripe load benchmark: {objects}")
-    with throwaway_postgres() as pg, StripeProtocolServer(store, api_key="sk_test_bench", now=now,
-                                                          latency_seconds=args.latency_ms / 1000) as server:
-        pipeline = dlt.pipeline("bench_stripe", destination=dlt.destinations.postgres(pg.url()),
-                                dataset_name="raw_stripe", pipelines_dir=str(work / "dlt"))
+    with (
+        throwaway_postgres() as pg,
+        StripeProtocolServer(store, api_key="sk_test_bench", now=now, latency_seconds=args.latency_ms / 1000) as server,
+    ):
+        pipeline = dlt.pipeline(
+            "bench_stripe",
+            destination=dlt.destinations.postgres(pg.url()),
+            dataset_name="raw_stripe",
+            pipelines_dir=str(work / "dlt"),
+        )
         started = time.perf_counter()
         pipeline.extract(stripe_source(api_key="sk_test_bench", api_base=server.url, max_rps=args.max_rps))
         extracted = time.perf_counter()
@@ -51,10 +57,15 @@ def main() -> None:
         requests = server.stats.requests
     total_objects = sum(objects.values())
     results = {
-        "invoices": objects["invoice"], "objects": objects, "latency_ms": args.latency_ms, "max_rps": args.max_rps,
+        "invoices": objects["invoice"],
+        "objects": objects,
+        "latency_ms": args.latency_ms,
+        "max_rps": args.max_rps,
         "requests": requests,
-        "extract_seconds": round(extracted - started, 2), "normalize_seconds": round(normalized - extracted, 2),
-        "load_seconds": round(done - normalized, 2), "total_seconds": round(done - started, 2),
+        "extract_seconds": round(extracted - started, 2),
+        "normalize_seconds": round(normalized - extracted, 2),
+        "load_seconds": round(done - normalized, 2),
+        "total_seconds": round(done - started, 2),
         "objects_per_second": round(total_objects / (done - started)),
         "extract_objects_per_second": round(total_objects / (extracted - started)),
         "requests_per_second_during_extract": round(requests / (extracted - started), 1),

@@ -130,6 +130,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["STRIPE_API_KEY"] = demo.DEMO_API_KEY
         os.environ["STRIPE_API_BASE"] = server.url
         os.environ.setdefault("STRIPE_MAX_RPS", "1000")
+        os.environ["SAAS_METRICS_SPEND_CSV"] = str(settings.home / "demo" / "finance" / "marketing_spend.csv")
+        os.environ["SAAS_METRICS_GROSS_MARGIN_CSV"] = str(settings.home / "demo" / "finance" / "gross_margin.csv")
         runtime.settings.cache_clear()
         print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
         execute_job("refresh_job", full_refresh=True, tags={"saas_metrics/demo": "true"})
@@ -151,6 +153,11 @@ def print_summary() -> None:
             "where month < date_trunc('month', now()) order by month desc limit 1"
         )
         last = cur.fetchone()
+        cur.execute(
+            "select month, logo_churn_rate, nrr, arpu, ltv, cac from marts.saas_kpis_monthly "
+            "where is_complete_month order by month desc limit 1"
+        )
+        kpis = cur.fetchone()
     print()
     print(f"  Current MRR        {current_mrr:>14,.2f}  ({customers} paying customers)")
     if last:
@@ -173,6 +180,17 @@ def print_summary() -> None:
             f"  + fx {fx:,.2f}  = ending {ending:,.2f}"
         )
         print(f"                     {n_new} new customers, {n_churned} churned")
+    if kpis:
+        month, churn, nrr, arpu, ltv, cac = kpis
+
+        def fmt(value, pattern):
+            return "n/a" if value is None else format(value, pattern)
+
+        print(
+            f"  KPIs {month:%Y-%m}       logo churn {fmt(churn * 100 if churn is not None else None, '.1f')}%"
+            f"  NRR {fmt(nrr * 100 if nrr is not None else None, '.1f')}%  ARPU {fmt(arpu, ',.2f')}"
+            f"  LTV {fmt(ltv, ',.0f')}  CAC {fmt(cac, ',.0f')}"
+        )
     print()
     print("Look further:")
     print('  psql "$(saas-metrics db url)" -c "select * from marts.mrr_monthly order by month desc limit 12"')

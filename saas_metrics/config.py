@@ -20,6 +20,7 @@ DEFAULT_PG_PORT = 54329
 # Schemas are part of the public contract (README "Schemas").
 RAW_STRIPE_SCHEMA = "raw_stripe"
 RAW_PRODUCT_SCHEMA = "raw_product"
+RAW_FINANCE_SCHEMA = "raw_finance"
 MARTS_SCHEMA = "marts"
 
 
@@ -36,6 +37,8 @@ class Settings:
     stripe_api_base: str | None
     stripe_max_rps: float
     stripe_concurrency: int
+    spend_csv: Path | None = None
+    gross_margin_csv: Path | None = None
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -108,7 +111,19 @@ def load_settings() -> Settings:
         stripe_api_base=api_base.rstrip("/") if api_base else None,
         stripe_max_rps=_float_env("STRIPE_MAX_RPS", 25.0),
         stripe_concurrency=_int_env("STRIPE_CONCURRENCY", 4),
+        spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
+        gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
     )
+
+
+def _path_env(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{name} names {raw!r}, which is not a file")
+    return path
 
 
 @dataclass(frozen=True)

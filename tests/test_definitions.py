@@ -86,3 +86,24 @@ def test_dbt_tests_are_asset_checks(repo):
     assert ("mrr_movements", "assert_mrr_movements_chain") in checks
     assert ("mrr_movements", "unique_combination_of_columns_mrr_movements_customer_id__movement_date") in checks
     assert ("customer_mrr_current", "unique_customer_mrr_current_customer_id") in checks
+
+
+RETENTION_MARTS = {"cohort_retention", "saas_kpis_monthly", "customer_lifetime", "revenue_concentration",
+                   "trial_conversion"}
+
+
+def test_finance_files_are_ingestion_assets_feeding_the_kpis(repo):
+    graph = repo.asset_graph
+    for table in ("marketing_spend", "gross_margin"):
+        key = dg.AssetKey(["finance", table])
+        assert graph.get(key).group_name == "ingestion"
+        assert key in graph.get(dg.AssetKey(["staging", f"stg_finance__{table}"])).parent_keys
+    kpis = graph.get(dg.AssetKey(["marts", "saas_kpis_monthly"]))
+    assert dg.AssetKey(["staging", "stg_finance__marketing_spend"]) in kpis.parent_keys
+
+
+def test_retention_marts_are_grouped_and_described(repo):
+    for mart in RETENTION_MARTS:
+        node = repo.asset_graph.get(dg.AssetKey(["marts", mart]))
+        assert node.group_name == "retention", mart
+        assert node.description, mart

@@ -6,11 +6,12 @@ import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from ingestion.finance import ensure_finance_tables, finance_source
 from ingestion.stripe import stripe_source
 from ingestion.stripe.helpers import ensure_raw_tables
-from orchestration.defs.resources import StripeResource, WarehouseResource
+from orchestration.defs.resources import SettingsResource, WarehouseResource
 from saas_metrics import runtime
-from saas_metrics.config import RAW_STRIPE_SCHEMA
+from saas_metrics.config import RAW_FINANCE_SCHEMA, RAW_STRIPE_SCHEMA
 
 STRIPE_DESCRIPTIONS = {
     "customers": "Stripe customers.",
@@ -80,10 +81,10 @@ def stripe_assets(
     context: dg.AssetExecutionContext,
     dlt: DagsterDltResource,
     warehouse: WarehouseResource,
-    stripe: StripeResource,
+    runtime_settings: SettingsResource,
     config: StripeLoadConfig,
 ):
-    settings = stripe.settings()
+    settings = runtime_settings.get()
     if not settings.stripe_configured:
         raise dg.Failure("STRIPE_API_KEY is not set: cannot load Stripe")
     url = warehouse.url()
@@ -106,3 +107,60 @@ def stripe_assets(
     created = ensure_raw_tables(url, RAW_STRIPE_SCHEMA)
     if created:
         context.log.info(f"created empty raw tables with nothing to load yet: {', '.join(created)}")
+
+
+FINANCE_DESCRIPTIONS = {
+    "marketing_spend": "Sales and marketing spend by month and channel (SAAS_METRICS_SPEND_CSV).",
+    "gross_margin": "Gross margin by month (SAAS_METRICS_GROSS_MARGIN_CSV).",
+}
+
+
+class FinanceTranslator(DagsterDltTranslator):
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        spec = super().get_asset_spec(data)
+        name = data.resource.name
+        return spec.replace_attributes(
+            key=dg.AssetKey(["finance", name]), group_name="ingestion", description=FINANCE_DESCRIPTIONS[name], deps=[]
+        )
+
+
+def finance_pipeline() -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name="finance",
+        destination="postgres",
+        dataset_name=RAW_FINANCE_SCHEMA,
+        pipelines_dir=str(runtime.settings().dlt_pipelines_dir),
+    )
+
+
+@dg.multi_asset(
+    name="finance",
+    specs=build_dlt_asset_specs(
+        dlt_source=finance_source(), dlt_pipeline=finance_pipeline(), dagster_dlt_translator=FinanceTranslator()
+    ),
+    op_tags={"saas_metrics/step": "ingest"},
+)
+def finance_assets(
+    context: dg.AssetExecutionContext,
+    dlt: DagsterDltResource,
+    warehouse: WarehouseResource,
+    runtime_settings: SettingsResource,
+):
+    settings = runtime_settings.get()
+    url = warehouse.url()
+    if not (settings.spend_csv or settings.gross_margin_csv):
+        context.log.info(
+            "no finance files configured (SAAS_METRICS_SPEND_CSV, SAAS_METRICS_GROSS_MARGIN_CSV): CAC stays null"
+        )
+    source = finance_source(
+        spend_csv=str(settings.spend_csv) if settings.spend_csv else None,
+        gross_margin_csv=str(settings.gross_margin_csv) if settings.gross_margin_csv else None,
+    )
+    yield from dlt.run(
+        context=context,
+        dlt_source=source,
+        dlt_pipeline=finance_pipeline(),
+        dagster_dlt_translator=FinanceTranslator(),
+        credentials=url,
+    )
+    ensure_finance_tables(url, RAW_FINANCE_SCHEMA)

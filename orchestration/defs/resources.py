@@ -23,17 +23,17 @@ class WarehouseResource(dg.ConfigurableResource):
         return runtime.warehouse_url()
 
 
-class StripeResource(dg.ConfigurableResource):
-    """Stripe access, read from the environment by saas_metrics.config."""
+class SettingsResource(dg.ConfigurableResource):
+    """The settings saas_metrics.config read from the environment (Stripe, finance files)."""
 
-    def settings(self):
+    def get(self):
         return runtime.settings()
 
 
 def build_resources() -> dict:
     return {
         "warehouse": WarehouseResource(),
-        "stripe": StripeResource(),
+        "runtime_settings": SettingsResource(),
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR)),
     }

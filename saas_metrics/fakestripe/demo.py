@@ -154,8 +154,22 @@ def _pick_plan(rng: random.Random, cat: Catalogue, currency: str):
     return name, plans[name][interval], seats
 
 
+CHANNELS = ["organic", "paid_search", "referral", "outbound", "partner"]
+CHANNEL_WEIGHTS = [40, 25, 15, 12, 8]
+# what a new customer costs by channel (USD), and the monthly content budget behind organic
+CHANNEL_CAC = {"paid_search": 380.0, "outbound": 900.0, "partner": 250.0, "referral": 60.0}
+ORGANIC_MONTHLY_BUDGET = 4000.0
+
+
 def _simulate_customer(
-    acct: Account, cat: Catalogue, rng: random.Random, n: int, signup: int, now: int, coupons: list[dict]
+    acct: Account,
+    cat: Catalogue,
+    rng: random.Random,
+    n: int,
+    signup: int,
+    now: int,
+    coupons: list[dict],
+    channel: str,
 ) -> None:
     currency = rng.choices(["usd", "eur", "gbp", "jpy"], weights=[85, 8, 6, 1])[0]
     country = {
@@ -164,7 +178,6 @@ def _simulate_customer(
         "gbp": "GB",
         "jpy": "JP",
     }[currency]
-    channel = rng.choices(["organic", "paid_search", "referral", "outbound", "partner"], weights=[40, 25, 15, 12, 8])[0]
     customer = acct.customer(
         signup,
         currency=currency,
@@ -276,6 +289,24 @@ def _simulate_customer(
     sub.finish()
 
 
+def write_finance_files(folder: Path, signups: dict[tuple[str, str], int], rng: random.Random) -> None:
+    """Spend by month and channel that follows the sign-ups, and a gross margin near 80%."""
+    folder.mkdir(parents=True, exist_ok=True)
+    months = sorted({month for month, _ in signups})
+    with (folder / "marketing_spend.csv").open("w") as spend:
+        spend.write("month,channel,amount,currency\n")
+        for month in months:
+            spend.write(f"{month},organic,{ORGANIC_MONTHLY_BUDGET * rng.uniform(0.9, 1.1):.2f},usd\n")
+            for channel, cac in CHANNEL_CAC.items():
+                count = signups.get((month, channel), 0)
+                if count:
+                    spend.write(f"{month},{channel},{count * cac * rng.uniform(0.8, 1.25):.2f},usd\n")
+    with (folder / "gross_margin.csv").open("w") as margin:
+        margin.write("month,gross_margin\n")
+        for i, month in enumerate(months):
+            margin.write(f"{month},{min(0.86, 0.74 + i * 0.004 + rng.uniform(-0.01, 0.01)):.4f}\n")
+
+
 def generate(
     store: Store,
     customers: int = 1000,
@@ -283,8 +314,9 @@ def generate(
     seed: int = 42,
     now: int | None = None,
     progress_every: int = 10000,
+    finance_dir: Path | None = None,
 ) -> dict:
-    """Write a whole account into `store`; returns counts."""
+    """Write a whole account into `store` (and spend and margin files into `finance_dir`); returns counts."""
     if customers < 1:
         raise ValueError("customers must be at least 1")
     if months < 1:
@@ -300,11 +332,17 @@ def generate(
         acct.coupon(start, amount_off=1000, currency="usd", duration="once", id="WELCOME10"),
     ]
     began = time.monotonic()
+    signups_by_month_channel: dict[tuple[str, str], int] = {}
     for n, signup in enumerate(_signup_times(rng, customers, start, now), start=1):
-        _simulate_customer(acct, cat, rng, n, signup, now, coupons)
+        channel = rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
+        month = time.strftime("%Y-%m", time.gmtime(signup))
+        signups_by_month_channel[(month, channel)] = signups_by_month_channel.get((month, channel), 0) + 1
+        _simulate_customer(acct, cat, rng, n, signup, now, coupons, channel)
         if n % progress_every == 0:
             log.info("demo: %d/%d customers (%.0f/s)", n, customers, n / (time.monotonic() - began))
     acct.flush()
+    if finance_dir is not None:
+        write_finance_files(finance_dir, signups_by_month_channel, rng)
     counts = {kind: store.count(kind) for kind in ("customer", "subscription", "invoice", "line_item", "event")}
     store.set_meta("now", str(now))
     store.set_meta("counts", json.dumps(counts))
@@ -312,7 +350,8 @@ def generate(
 
 
 def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
-    """The demo store for these parameters and today, generated once and reused."""
+    """The demo store for these parameters and today, generated once and reused; the finance files
+    (marketing_spend.csv, gross_margin.csv) are written beside it, in `folder / "finance"`."""
     now = int(time.time()) // DAY * DAY  # midnight UTC: the same store all day
     key = hashlib.sha1(f"{GENERATOR_VERSION}:{customers}:{months}:{seed}:{now}".encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
@@ -329,7 +368,7 @@ def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tu
     print(f"Generating the demo account: {customers} customers over {months} months (seed {seed})...")
     began = time.monotonic()
     partial = Store(tmp)
-    counts = generate(partial, customers=customers, months=months, seed=seed, now=now)
+    counts = generate(partial, customers=customers, months=months, seed=seed, now=now, finance_dir=folder / "finance")
     partial.close()
     tmp.rename(path)
     print(

@@ -1,0 +1,129 @@
+-- One row per customer that ever paid: when it started, when it churned, what it paid in all
+-- (METRICS.md "Customer lifetime").
+with
+
+movements as (
+    select * from {{ ref('mrr_movements') }}
+),
+
+current_mrr as (
+    select * from {{ ref('customer_mrr_current') }}
+),
+
+changes as (
+    select * from {{ ref('int_subscription_prices_mrr_changes') }}
+),
+
+prices as (
+    select * from {{ ref('stg_stripe__prices') }}
+),
+
+products as (
+    select * from {{ ref('stg_stripe__products') }}
+),
+
+invoices as (
+    select * from {{ ref('stg_stripe__invoices') }}
+),
+
+credit_notes as (
+    select * from {{ ref('stg_stripe__credit_notes') }}
+),
+
+customers as (
+    select * from {{ ref('stg_stripe__customers') }}
+),
+
+fx as (
+    select * from {{ ref('int_fx_rates_daily') }}
+),
+
+as_of as (
+    select ({{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_date
+),
+
+spans as (
+    select
+        customer_id,
+        min(movement_date) as first_paid_date,
+        max(movement_date) filter (where movement_type = 'churn') as last_churn_date
+    from movements
+    group by customer_id
+),
+
+-- the plan: the product of the price most recently paid for (the largest, on a tie)
+last_prices as (
+    select distinct on (changes.customer_id)
+        changes.customer_id,
+        prices.product_id
+    from changes
+    left join prices
+        on changes.price_id = prices.price_id
+    where changes.mrr_local > 0
+    order by changes.customer_id, changes.changed_at desc, changes.mrr_local desc
+),
+
+-- revenue actually paid: paid invoices without tax, less credit notes, at the rate of the day paid
+paid as (
+    select
+        invoices.customer_id,
+        sum({{ cents_to_major('invoices.amount_paid_cents - invoices.tax_cents', 'invoices.currency') }} * case
+            when invoices.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
+            else fx.rate
+        end) as paid_revenue
+    from invoices
+    left join fx
+        on (coalesce(invoices.paid_at, invoices.created_at) at time zone 'UTC')::date = fx.rate_date
+        and invoices.currency = fx.currency
+    where invoices.status = 'paid'
+    group by invoices.customer_id
+),
+
+credited as (
+    select
+        credit_notes.customer_id,
+        sum({{ cents_to_major('credit_notes.total_cents', 'credit_notes.currency') }} * case
+            when credit_notes.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
+            else fx.rate
+        end) as credited_revenue
+    from credit_notes
+    left join fx
+        on (credit_notes.created_at at time zone 'UTC')::date = fx.rate_date
+        and credit_notes.currency = fx.currency
+    where coalesce(credit_notes.status, 'issued') <> 'void'
+    group by credit_notes.customer_id
+),
+
+final as (
+    select
+        -- ids
+        spans.customer_id,
+        -- dates
+        spans.first_paid_date,
+        case when not current_mrr.is_paying then spans.last_churn_date end as churn_date,
+        round((coalesce(case when not current_mrr.is_paying then spans.last_churn_date end, as_of.as_of_date)
+               - spans.first_paid_date) / 30.4375, 1) as tenure_months,
+        -- amounts
+        current_mrr.mrr as current_mrr,
+        round(coalesce(paid.paid_revenue, 0) - coalesce(credited.credited_revenue, 0), 4) as lifetime_revenue,
+        -- attributes
+        products.product_name as plan,
+        customers.country,
+        customers.metadata ->> 'channel' as acquisition_channel
+    from spans
+    cross join as_of
+    left join current_mrr
+        on spans.customer_id = current_mrr.customer_id
+    left join last_prices
+        on spans.customer_id = last_prices.customer_id
+    left join products
+        on last_prices.product_id = products.product_id
+    left join paid
+        on spans.customer_id = paid.customer_id
+    left join credited
+        on spans.customer_id = credited.customer_id
+    left join customers
+        on spans.customer_id = customers.customer_id
+)
+
+select * from final

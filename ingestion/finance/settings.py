@@ -1,0 +1,7 @@
+"""The finance files: formats, and the raw schema they load into."""
+
+RAW_SCHEMA = "raw_finance"
+
+# file -> required columns, in order
+SPEND_COLUMNS = ["month", "channel", "amount", "currency"]
+GROSS_MARGIN_COLUMNS = ["month", "gross_margin"]
