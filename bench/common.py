@@ -80,12 +80,14 @@ def load_raw_direct(store: Store, database_url: str, synced_at: int) -> dict[str
 
     Used to benchmark dbt at a scale where loading over HTTP would dominate the run.
     """
+    from ingestion.finance import ensure_finance_tables
     from ingestion.stripe.helpers import ensure_raw_tables
 
     counts = {}
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("drop schema if exists raw_stripe cascade")
     ensure_raw_tables(database_url)
+    ensure_finance_tables(database_url)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(synced_at))
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         for kind, table in TABLE_OF.items():

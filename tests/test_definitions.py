@@ -88,8 +88,13 @@ def test_dbt_tests_are_asset_checks(repo):
     assert ("customer_mrr_current", "unique_customer_mrr_current_customer_id") in checks
 
 
-RETENTION_MARTS = {"cohort_retention", "saas_kpis_monthly", "customer_lifetime", "revenue_concentration",
-                   "trial_conversion"}
+RETENTION_MARTS = {
+    "cohort_retention",
+    "saas_kpis_monthly",
+    "customer_lifetime",
+    "revenue_concentration",
+    "trial_conversion",
+}
 
 
 def test_finance_files_are_ingestion_assets_feeding_the_kpis(repo):
