@@ -29,6 +29,32 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go (README "Alerts"); neither channel set: alerts are only logged."""
+
+    webhook_url: str | None = field(default=None, repr=False)  # Slack-compatible incoming webhook
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    email_from: str = "saas-metrics@localhost"
+    email_to: tuple[str, ...] = ()
+    churn_mrr_threshold: float = 200.0  # a churn or scheduled cancellation above this MRR alerts
+    logo_churn_threshold: float = 0.05  # monthly logo churn above this alerts
+    nrr_threshold: float = 1.0  # monthly NRR below this alerts
+
+    @property
+    def channels(self) -> list[str]:
+        names = []
+        if self.webhook_url:
+            names.append("webhook")
+        if self.smtp_host and self.email_to:
+            names.append("email")
+        return names
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
@@ -39,6 +65,7 @@ class Settings:
     stripe_concurrency: int
     spend_csv: Path | None = None
     gross_margin_csv: Path | None = None
+    alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -113,6 +140,33 @@ def load_settings() -> Settings:
         stripe_concurrency=_int_env("STRIPE_CONCURRENCY", 4),
         spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
         gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
+        alerts=_alert_settings(),
+    )
+
+
+def _alert_settings() -> AlertSettings:
+    webhook = os.environ.get("SAAS_METRICS_ALERT_WEBHOOK_URL") or None
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise ConfigError("SAAS_METRICS_ALERT_WEBHOOK_URL must start with http:// or https://")
+    smtp_host = os.environ.get("SAAS_METRICS_SMTP_HOST") or None
+    to = tuple(a.strip() for a in (os.environ.get("SAAS_METRICS_ALERT_EMAIL_TO") or "").split(",") if a.strip())
+    if smtp_host and not to:
+        raise ConfigError("SAAS_METRICS_SMTP_HOST is set but SAAS_METRICS_ALERT_EMAIL_TO names no recipient")
+    for address in to:
+        if "@" not in address:
+            raise ConfigError(f"SAAS_METRICS_ALERT_EMAIL_TO: {address!r} is not an email address")
+    return AlertSettings(
+        webhook_url=webhook,
+        smtp_host=smtp_host,
+        smtp_port=_int_env("SAAS_METRICS_SMTP_PORT", 25),
+        smtp_user=os.environ.get("SAAS_METRICS_SMTP_USER") or None,
+        smtp_password=os.environ.get("SAAS_METRICS_SMTP_PASSWORD") or None,
+        smtp_starttls=(os.environ.get("SAAS_METRICS_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
+        email_from=os.environ.get("SAAS_METRICS_ALERT_EMAIL_FROM") or "saas-metrics@localhost",
+        email_to=to,
+        churn_mrr_threshold=_float_env("SAAS_METRICS_ALERT_CHURN_MRR", 200.0),
+        logo_churn_threshold=_float_env("SAAS_METRICS_ALERT_LOGO_CHURN", 0.05),
+        nrr_threshold=_float_env("SAAS_METRICS_ALERT_NRR", 1.0),
     )
 
 

@@ -71,7 +71,12 @@ def load_stripe(
 
 
 def dbt_build(database_url: str, work_dir: Path, now: int, select: str | None = None) -> str:
-    """A real `dbt build` of the project against `database_url`, "today" frozen at `now`."""
+    """A real `dbt build` of the project against `database_url`, "today" frozen at `now`.
+
+    Like the `finance` asset of every run, makes sure raw_finance exists (empty without CSVs)."""
+    from ingestion.finance import ensure_finance_tables
+
+    ensure_finance_tables(database_url)
     pg = parse_database_url(database_url)
     env = {
         **os.environ,

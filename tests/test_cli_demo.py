@@ -106,6 +106,11 @@ def test_run_against_an_unreachable_stripe_fails_with_one_line(demo, user_env):
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL must be a postgresql:// URL"),
         ({"SAAS_METRICS_PG_PORT": "abc"}, "SAAS_METRICS_PG_PORT must be a whole number"),
         ({"STRIPE_API_BASE": "localhost:1234"}, "STRIPE_API_BASE must start with http:// or https://"),
+        (
+            {"SAAS_METRICS_SMTP_HOST": "127.0.0.1"},
+            "SAAS_METRICS_SMTP_HOST is set but SAAS_METRICS_ALERT_EMAIL_TO names no recipient",
+        ),
+        ({"SAAS_METRICS_ALERT_CHURN_MRR": "lots"}, "SAAS_METRICS_ALERT_CHURN_MRR must be a number, got 'lots'"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(tmp_path, env_extra, message):

@@ -211,6 +211,26 @@ def _(c: Catalogue):
     sub.finish()
 
 
+@scenario(
+    "change_while_paused",
+    [
+        ("2025-01-03", "new", "0", "200"),
+        ("2025-05-03", "churn", "200", "0"),
+        ("2025-07-03", "reactivation", "0", "100"),
+    ],
+)
+def _(c: Catalogue):
+    # 4 seats x $50; paused Apr 10 (invoices voided): churn with the voided May 3 period;
+    # down to 2 seats on May 20 while paused (prorations on a period that counts nothing: no
+    # movement, and never below zero); resumed Jun 20: back at 2 x $50 with the Jul 3 period
+    sub = c.acct.subscribe(c.customer("change_while_paused", ts("2025-01-03")), [Item(c.seat50, 4)], ts("2025-01-03"))
+    item = sub.items[0].id
+    sub.pause(ts("2025-04-10"), behavior="void")
+    sub.change(ts("2025-05-20 10:00"), [Item(c.seat50, 2, id=item)])
+    sub.resume(ts("2025-06-20"))
+    sub.finish()
+
+
 @scenario("still_paused", [("2025-02-04", "new", "0", "100"), ("2025-11-04", "churn", "100", "0")])
 def _(c: Catalogue):
     # paused on Oct 20 and still paused: MRR 0 from Nov 4; flagged as paused, not canceled

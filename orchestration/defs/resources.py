@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dlt import DagsterDltResource
 
 from saas_metrics import runtime
 from saas_metrics.config import DBT_PROJECT_DIR
+
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` re-parses on start; other entry points call runtime.prepare_dbt() first.
@@ -35,5 +40,8 @@ def build_resources() -> dict:
         "warehouse": WarehouseResource(),
         "runtime_settings": SettingsResource(),
         "dlt": DagsterDltResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR)),
+        # the dbt installed beside this Python, whether or not its bin directory is on PATH
+        "dbt": DbtCliResource(
+            project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(DBT_EXECUTABLE)
+        ),
     }

@@ -26,6 +26,21 @@ as_of as (
     select ({{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_date
 ),
 
+-- today's rate per currency (a hash join: one lookup per currency, not per customer)
+today_rates as (
+    select
+        currencies.currency,
+        case
+            when currencies.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
+            else fx.rate
+        end as rate
+    from (select distinct currency from movements) as currencies
+    cross join as_of
+    left join fx
+        on currencies.currency = fx.currency
+        and fx.rate_date = as_of.as_of_date
+),
+
 latest as (
     select distinct on (customer_id)
         customer_id,
@@ -102,12 +117,8 @@ final as (
         latest.last_movement_date
     from latest
     cross join as_of
-    left join lateral (
-        select case
-            when latest.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else (select fx.rate from fx where fx.currency = latest.currency and fx.rate_date = as_of.as_of_date)
-        end as rate
-    ) as rates on true
+    left join today_rates as rates
+        on latest.currency = rates.currency
     left join firsts
         on latest.customer_id = firsts.customer_id
     left join subscription_flags

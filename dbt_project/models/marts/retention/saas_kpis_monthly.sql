@@ -45,6 +45,23 @@ churned_from_start as (
     group by movements.movement_month
 ),
 
+-- the rate of each month's last day (or of today, for the current month), per currency billed
+month_rates as (
+    select
+        months.month,
+        currencies.currency,
+        case
+            when currencies.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
+            else fx.rate
+        end as rate
+    from (select distinct month from customer_months) as months
+    cross join (select distinct currency from customer_months) as currencies
+    cross join as_of
+    left join fx
+        on fx.currency = currencies.currency
+        and fx.rate_date = least((months.month + interval '1 month - 1 day')::date, as_of.as_of_date)
+),
+
 -- customers paying 1 and 12 months before: their MRR then and now, at the later month's rate
 -- (a constant rate, so currency moves are not retention)
 cohort_pairs as (
@@ -71,16 +88,9 @@ cohort_values as (
     left join customer_months as later
         on cohort_pairs.customer_id = later.customer_id
         and cohort_pairs.month = later.month
-    left join lateral (
-        select case
-            when cohort_pairs.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else (
-                select fx.rate from fx
-                where fx.currency = cohort_pairs.currency
-                    and fx.rate_date = least((cohort_pairs.month + interval '1 month - 1 day')::date, as_of.as_of_date)
-            )
-        end as rate
-    ) as rates on true
+    left join month_rates as rates
+        on cohort_pairs.month = rates.month
+        and cohort_pairs.currency = rates.currency
     where cohort_pairs.month <= as_of.as_of_month
 ),
 

@@ -1,0 +1,264 @@
+"""Data-quality asset checks beyond the dbt tests (which dagster-dbt already turns into checks).
+
+- stripe_reconciliation (blocking): last complete month's MRR from the engine vs the sum of the
+  recurring invoice lines covering the month's end, with every per-customer gap given a cause;
+- raw_stripe_fresh: raw Stripe tables loaded within the last 26 hours (after each load, and hourly
+  by freshness_schedule between runs);
+- marts_not_older_than_raw: the marts were built after the raw data they read was last loaded;
+- volume anomalies: new invoices and events on the last complete day vs their trailing average.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+import dagster as dg
+import psycopg2
+
+from orchestration.defs.resources import WarehouseResource
+
+MRR_MONTHLY = dg.AssetKey(["marts", "mrr_monthly"])
+RAW_FRESHNESS_ASSETS = [dg.AssetKey(["stripe", name]) for name in ("customers", "subscriptions", "invoices")]
+RAW_MAX_AGE = dt.timedelta(hours=26)
+
+# a gap the causes below do not explain must stay within this share of the month's MRR
+RECONCILIATION_TOLERANCE = Decimal("0.005")
+# a day's volume outside [LOW, HIGH] x its trailing 28-day average is an anomaly
+VOLUME_LOW, VOLUME_HIGH = Decimal("0.5"), Decimal("2.0")
+VOLUME_MIN_AVERAGE = 10  # fewer rows a day than this on average: too few to judge
+
+RECONCILIATION_SQL = """
+with month as (
+    select
+        (date_trunc('month', max(month)) - interval '1 month')::date as month,
+        date_trunc('month', max(month))::timestamptz as month_end_at
+    from marts.mrr_monthly
+),
+lines as (
+    select l.*
+    from intermediate.int_invoice_lines_classified as l, month
+    where l.period_start_at < month.month_end_at and l.period_end_at >= month.month_end_at
+),
+invoice_side as (
+    select customer_id, min(currency) as currency, sum(mrr_local) as mrr_local
+    from lines
+    where line_kind = 'recurring' and invoice_status in ('paid', 'open')
+    group by customer_id
+),
+engine_side as (
+    select c.customer_id, c.currency, c.mrr_local
+    from marts.customer_mrr_monthly as c, month
+    where c.month = month.month
+),
+causes as (
+    select
+        lines.customer_id,
+        bool_or(lines.line_kind = 'proration' and lines.invoice_status in ('paid', 'open', 'uncollectible'))
+            as has_proration,
+        bool_or(subscriptions.ended_at < month.month_end_at) as has_ended,
+        bool_or(lines.line_kind = 'recurring' and lines.invoice_status = 'open') as has_open
+    from lines
+    cross join month
+    left join staging.stg_stripe__subscriptions as subscriptions
+        on lines.subscription_id = subscriptions.subscription_id
+    group by lines.customer_id
+),
+compared as (
+    select
+        coalesce(e.customer_id, i.customer_id) as customer_id,
+        coalesce(e.currency, i.currency) as currency,
+        coalesce(e.mrr_local, 0) as engine_local,
+        coalesce(i.mrr_local, 0) as invoice_local
+    from engine_side as e
+    full join invoice_side as i on e.customer_id = i.customer_id
+),
+valued as (
+    select
+        compared.*,
+        case when compared.currency = %(reporting)s then 1 else fx.rate end as rate,
+        causes.has_proration, causes.has_ended, causes.has_open
+    from compared
+    cross join month
+    left join intermediate.int_fx_rates_daily as fx
+        on fx.currency = compared.currency
+        and fx.rate_date = (month.month_end_at - interval '1 day')::date
+    left join causes on causes.customer_id = compared.customer_id
+)
+select
+    (select month from month),
+    case
+        when engine_local = invoice_local then 'matched'
+        when has_proration then 'mid_period_change'
+        when has_ended then 'ended_before_month_end'
+        when has_open then 'past_due_lapsed'
+        else 'unexplained'
+    end as cause,
+    count(*),
+    coalesce(sum(engine_local * rate), 0),
+    coalesce(sum(invoice_local * rate), 0),
+    coalesce(sum((engine_local - invoice_local) * rate), 0)
+from valued
+group by 1, 2
+"""
+
+CAUSES = {
+    "mid_period_change": "a plan or seat change mid-period: the engine counts the new rate at once "
+    "(prorations), the invoice lines only from the next renewal",
+    "ended_before_month_end": "canceled mid-period: the last invoice still covers the month end, the "
+    "subscription does not",
+    "past_due_lapsed": "an unpaid invoice past the grace period (past_due_grace_days) counts nothing",
+    "unexplained": "no cause found: inspect these customers",
+}
+
+
+def reporting_currency() -> str:
+    """The dbt var `reporting_currency` as dbt_project.yml sets it."""
+    import yaml
+
+    from saas_metrics.config import DBT_PROJECT_DIR
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return str(project.get("vars", {}).get("reporting_currency", "usd")).lower()
+
+
+@dg.asset_check(
+    asset=MRR_MONTHLY,
+    name="stripe_reconciliation",
+    blocking=True,
+    description="Last complete month: the engine's MRR vs the recurring invoice lines covering the month "
+    "end (normalised to a month), every per-customer gap given a cause; fails when the unexplained gap "
+    f"exceeds {RECONCILIATION_TOLERANCE:.1%} of MRR.",
+)
+def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+        cur.execute(RECONCILIATION_SQL, {"reporting": reporting_currency()})
+        rows = cur.fetchall()
+    if not rows or rows[0][0] is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no complete month yet"})
+    month = rows[0][0]
+    engine = sum((r[3] for r in rows), Decimal(0))
+    invoices = sum((r[4] for r in rows), Decimal(0))
+    unexplained = sum((r[5] for r in rows if r[1] == "unexplained"), Decimal(0))
+    metadata: dict = {
+        "month": str(month),
+        "engine_mrr": float(round(engine, 2)),
+        "invoice_lines_mrr": float(round(invoices, 2)),
+        "gap": float(round(engine - invoices, 2)),
+        "unexplained_gap": float(round(unexplained, 2)),
+        "tolerance": f"{RECONCILIATION_TOLERANCE:.1%} of MRR",
+    }
+    for _, cause, customers, _, _, gap in rows:
+        if cause == "matched":
+            metadata["customers_matched"] = customers
+            continue
+        metadata[f"gap_{cause}"] = f"{float(round(gap, 2))} over {customers} customers: {CAUSES[cause]}"
+    passed = abs(unexplained) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=MRR_MONTHLY,
+    name="marts_not_older_than_raw",
+    description="The marts were built after the raw Stripe data they read was last loaded.",
+)
+def marts_not_older_than_raw(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    instance = context.instance
+    mart = instance.get_latest_materialization_event(MRR_MONTHLY)
+    raw = instance.get_latest_materialization_event(dg.AssetKey(["stripe", "invoices"]))
+    if raw is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "raw Stripe data not loaded through Dagster yet"})
+    if mart is None:
+        return dg.AssetCheckResult(passed=False, metadata={"note": "marts never built"})
+    lag = raw.timestamp - mart.timestamp
+    return dg.AssetCheckResult(
+        passed=mart.timestamp >= raw.timestamp,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "marts_built_at": dt.datetime.fromtimestamp(mart.timestamp, dt.UTC).isoformat(),
+            "raw_loaded_at": dt.datetime.fromtimestamp(raw.timestamp, dt.UTC).isoformat(),
+            "marts_behind_seconds": max(0, round(lag)),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["stripe", "invoices"]),
+    name="raw_stripe_fresh",
+    description=f"The raw Stripe data was loaded within the last {RAW_MAX_AGE.total_seconds() / 3600:.0f} hours "
+    "(the newest synced_at of customers, subscriptions and invoices).",
+)
+def raw_stripe_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select least((select max(synced_at) from raw_stripe.customers), "
+            "(select max(synced_at) from raw_stripe.subscriptions), (select max(synced_at) from raw_stripe.invoices))"
+        )
+        synced_at = cur.fetchone()[0]
+    if synced_at is None:
+        return dg.AssetCheckResult(passed=False, metadata={"note": "raw_stripe holds no data"})
+    age = dt.datetime.now(dt.UTC) - synced_at
+    return dg.AssetCheckResult(
+        passed=age <= RAW_MAX_AGE,
+        metadata={"last_synced_at": synced_at.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)},
+    )
+
+
+def _volume_check(table: str):
+    @dg.asset_check(
+        asset=dg.AssetKey(["stripe", table]),
+        name=f"{table}_volume",
+        description=f"New {table} created on the last complete day vs their trailing 28-day average "
+        f"(outside {VOLUME_LOW}x-{VOLUME_HIGH}x warns).",
+    )
+    def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        sql = f"""
+            with days as (
+                select (created at time zone 'UTC')::date as day, count(*) as n
+                from raw_stripe.{table}
+                where created >= (select max(created) from raw_stripe.{table}) - interval '30 days'
+                group by 1
+            ),
+            last_day as (select max(day) - 1 as day from days)
+            select
+                last_day.day,
+                coalesce((select n from days where days.day = last_day.day), 0),
+                (select coalesce(sum(n), 0) / 28.0 from days
+                 where days.day between last_day.day - 28 and last_day.day - 1)
+            from last_day
+        """
+        with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            day, count, average = cur.fetchone()
+        if day is None:
+            return dg.AssetCheckResult(passed=True, metadata={"note": f"no {table} yet"})
+        average = Decimal(average)
+        metadata = {"day": str(day), "count": count, "trailing_28d_average": float(round(average, 2))}
+        if average < VOLUME_MIN_AVERAGE:
+            metadata["note"] = f"fewer than {VOLUME_MIN_AVERAGE} a day on average: too few to judge"
+            return dg.AssetCheckResult(passed=True, metadata=metadata)
+        ratio = Decimal(count) / average
+        metadata["ratio"] = float(round(ratio, 3))
+        return dg.AssetCheckResult(
+            passed=VOLUME_LOW <= ratio <= VOLUME_HIGH, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
+        )
+
+    return check
+
+
+volume_checks = [_volume_check("invoices"), _volume_check("events")]
+
+asset_checks = [stripe_reconciliation, marts_not_older_than_raw, raw_stripe_fresh, *volume_checks]
+
+# between runs, freshness is checked hourly: a refresh that silently stopped shows up within the hour
+freshness_job = dg.define_asset_job(
+    "freshness_job",
+    selection=dg.AssetSelection.checks(raw_stripe_fresh, marts_not_older_than_raw),
+    description="Evaluate the freshness checks (raw Stripe data, marts vs raw) without building anything.",
+)
+freshness_schedule = dg.ScheduleDefinition(
+    name="freshness_schedule",
+    job=freshness_job,
+    cron_schedule="30 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: are the raw data and the marts fresh?",
+)
