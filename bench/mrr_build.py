@@ -1,6 +1,6 @@
 """Benchmark: the MRR engine at scale, against a naive customer x month date-spine model.
 
-    python bench/mrr_build.py --customers 100000 --months 36
+    python -m bench.mrr_build --customers 100000 --months 36
 
 Generates the account (seeded), writes raw_stripe in the dlt source's shape, then times:
   - a full `dbt build` (models and tests) of everything up to the MRR marts;
@@ -105,7 +105,6 @@ def main() -> None:
             results["mrr_movements_rows"] = cur.fetchone()[0]
             cur.execute("select count(*) from marts.customer_mrr_monthly")
             results["customer_mrr_monthly_rows"] = cur.fetchone()[0]
-            cur.execute("create index if not exists mrr_movements_customer on marts.mrr_movements (customer_id)")
         results["query_year_of_mrr_monthly_ms"] = query_ms(
             url,
             "select * from marts.mrr_monthly where month >= date_trunc('month', now()) - interval '12 months' "

@@ -1,6 +1,6 @@
 """Benchmark: the Stripe load through HTTP and dlt, against the local Stripe-protocol server.
 
-    python bench/stripe_ingest.py --invoices 100000 [--latency-ms 0] [--max-rps 1000]
+    python -m bench.stripe_ingest --invoices 100000 [--latency-ms 0] [--max-rps 1000]
 
 Generates an account with about that many invoices, serves it on 127.0.0.1 (optionally with a
 per-request latency, to see what concurrency buys against a remote API), runs a full load into a

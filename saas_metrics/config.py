@@ -66,6 +66,8 @@ class Settings:
     spend_csv: Path | None = None
     gross_margin_csv: Path | None = None
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
+    ingest_retries: int = 2  # a failed load step is retried this many times...
+    ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -141,6 +143,8 @@ def load_settings() -> Settings:
         spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
         gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
         alerts=_alert_settings(),
+        ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
+        ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
     )
 
 

@@ -93,11 +93,19 @@ def test_run_without_stripe_rebuilds_from_raw(demo, user_env):
 
 
 def test_run_against_an_unreachable_stripe_fails_with_one_line(demo, user_env):
-    env = {**user_env, "STRIPE_API_KEY": "sk_test_x", "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}"}
+    env = {
+        **user_env,
+        "STRIPE_API_KEY": "sk_test_x",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",
+        "SAAS_METRICS_INGEST_RETRIES": "1",
+        "SAAS_METRICS_INGEST_RETRY_DELAY": "1",
+    }
     result = run_cli("run", env=env)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("saas-metrics: error: step stripe failed")
+    # the load step was retried once (with backoff) before the run gave up
+    assert "retry" in (result.stdout + result.stderr).lower()
 
 
 @pytest.mark.parametrize(

@@ -317,6 +317,8 @@ def test_a_failed_run_alerts_once(demo_store, fresh_database, receivers, monkeyp
         with dg.DagsterInstance.ephemeral() as instance:
             result = _run("refresh_job", instance)
             assert not result.success
+            # a bad key is not retried: it will not get better
+            assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
             # dbt did not build on a failed load: the marts keep their last state (here: none)
             assert query(url, "select count(*) from information_schema.schemata where schema_name = 'marts'") == [(0,)]
             run = instance.get_run_by_id(result.run_id)

@@ -8,7 +8,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.finance import ensure_finance_tables, finance_source
 from ingestion.stripe import stripe_source
-from ingestion.stripe.helpers import ensure_raw_tables
+from ingestion.stripe.helpers import StripeAuthError, ensure_raw_tables
 from orchestration.defs.resources import SettingsResource, WarehouseResource
 from saas_metrics import runtime
 from saas_metrics.config import RAW_FINANCE_SCHEMA, RAW_STRIPE_SCHEMA
@@ -72,10 +72,28 @@ STRIPE_SPECS = [
 ]
 
 
+# Requests already retry 429s, 5xx and dropped connections; a load that still fails (Stripe down for
+# minutes) is retried (default twice, 60 s then 120 s later). A bad key is not: it will not get better.
+INGEST_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=runtime.settings().ingest_retries,
+    delay=runtime.settings().ingest_retry_delay,
+    backoff=dg.Backoff.EXPONENTIAL,
+)
+
+
+def _not_retryable(exc: BaseException) -> StripeAuthError | None:
+    while exc is not None:
+        if isinstance(exc, StripeAuthError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @dg.multi_asset(
     name="stripe",
     specs=STRIPE_SPECS,
     op_tags={"saas_metrics/step": "ingest"},
+    retry_policy=INGEST_RETRY_POLICY,
 )
 def stripe_assets(
     context: dg.AssetExecutionContext,
@@ -95,13 +113,19 @@ def stripe_assets(
         max_rps=settings.stripe_max_rps,
         concurrency=settings.stripe_concurrency,
     )
-    yield from dlt.run(
-        context=context,
-        dlt_source=source,
-        dlt_pipeline=stripe_pipeline(),
-        dagster_dlt_translator=StripeTranslator(),
-        credentials=url,
-    )
+    try:
+        yield from dlt.run(
+            context=context,
+            dlt_source=source,
+            dlt_pipeline=stripe_pipeline(),
+            dagster_dlt_translator=StripeTranslator(),
+            credentials=url,
+        )
+    except Exception as exc:
+        auth = _not_retryable(exc)
+        if auth is None:
+            raise
+        raise dg.Failure(str(auth), allow_retries=False) from exc
     for table in CHILD_TABLES:
         yield dg.MaterializeResult(asset_key=["stripe", table])
     created = ensure_raw_tables(url, RAW_STRIPE_SCHEMA)

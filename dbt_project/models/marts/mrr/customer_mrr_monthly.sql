@@ -1,5 +1,7 @@
 -- Each customer's MRR at the end of every month in which it paid (and the month it churned,
 -- with 0). The current month shows MRR as of today. Values at the month-end rate.
+{{ config(indexes=[{'columns': ['customer_id', 'month']}]) }}  -- one customer's history, fast
+
 with
 
 movements as (

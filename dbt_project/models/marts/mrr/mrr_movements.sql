@@ -1,4 +1,6 @@
 -- One row per customer per day on which its MRR changed (METRICS.md "Movements").
+{{ config(indexes=[{'columns': ['customer_id', 'movement_date']}]) }}  -- one customer's history, fast
+
 with
 
 movements as (
