@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 import dlt
@@ -187,31 +187,47 @@ _CHILD_HINTS = {
 }
 
 
-def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> Iterator:
-    """The object's row, plus its complete lines or items as rows of their own tables."""
+CHILD_TABLE_OF = {"invoices": "invoice_lines", "subscriptions": "subscription_items"}
+BATCH_SIZE = 100  # rows handed to dlt at once: dlt's per-item overhead dominates one by one
+
+
+def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> tuple[dict, list[dict]]:
+    """The object's row, plus its complete lines or items as rows of their own table."""
     if name == "invoices":
         lines = api.complete_list(obj.get("lines"), f"/v1/invoices/{obj['id']}/lines")
         obj = {k: v for k, v in obj.items() if k != "lines"}
         obj["lines_count"] = len(lines)
-        yield _row(name, obj, synced_at)
-        if lines:
-            yield dlt.mark.with_hints(
-                [{"id": ln["id"], "invoice_id": obj["id"], "data": ln, "synced_at": synced_at} for ln in lines],
-                _CHILD_HINTS["invoice_lines"],
-                create_table_variant=True,
-            )
-    elif name == "subscriptions":
+        children = [{"id": ln["id"], "invoice_id": obj["id"], "data": ln, "synced_at": synced_at} for ln in lines]
+        return _row(name, obj, synced_at), children
+    if name == "subscriptions":
         items = api.complete_list(obj.get("items"), "/v1/subscription_items", {"subscription": obj["id"]})
         obj = {k: v for k, v in obj.items() if k != "items"}
-        yield _row(name, obj, synced_at)
-        if items:
-            yield dlt.mark.with_hints(
-                [{"id": it["id"], "subscription_id": obj["id"], "data": it, "synced_at": synced_at} for it in items],
-                _CHILD_HINTS["subscription_items"],
-                create_table_variant=True,
-            )
-    else:
-        yield _row(name, obj, synced_at)
+        children = [{"id": it["id"], "subscription_id": obj["id"], "data": it, "synced_at": synced_at} for it in items]
+        return _row(name, obj, synced_at), children
+    return _row(name, obj, synced_at), []
+
+
+def _batched(api: StripeApi, name: str, objects: Iterable[dict], synced_at: datetime, progress) -> Iterator:
+    """Rows in batches of BATCH_SIZE, each followed by its objects' child rows (merged per parent)."""
+    rows: list[dict] = []
+    children: list[dict] = []
+
+    def flush() -> Iterator:
+        if rows:
+            yield list(rows)
+        if children:
+            yield dlt.mark.with_hints(list(children), _CHILD_HINTS[CHILD_TABLE_OF[name]], create_table_variant=True)
+        rows.clear()
+        children.clear()
+
+    for obj in objects:
+        progress.tick()
+        row, kids = _expand(api, name, obj, synced_at)
+        rows.append(row)
+        children.extend(kids)
+        if len(rows) >= BATCH_SIZE:
+            yield from flush()
+    yield from flush()
 
 
 def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
@@ -223,20 +239,20 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         synced_at = _ts(plan.started_at)
         progress = Progress(name)
         if plan.mode(name, cursor) == "full":
-            for obj in api.paginate(path, params, missing_ok=True):
-                progress.tick()
-                yield from _expand(api, name, obj, synced_at)
+            yield from _batched(api, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
-            for obj in api.paginate(path, {**params, "created": {"gte": since}}, missing_ok=True):
-                seen.add(obj["id"])
-                progress.tick()
-                yield from _expand(api, name, obj, synced_at)
+
+            def created_since() -> Iterator[dict]:
+                for obj in api.paginate(path, {**params, "created": {"gte": since}}, missing_ok=True):
+                    seen.add(obj["id"])
+                    yield obj
+
+            yield from _batched(api, name, created_since(), synced_at, progress)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
-            for obj in api.retrieve_many(settings.RETRIEVE_PATHS[object_type], changed):
-                progress.tick()
-                yield from _expand(api, name, obj, synced_at)
+            changed_objects = api.retrieve_many(settings.RETRIEVE_PATHS[object_type], changed)
+            yield from _batched(api, name, changed_objects, synced_at, progress)
         progress.done()
         state[name] = plan.started_at
 
@@ -252,14 +268,17 @@ def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
         since = None if plan.mode("events", cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
         synced_at = _ts(plan.started_at)
         events = plan.events(since)
-        for event in events:
-            yield {
-                "id": event["id"],
-                "created": _ts(event["created"]),
-                "type": event.get("type"),
-                "data": event,
-                "synced_at": synced_at,
-            }
+        for start in range(0, len(events), BATCH_SIZE):
+            yield [
+                {
+                    "id": event["id"],
+                    "created": _ts(event["created"]),
+                    "type": event.get("type"),
+                    "data": event,
+                    "synced_at": synced_at,
+                }
+                for event in events[start : start + BATCH_SIZE]
+            ]
         logger.info("stripe events: %d events", len(events))
         state["events"] = plan.started_at
 
