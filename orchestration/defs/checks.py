@@ -1,6 +1,6 @@
 """Data-quality asset checks beyond the dbt tests (which dagster-dbt already turns into checks).
 
-- stripe_reconciliation (blocking): last complete month's MRR from the engine vs the sum of the
+- stripe_reconciliation (warns): last complete month's MRR from the engine vs the sum of the
   recurring invoice lines covering the month's end, with every per-customer gap given a cause;
 - raw_stripe_fresh: raw Stripe tables loaded within the last 26 hours (after each load, and hourly
   by freshness_schedule between runs);
@@ -123,9 +123,8 @@ def reporting_currency() -> str:
 @dg.asset_check(
     asset=MRR_MONTHLY,
     name="stripe_reconciliation",
-    blocking=True,
     description="Last complete month: the engine's MRR vs the recurring invoice lines covering the month "
-    "end (normalised to a month), every per-customer gap given a cause; fails when the unexplained gap "
+    "end (normalised to a month), every per-customer gap given a cause; warns when the unexplained gap "
     f"exceeds {RECONCILIATION_TOLERANCE:.1%} of MRR.",
 )
 def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -152,7 +151,8 @@ def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             continue
         metadata[f"gap_{cause}"] = f"{float(round(gap, 2))} over {customers} customers: {CAUSES[cause]}"
     passed = abs(unexplained) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
-    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    # a warning, not a block: the engine's own blocking tests guard the marts; a gap here asks for a look
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 
 
 @dg.asset_check(
