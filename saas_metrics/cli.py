@@ -132,6 +132,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.setdefault("STRIPE_MAX_RPS", "1000")
         os.environ["SAAS_METRICS_SPEND_CSV"] = str(settings.home / "demo" / "finance" / "marketing_spend.csv")
         os.environ["SAAS_METRICS_GROSS_MARGIN_CSV"] = str(settings.home / "demo" / "finance" / "gross_margin.csv")
+        os.environ["SAAS_METRICS_EVENTS_DIR"] = str(settings.home / "demo" / "events")
+        os.environ.pop("SAAS_METRICS_EVENTS_DB_URL", None)
         runtime.settings.cache_clear()
         print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
         execute_job("refresh_job", full_refresh=True, tags={"saas_metrics/demo": "true"})

@@ -55,6 +55,23 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ProductSettings:
+    """Where product events come from (README "Product events"); neither set: none are loaded."""
+
+    database_url: str | None = field(default=None, repr=False)  # the application's database
+    table: str = "events"
+    columns: str | None = None  # raw column=source column, comma-separated
+    events_dir: Path | None = None
+    file_columns: str | None = None
+    late_window_hours: float = 72.0
+    mapping_csv: Path | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.database_url or self.events_dir)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
@@ -66,6 +83,7 @@ class Settings:
     spend_csv: Path | None = None
     gross_margin_csv: Path | None = None
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
+    product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
     ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
 
@@ -143,6 +161,7 @@ def load_settings() -> Settings:
         spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
         gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
         alerts=_alert_settings(),
+        product=_product_settings(),
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
         ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
     )
@@ -171,6 +190,33 @@ def _alert_settings() -> AlertSettings:
         churn_mrr_threshold=_float_env("SAAS_METRICS_ALERT_CHURN_MRR", 200.0),
         logo_churn_threshold=_float_env("SAAS_METRICS_ALERT_LOGO_CHURN", 0.05),
         nrr_threshold=_float_env("SAAS_METRICS_ALERT_NRR", 1.0),
+    )
+
+
+def _product_settings() -> ProductSettings:
+    events_dir = os.environ.get("SAAS_METRICS_EVENTS_DIR") or None
+    folder = None
+    if events_dir:
+        folder = Path(events_dir).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"SAAS_METRICS_EVENTS_DIR names {events_dir!r}, which is not a folder")
+    raw_window = os.environ.get("SAAS_METRICS_EVENTS_LATE_WINDOW_HOURS")
+    window = 72.0
+    if raw_window not in (None, ""):
+        try:
+            window = float(raw_window)
+        except ValueError as exc:
+            raise ConfigError(f"SAAS_METRICS_EVENTS_LATE_WINDOW_HOURS must be a number, got {raw_window!r}") from exc
+        if window < 0:
+            raise ConfigError(f"SAAS_METRICS_EVENTS_LATE_WINDOW_HOURS must not be negative, got {raw_window!r}")
+    return ProductSettings(
+        database_url=os.environ.get("SAAS_METRICS_EVENTS_DB_URL") or None,
+        table=os.environ.get("SAAS_METRICS_EVENTS_TABLE") or "events",
+        columns=os.environ.get("SAAS_METRICS_EVENTS_COLUMNS") or None,
+        events_dir=folder,
+        file_columns=os.environ.get("SAAS_METRICS_EVENTS_FILE_COLUMNS") or None,
+        late_window_hours=window,
+        mapping_csv=_path_env("SAAS_METRICS_ACCOUNT_MAPPING_CSV"),
     )
 
 

@@ -70,13 +70,17 @@ def load_stripe(
         return info, server.stats
 
 
-def dbt_build(database_url: str, work_dir: Path, now: int, select: str | None = None) -> str:
+def dbt_build(
+    database_url: str, work_dir: Path, now: int, select: str | None = None, full_refresh: bool = False
+) -> str:
     """A real `dbt build` of the project against `database_url`, "today" frozen at `now`.
 
-    Like the `finance` asset of every run, makes sure raw_finance exists (empty without CSVs)."""
+    Like the dbt asset of every run, makes sure raw_finance and raw_product exist (empty without input)."""
     from ingestion.finance import ensure_finance_tables
+    from ingestion.product import ensure_product_tables
 
     ensure_finance_tables(database_url)
+    ensure_product_tables(database_url)
     pg = parse_database_url(database_url)
     env = {
         **os.environ,
@@ -103,6 +107,8 @@ def dbt_build(database_url: str, work_dir: Path, now: int, select: str | None = 
     ]
     if select:
         cmd += ["--select", select]
+    if full_refresh:
+        cmd.append("--full-refresh")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-40:])

@@ -68,6 +68,47 @@ def test_demo_run_is_recorded_in_the_dagster_instance(demo, user_env):
     assert '["marts", "mrr_monthly"]' in materialized
 
 
+def test_demo_churners_show_declining_health_before_they_churn(demo):
+    """The product story the demo must tell: health falls in the weeks before a churn."""
+    _, url = demo
+    rows = query(
+        url,
+        """
+        with churns as (
+            select customer_id, movement_date
+            from marts.mrr_movements
+            where movement_type = 'churn'
+                and movement_date >= (select min(first_seen_date) from marts.account_health) + 7 * 13
+        ),
+        weeks as (
+            select (churns.movement_date - weekly.week_start) / 7 as weeks_before, weekly.health_score
+            from churns
+            inner join marts.account_engagement_weekly as weekly
+                on weekly.customer_id = churns.customer_id
+                and weekly.is_complete_week
+                and weekly.week_start < churns.movement_date - 6
+        )
+        select
+            count(distinct 1),
+            avg(health_score) filter (where weeks_before between 1 and 4),
+            avg(health_score) filter (where weeks_before between 9 and 12),
+            count(*) filter (where weeks_before between 1 and 4)
+        from weeks
+        """,
+    )
+    _, near, earlier, samples = rows[0]
+    paying = query(
+        url,
+        "select avg(health_score) from marts.account_health where is_paying and health_score is not null",
+    )[0][0]
+    assert samples >= 40, samples
+    # on average 10+ points lower in the month before a churn than two months earlier, and than payers now
+    assert near < earlier - 10, (near, earlier)
+    assert near < paying - 10, (near, paying)
+    assert query(url, "select count(*) from marts.churn_risk")[0][0] > 0
+    assert query(url, "select count(*) from marts.activation where activation_rate > 0")[0][0] > 3
+
+
 def test_psql_reads_the_marts_with_the_printed_url(demo):
     _, url = demo
     out = subprocess.run(

@@ -112,3 +112,19 @@ def test_retention_marts_are_grouped_and_described(repo):
         node = repo.asset_graph.get(dg.AssetKey(["marts", mart]))
         assert node.group_name == "retention", mart
         assert node.description, mart
+
+
+PRODUCT_MARTS = {"account_engagement_weekly", "account_health", "activation", "feature_adoption", "churn_risk"}
+
+
+def test_product_events_feed_the_product_group(repo):
+    graph = repo.asset_graph
+    for table in ("events", "account_mapping"):
+        node = graph.get(dg.AssetKey(["product", table]))
+        assert node.group_name == "ingestion" and node.description
+    assert dg.AssetKey(["product", "events"]) in graph.get(dg.AssetKey(["staging", "stg_product__events"])).parent_keys
+    for mart in PRODUCT_MARTS:
+        node = graph.get(dg.AssetKey(["marts", mart]))
+        assert node.group_name == "product", mart
+        assert node.description, mart
+    assert graph.get(dg.AssetKey(["intermediate", "int_product_user_days"])).group_name == "product"

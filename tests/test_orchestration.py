@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import psycopg2
@@ -233,7 +234,7 @@ def demo_store(tmp_path_factory):
     work = tmp_path_factory.mktemp("orchestration-demo")
     now = int(time.time())
     store = Store(work / "stripe.sqlite")
-    generate(store, customers=150, months=14, seed=3, now=now, progress_every=10**9)
+    generate(store, customers=150, months=14, seed=3, now=now, progress_every=10**9, events_dir=work / "events")
     return store, now
 
 
@@ -261,6 +262,7 @@ def test_refresh_job_runs_every_check_and_alerts_once(demo_store, fresh_database
     webhook, _, _ = receivers
     url = fresh_database("orchestration")
     with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        monkeypatch.setenv("SAAS_METRICS_EVENTS_DIR", str(Path(store.path).parent / "events"))
         _configure(monkeypatch, tmp_path, url, server.url, API_KEY, webhook.url)
         with dg.DagsterInstance.ephemeral() as instance:
             result = _run("refresh_job", instance)
@@ -275,6 +277,7 @@ def test_refresh_job_runs_every_check_and_alerts_once(demo_store, fresh_database
                 ("invoices", "raw_stripe_fresh"),
                 ("invoices", "invoices_volume"),
                 ("events", "events_volume"),
+                ("account_health", "product_accounts_mapped"),
             ]:
                 assert key in checks, key
                 assert checks[key].passed, (key, checks[key].metadata)
@@ -290,6 +293,10 @@ def test_refresh_job_runs_every_check_and_alerts_once(demo_store, fresh_database
             assert abs(reconciliation["unexplained_gap"]) <= 0.005 * reconciliation["engine_mrr"]
             marts = query(url, "select sum(mrr) from marts.customer_mrr_current where is_paying")[0][0]
             assert marts > 0
+            # product events went through the product asset into the engagement marts
+            mapped = {k: v.value for k, v in checks[("account_health", "product_accounts_mapped")].metadata.items()}
+            assert mapped["accounts"] > 100 and mapped["unmapped_accounts"] == 0
+            assert query(url, "select count(*) from marts.account_health where health_score is not null")[0][0] > 50
 
             # the sensor after the successful run: every alert once, none again on a second evaluation
             run = instance.get_run_by_id(result.run_id)

@@ -251,7 +251,9 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
 
             yield from _batched(api, name, created_since(), synced_at, progress)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
-            changed_objects = api.retrieve_many(settings.RETRIEVE_PATHS[object_type], changed)
+            changed_objects = api.retrieve_many(
+                settings.RETRIEVE_PATHS[object_type], changed, settings.RETRIEVE_PARAMS.get(object_type)
+            )
             yield from _batched(api, name, changed_objects, synced_at, progress)
         progress.done()
         state[name] = plan.started_at

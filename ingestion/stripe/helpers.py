@@ -148,12 +148,12 @@ class StripeApi:
             rows.extend(self.paginate(path, params, starting_after=rows[-1]["id"] if rows else None))
         return rows
 
-    def retrieve_many(self, path_template: str, ids: list[str]) -> Iterator[dict]:
+    def retrieve_many(self, path_template: str, ids: list[str], params: dict | None = None) -> Iterator[dict]:
         """Fetch objects by id concurrently (within the shared request budget)."""
 
         def fetch(object_id: str) -> dict | None:
             try:
-                return self.get(path_template.format(id=object_id))
+                return self.get(path_template.format(id=object_id), **(params or {}))
             except stripe.InvalidRequestError as exc:
                 if getattr(exc, "http_status", None) == 404:
                     return None  # deleted since the event

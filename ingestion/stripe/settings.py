@@ -16,7 +16,8 @@ BACKOFF_MAX_SECONDS = 30.0
 
 # resource name -> (list path, extra list params, object type in events)
 LISTS = {
-    "customers": ("/v1/customers", {}, "customer"),
+    # the default card's expiry (churn risk) comes with the customer, expanded
+    "customers": ("/v1/customers", {"expand": ["data.invoice_settings.default_payment_method"]}, "customer"),
     "products": ("/v1/products", {}, "product"),
     "prices": ("/v1/prices", {}, "price"),
     "plans": ("/v1/plans", {}, "plan"),
@@ -38,6 +39,9 @@ RETRIEVE_PATHS = {
     "invoice": "/v1/invoices/{id}",
     "credit_note": "/v1/credit_notes/{id}",
 }
+
+# params of a retrieve by id, per object type (the same expansions as its list)
+RETRIEVE_PARAMS = {"customer": {"expand": ["invoice_settings.default_payment_method"]}}
 
 # Every table staging reads. dlt creates a table only when a resource yields rows, so an
 # account without coupons or credit notes would leave staging without its source:

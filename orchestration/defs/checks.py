@@ -246,7 +246,46 @@ def _volume_check(table: str):
 
 volume_checks = [_volume_check("invoices"), _volume_check("events")]
 
-asset_checks = [stripe_reconciliation, marts_not_older_than_raw, raw_stripe_fresh, *volume_checks]
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "account_health"]),
+    name="product_accounts_mapped",
+    description="Product accounts with no Stripe customer (no metadata, no mapping row): their events are kept "
+    "and counted here; warns when any account is unmapped.",
+)
+def product_accounts_mapped(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select count(*), count(*) filter (where customer_id is null), "
+            "coalesce(sum(users_seen) filter (where customer_id is null), 0) "
+            "from intermediate.int_product_accounts"
+        )
+        accounts, unmapped, users = cur.fetchone()
+        cur.execute(
+            "select coalesce(sum(days.events), 0) from intermediate.int_product_user_days as days "
+            "inner join intermediate.int_product_accounts as accounts on days.account_id = accounts.account_id "
+            "where accounts.customer_id is null"
+        )
+        events = cur.fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=unmapped == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "accounts": accounts,
+            "unmapped_accounts": unmapped,
+            "unmapped_users": int(users),
+            "unmapped_events": int(events),
+        },
+    )
+
+
+asset_checks = [
+    stripe_reconciliation,
+    marts_not_older_than_raw,
+    raw_stripe_fresh,
+    *volume_checks,
+    product_accounts_mapped,
+]
 
 # between runs, freshness is checked hourly: a refresh that silently stopped shows up within the hour
 freshness_job = dg.define_asset_job(

@@ -6,7 +6,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from orchestration.defs.resources import dbt_project
+from ingestion.finance import ensure_finance_tables
+from ingestion.product import ensure_product_tables
+from orchestration.defs.resources import WarehouseResource, dbt_project
 
 LAYER_GROUPS = {"staging": "staging"}
 
@@ -33,5 +35,9 @@ translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enab
     name="dbt_models",
     op_tags={"saas_metrics/step": "transform"},
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    # sources a run did not load (no finance files, no product events, transform_job) exist empty
+    url = warehouse.url()
+    ensure_finance_tables(url)
+    ensure_product_tables(url)
     yield from dbt.cli(["build"], context=context).stream()

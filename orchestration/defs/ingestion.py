@@ -7,11 +7,12 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asse
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.finance import ensure_finance_tables, finance_source
+from ingestion.product import ProductEventsError, ensure_product_tables, product_source
 from ingestion.stripe import stripe_source
 from ingestion.stripe.helpers import StripeAuthError, ensure_raw_tables
 from orchestration.defs.resources import SettingsResource, WarehouseResource
 from saas_metrics import runtime
-from saas_metrics.config import RAW_FINANCE_SCHEMA, RAW_STRIPE_SCHEMA
+from saas_metrics.config import RAW_FINANCE_SCHEMA, RAW_PRODUCT_SCHEMA, RAW_STRIPE_SCHEMA
 
 STRIPE_DESCRIPTIONS = {
     "customers": "Stripe customers.",
@@ -82,11 +83,7 @@ INGEST_RETRY_POLICY = dg.RetryPolicy(
 
 
 def _not_retryable(exc: BaseException) -> StripeAuthError | None:
-    while exc is not None:
-        if isinstance(exc, StripeAuthError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return _cause(exc, StripeAuthError)
 
 
 @dg.multi_asset(
@@ -188,3 +185,89 @@ def finance_assets(
         credentials=url,
     )
     ensure_finance_tables(url, RAW_FINANCE_SCHEMA)
+
+
+PRODUCT_DESCRIPTIONS = {
+    "events": "Product events (SAAS_METRICS_EVENTS_DB_URL table and/or SAAS_METRICS_EVENTS_DIR files), "
+    "merged on event_id; late events within SAAS_METRICS_EVENTS_LATE_WINDOW_HOURS are picked up.",
+    "account_mapping": "Account -> Stripe customer pairs (SAAS_METRICS_ACCOUNT_MAPPING_CSV), for accounts "
+    "whose Stripe customer has no tenant metadata.",
+}
+
+
+def product_pipeline() -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name="product",
+        destination="postgres",
+        dataset_name=RAW_PRODUCT_SCHEMA,
+        pipelines_dir=str(runtime.settings().dlt_pipelines_dir),
+        progress="log",
+    )
+
+
+@dg.multi_asset(
+    name="product",
+    specs=[
+        dg.AssetSpec(key=["product", table], group_name="ingestion", description=description, kinds={"dlt", "postgres"})
+        for table, description in PRODUCT_DESCRIPTIONS.items()
+    ],
+    op_tags={"saas_metrics/step": "ingest"},
+    retry_policy=INGEST_RETRY_POLICY,
+)
+def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResource, runtime_settings: SettingsResource):
+    """One dlt load of product events (the SQL table and the event files both land in raw_product.events)."""
+    settings = runtime_settings.get().product
+    url = warehouse.url()
+    if not settings.configured and not settings.mapping_csv:
+        context.log.info(
+            "no product events configured (SAAS_METRICS_EVENTS_DB_URL, SAAS_METRICS_EVENTS_DIR): "
+            "engagement marts stay empty"
+        )
+    else:
+        pipeline = product_pipeline()
+        try:
+            source = product_source(
+                database_url=settings.database_url,
+                table=settings.table,
+                columns=settings.columns,
+                events_dir=str(settings.events_dir) if settings.events_dir else None,
+                file_columns=settings.file_columns,
+                late_window_hours=settings.late_window_hours,
+                mapping_csv=str(settings.mapping_csv) if settings.mapping_csv else None,
+            )
+            pipeline.run(source, credentials=url)
+        except Exception as exc:
+            bad_input = _cause(exc, ProductEventsError)
+            if bad_input is None:
+                raise
+            # a malformed file or setting will not get better by retrying
+            raise dg.Failure(str(bad_input), allow_retries=False) from exc
+        counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
+        context.log.info(f"product events loaded: {counts.get('events', 0)} rows (merged on event_id)")
+    ensure_product_tables(url, RAW_PRODUCT_SCHEMA)
+    stats = _product_stats(url)
+    yield dg.MaterializeResult(asset_key=["product", "events"], metadata=stats)
+    yield dg.MaterializeResult(asset_key=["product", "account_mapping"])
+
+
+def _cause(exc: BaseException | None, kind: type[BaseException]):
+    while exc is not None:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _product_stats(url: str) -> dict:
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        # the planner's row estimate: exact counts of tens of millions of rows cost seconds
+        cur.execute(
+            "select greatest(reltuples, 0)::bigint from pg_class where oid = %s::regclass",
+            (f"{RAW_PRODUCT_SCHEMA}.events",),
+        )
+        rows = cur.fetchone()[0]
+        cur.execute(f"select max(occurred_at) from {RAW_PRODUCT_SCHEMA}.events")
+        latest = cur.fetchone()[0]
+    return {"approx_rows": rows, "latest_event": latest.isoformat() if latest else "none"}

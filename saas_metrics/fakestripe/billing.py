@@ -246,8 +246,27 @@ class Account:
         country: str = "US",
         metadata: dict | None = None,
         id: str | None = None,
+        card_expires: tuple[int, int] | None = None,
     ) -> dict:
+        """card_expires: (month, year) of a default card (a payment_method the customer names by id)."""
         cid = id or self.ids("cus")
+        payment_method = None
+        if card_expires is not None:
+            payment_method = self._put(
+                {
+                    "id": f"pm_{cid}",
+                    "object": "payment_method",
+                    "created": created,
+                    "customer": cid,
+                    "type": "card",
+                    "card": {
+                        "brand": "visa",
+                        "last4": "4242",
+                        "exp_month": card_expires[0],
+                        "exp_year": card_expires[1],
+                    },
+                }
+            )["id"]
         obj = self._put(
             {
                 "id": cid,
@@ -267,6 +286,7 @@ class Account:
                     "state": None,
                 },
                 "metadata": metadata or {},
+                "invoice_settings": {"default_payment_method": payment_method, "custom_fields": None, "footer": None},
                 "balance": 0,
                 "deleted": None,
             }

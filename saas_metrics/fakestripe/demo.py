@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saas_metrics.fakestripe.billing import Account, Item, add_interval
+from saas_metrics.fakestripe.product_events import ProductEventWriter, customer_events
 from saas_metrics.fakestripe.store import Store
 
 log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
 DAY = 86400
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 
 @dataclass
@@ -170,7 +171,12 @@ def _simulate_customer(
     now: int,
     coupons: list[dict],
     channel: str,
+    life: dict | None = None,
 ) -> None:
+    """Bill one customer's whole history. `life` (if given) receives what the product-event
+    generator needs: the subscriptions, voluntary cancellation decisions, plan and seats."""
+    life = life if life is not None else {}
+    life.update(subs=[], decisions=[], lapsed_trial=False, free=False)
     currency = rng.choices(["usd", "eur", "gbp", "jpy"], weights=[85, 8, 6, 1])[0]
     country = {
         "usd": rng.choice(["US", "US", "US", "CA", "AU"]),
@@ -186,9 +192,12 @@ def _simulate_customer(
         id=f"cus_demo{n:06d}",
     )
     if currency == "usd" and rng.random() < 0.06:  # free plan forever
-        acct.subscribe(customer, [Item(cat.free)], signup).finish()
+        life["free"] = True
+        life["subs"].append(acct.subscribe(customer, [Item(cat.free)], signup))
+        life["subs"][-1].finish()
         return
     name, price, seats = _pick_plan(rng, cat, currency)
+    life.update(plan=name, seats=seats)
     items = [Item(price, seats)]
     if currency == "usd" and name != "Weekly" and price["recurring"]["interval"] == "month":
         if rng.random() < 0.15:
@@ -204,6 +213,8 @@ def _simulate_customer(
 
     if trial and rng.random() < 0.3:  # a trial that lapses
         sub = acct.subscribe(customer, items, signup, trial_days=trial)
+        life["subs"].append(sub)
+        life["lapsed_trial"] = True
         sub.cancel(signup + trial * DAY - 3600)
         sub.finish()
         return
@@ -215,6 +226,7 @@ def _simulate_customer(
             description="Onboarding and setup",
         )
     sub = acct.subscribe(customer, items, signup, trial_days=trial, coupon=coupon, tax_percent=tax)
+    life["subs"].append(sub)
     t = signup + trial * DAY
     while t < now and sub.ended_at is None:
         step_end = t + int(30.44 * DAY)
@@ -223,12 +235,14 @@ def _simulate_customer(
             break
         roll = rng.random()
         if roll < risk:  # churn
+            life["decisions"].append(r)
             sub.cancel(r, at_period_end=rng.random() < 0.75)
             sub.finish()
             if rng.random() < 0.2 and sub.ended_at:  # win-back
                 back = sub.ended_at + rng.randint(30, 200) * DAY
                 if back < now:
                     sub = acct.subscribe(customer, [Item(price, seats)], back, tax_percent=tax)
+                    life["subs"].append(sub)
                     t = back
                     continue
             return
@@ -315,8 +329,10 @@ def generate(
     now: int | None = None,
     progress_every: int = 10000,
     finance_dir: Path | None = None,
+    events_dir: Path | None = None,
 ) -> dict:
-    """Write a whole account into `store` (and spend and margin files into `finance_dir`); returns counts."""
+    """Write a whole account into `store` (spend and margin files into `finance_dir`, product
+    events into `events_dir`); returns counts."""
     if customers < 1:
         raise ValueError("customers must be at least 1")
     if months < 1:
@@ -333,17 +349,24 @@ def generate(
     ]
     began = time.monotonic()
     signups_by_month_channel: dict[tuple[str, str], int] = {}
+    writer = ProductEventWriter(events_dir) if events_dir is not None else None
     for n, signup in enumerate(_signup_times(rng, customers, start, now), start=1):
         channel = rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
         month = time.strftime("%Y-%m", time.gmtime(signup))
         signups_by_month_channel[(month, channel)] = signups_by_month_channel.get((month, channel), 0) + 1
-        _simulate_customer(acct, cat, rng, n, signup, now, coupons, channel)
+        life: dict = {}
+        _simulate_customer(acct, cat, rng, n, signup, now, coupons, channel, life)
+        if writer is not None:
+            customer_events(writer, n, signup, life, now, seed)
         if n % progress_every == 0:
             log.info("demo: %d/%d customers (%.0f/s)", n, customers, n / (time.monotonic() - began))
     acct.flush()
     if finance_dir is not None:
         write_finance_files(finance_dir, signups_by_month_channel, rng)
     counts = {kind: store.count(kind) for kind in ("customer", "subscription", "invoice", "line_item", "event")}
+    if writer is not None:
+        writer.close()
+        counts["product_event"] = writer.count
     store.set_meta("now", str(now))
     store.set_meta("counts", json.dumps(counts))
     return counts
@@ -351,28 +374,43 @@ def generate(
 
 def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
     """The demo store for these parameters and today, generated once and reused; the finance files
-    (marketing_spend.csv, gross_margin.csv) are written beside it, in `folder / "finance"`."""
+    (marketing_spend.csv, gross_margin.csv) are written beside it, in `folder / "finance"`, and the
+    product events in `folder / "events"`."""
+    import shutil
+
     now = int(time.time()) // DAY * DAY  # midnight UTC: the same store all day
     key = hashlib.sha1(f"{GENERATOR_VERSION}:{customers}:{months}:{seed}:{now}".encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"stripe-{key}.sqlite"
-    if path.exists():
+    if path.exists() and (folder / "events").is_dir():
         store = Store(path)
         if store.get_meta("now"):
             return store, int(store.get_meta("now"))
         path.unlink()
     for old in folder.glob("stripe-*.sqlite*"):
         old.unlink()
+    shutil.rmtree(folder / "events", ignore_errors=True)
+    shutil.rmtree(folder / "events.partial", ignore_errors=True)
     tmp = folder / f"stripe-{key}.partial.sqlite"
     tmp.unlink(missing_ok=True)
     print(f"Generating the demo account: {customers} customers over {months} months (seed {seed})...")
     began = time.monotonic()
     partial = Store(tmp)
-    counts = generate(partial, customers=customers, months=months, seed=seed, now=now, finance_dir=folder / "finance")
+    counts = generate(
+        partial,
+        customers=customers,
+        months=months,
+        seed=seed,
+        now=now,
+        finance_dir=folder / "finance",
+        events_dir=folder / "events.partial",
+    )
     partial.close()
+    (folder / "events.partial").rename(folder / "events")
     tmp.rename(path)
     print(
         f"  {counts['customer']} customers, {counts['subscription']} subscriptions, {counts['invoice']} invoices, "
-        f"{counts['line_item']} invoice lines in {time.monotonic() - began:.1f}s"
+        f"{counts['line_item']} invoice lines, {counts['product_event']} product events "
+        f"in {time.monotonic() - began:.1f}s"
     )
     return Store(path), now

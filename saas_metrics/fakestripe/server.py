@@ -140,20 +140,21 @@ class StripeProtocolServer:
         if resource not in PATH_TO_TYPE or resource == "line_items":
             return _error(404, f"Unrecognized request URL (GET: {path})")
         type_ = PATH_TO_TYPE[resource]
+        expand = [v.partition("=")[2] for v in arrays.get("expand", [])]
         if len(parts) == 2:
-            return self._list(type_, path, flat, arrays)
+            return self._list(type_, path, flat, arrays, expand=[e.removeprefix("data.") for e in expand])
         if len(parts) == 3:
             obj = self.store.get(type_, parts[2])
             if obj is None:
                 return _error(404, f"No such {type_}: '{parts[2]}'")
-            return 200, self._render(obj)
+            return 200, self._render(obj, expand)
         if len(parts) == 4 and resource == "invoices" and parts[3] == "lines":
             if self.store.get("invoice", parts[2]) is None:
                 return _error(404, f"No such invoice: '{parts[2]}'")
             return self._list("line_item", path, flat, arrays, parent=parts[2])
         return _error(404, f"Unrecognized request URL (GET: {path})")
 
-    def _list(self, type_, path, flat, arrays, parent=None) -> tuple[int, dict]:
+    def _list(self, type_, path, flat, arrays, parent=None, expand=()) -> tuple[int, dict]:
         try:
             limit = int(flat.get("limit", "10"))
         except ValueError:
@@ -213,12 +214,19 @@ class StripeProtocolServer:
             "object": "list",
             "url": path,
             "has_more": has_more,
-            "data": [self._render(obj) for obj in data],
+            "data": [self._render(obj, expand) for obj in data],
         }
 
-    def _render(self, obj: dict) -> dict:
-        """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does."""
+    def _render(self, obj: dict, expand=()) -> dict:
+        """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does;
+        expand a customer's default payment method when asked to."""
         kind = obj.get("object")
+        if kind == "customer" and "invoice_settings.default_payment_method" in expand:
+            settings = obj.get("invoice_settings") or {}
+            pm_id = settings.get("default_payment_method")
+            if isinstance(pm_id, str):
+                pm = self.store.get("payment_method", pm_id)
+                obj = {**obj, "invoice_settings": {**settings, "default_payment_method": pm}}
         if kind == "invoice":
             lines = self.store.children("line_item", obj["id"], limit=EMBED_LIMIT + 1)
             total = self.store.count_children("line_item", obj["id"]) if len(lines) > EMBED_LIMIT else len(lines)

@@ -16,6 +16,14 @@ final as (
         data -> 'metadata' as metadata,
         coalesce((data ->> 'deleted')::boolean, false) as is_deleted,
         coalesce((data ->> 'livemode')::boolean, false) as is_livemode,
+        -- the default card, when the list was read with it expanded (a bare id carries no card)
+        (
+            make_date(
+                (data -> 'invoice_settings' -> 'default_payment_method' -> 'card' ->> 'exp_year')::int,
+                (data -> 'invoice_settings' -> 'default_payment_method' -> 'card' ->> 'exp_month')::int,
+                1
+            ) + interval '1 month' - interval '1 day'
+        )::date as default_card_expires_on,
         -- timestamps
         created as created_at,
         synced_at

@@ -1,0 +1,6 @@
+{#- A score that must stay within 0-100 (nulls allowed). -#}
+{% test accepted_range_0_100(model, column_name) %}
+select {{ column_name }}
+from {{ model }}
+where {{ column_name }} < 0 or {{ column_name }} > 100
+{% endtest %}

@@ -1,0 +1,40 @@
+-- One row per account, UTC day and event name: how often, by how many users. Incremental like
+-- int_product_user_days (the days touched by new loads are recomputed and replaced).
+{{ config(
+    unique_key='activity_date',
+    indexes=[{'columns': ['activity_date']}, {'columns': ['account_id', 'activity_date']}],
+) }}
+
+with
+
+{% if is_incremental() %}
+touched_days as (
+    select distinct activity_date
+    from {{ ref('stg_product__events') }}
+    where load_id > (select coalesce(max(max_load_id), '') from {{ this }})
+),
+{% endif %}
+
+events as (
+    select * from {{ ref('stg_product__events') }}
+    {% if is_incremental() %}
+    where occurred_at >= (select min(activity_date) from touched_days)::timestamp at time zone 'UTC'
+        and activity_date in (select activity_date from touched_days)
+    {% endif %}
+),
+
+final as (
+    select
+        account_id,
+        activity_date,
+        event_name,
+        bool_or(is_feature) as is_feature,
+        bool_or(is_key_action) as is_key_action,
+        count(*) as events,
+        count(distinct user_id) as users,
+        max(load_id) as max_load_id
+    from events
+    group by 1, 2, 3
+)
+
+select * from final

@@ -1,0 +1,41 @@
+-- One row per account, user and UTC day with activity. Incremental: each build recomputes only the
+-- days that rows of new loads fall on (late events included, however late), from the raw events
+-- of those days, and replaces those days (delete+insert on activity_date).
+{{ config(
+    unique_key='activity_date',
+    indexes=[{'columns': ['activity_date']}, {'columns': ['account_id', 'activity_date']}],
+) }}
+
+with
+
+{% if is_incremental() %}
+touched_days as (
+    select distinct activity_date
+    from {{ ref('stg_product__events') }}
+    where load_id > (select coalesce(max(max_load_id), '') from {{ this }})
+),
+{% endif %}
+
+events as (
+    select * from {{ ref('stg_product__events') }}
+    {% if is_incremental() %}
+    where occurred_at >= (select min(activity_date) from touched_days)::timestamp at time zone 'UTC'
+        and activity_date in (select activity_date from touched_days)
+    {% endif %}
+),
+
+final as (
+    select
+        account_id,
+        coalesce(user_id, '') as user_id,
+        activity_date,
+        count(*) as events,
+        count(*) filter (where is_key_action) as key_actions,
+        bool_or(is_admin_event) as has_admin_event,
+        min(occurred_at) as first_event_at,
+        max(load_id) as max_load_id
+    from events
+    group by 1, 2, 3
+)
+
+select * from final
