@@ -18,3 +18,24 @@
         else 'champion'
     end)
 {%- endmacro %}
+
+{#- The product events an incremental daily rollup (re)computes: on a full build all of them; on an
+    incremental one every event of the UTC days that rows of loads newer than the rollup's
+    max_load_id fall on (late events included, however late), so those whole days are replaced. -#}
+{% macro product_events_of_touched_days() -%}
+    {%- if is_incremental() -%}
+    touched_days as (
+        select distinct activity_date
+        from {{ ref('stg_product__events') }}
+        where load_id > (select coalesce(max(max_load_id), '') from {{ this }})
+    ),
+    {%- endif %}
+
+    events as (
+        select * from {{ ref('stg_product__events') }}
+        {% if is_incremental() -%}
+        where occurred_at >= (select min(activity_date) from touched_days)::timestamp at time zone 'UTC'
+            and activity_date in (select activity_date from touched_days)
+        {%- endif %}
+    )
+{%- endmacro %}

@@ -49,14 +49,18 @@ class StripeLoadConfig(dg.Config):
     full_refresh: bool = False
 
 
-def stripe_pipeline() -> dlt.Pipeline:
+def _pipeline(name: str, dataset: str) -> dlt.Pipeline:
     return dlt.pipeline(
-        pipeline_name="stripe",
+        pipeline_name=name,
         destination="postgres",
-        dataset_name=RAW_STRIPE_SCHEMA,
+        dataset_name=dataset,
         pipelines_dir=str(runtime.settings().dlt_pipelines_dir),
         progress="log",
     )
+
+
+def stripe_pipeline() -> dlt.Pipeline:
+    return _pipeline("stripe", RAW_STRIPE_SCHEMA)
 
 
 STRIPE_SPECS = [
@@ -196,13 +200,7 @@ PRODUCT_DESCRIPTIONS = {
 
 
 def product_pipeline() -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="product",
-        destination="postgres",
-        dataset_name=RAW_PRODUCT_SCHEMA,
-        pipelines_dir=str(runtime.settings().dlt_pipelines_dir),
-        progress="log",
-    )
+    return _pipeline("product", RAW_PRODUCT_SCHEMA)
 
 
 @dg.multi_asset(

@@ -7,21 +7,7 @@
 
 with
 
-{% if is_incremental() %}
-touched_days as (
-    select distinct activity_date
-    from {{ ref('stg_product__events') }}
-    where load_id > (select coalesce(max(max_load_id), '') from {{ this }})
-),
-{% endif %}
-
-events as (
-    select * from {{ ref('stg_product__events') }}
-    {% if is_incremental() %}
-    where occurred_at >= (select min(activity_date) from touched_days)::timestamp at time zone 'UTC'
-        and activity_date in (select activity_date from touched_days)
-    {% endif %}
-),
+{{ product_events_of_touched_days() }},
 
 final as (
     select
