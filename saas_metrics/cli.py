@@ -202,7 +202,11 @@ def print_summary() -> None:
 def cmd_ui(args: argparse.Namespace) -> int:
     runtime.prepare_environment()
     runtime.prepare_dbt()
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.environ[runtime.DBT_PREPARED_ENV] = "1"
+    bindir = os.path.dirname(sys.executable)
+    # this environment's tools (dbt) first, whether or not the virtualenv is activated
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    dagster = os.path.join(bindir, "dagster")
     argv = [dagster, "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
     os.execv(dagster, argv)

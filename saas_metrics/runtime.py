@@ -66,6 +66,9 @@ def link_dagster_home(current: Settings) -> Path:
     return home
 
 
+DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
+
+
 def prepare_dbt() -> None:
     """Parse the dbt project so Dagster has a current manifest (a few seconds)."""
     result = subprocess.run(

@@ -68,6 +68,92 @@ def test_demo_run_is_recorded_in_the_dagster_instance(demo, user_env):
     assert '["marts", "mrr_monthly"]' in materialized
 
 
+UI_STATE_QUERY = """{
+  workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+    __typename
+    ... on PythonError { message }
+    ... on RepositoryLocation { repositories {
+      assetGroups { groupName }
+      schedules { name scheduleState { status } }
+      sensors { name sensorState { status } }
+    } }
+  } } } }
+  assetNodes { assetKey { path } description assetChecksOrError { ... on AssetChecks { checks {
+    name executionForLatestMaterialization { status }
+  } } } }
+}"""
+
+
+def _ui_state(port: int, deadline: float) -> dict:
+    """What the UI shows, over its GraphQL API, once the code location has loaded."""
+    import json
+    import time
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": UI_STATE_QUERY}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                data = json.load(response)["data"]
+            entries = data["workspaceOrError"]["locationEntries"]
+            if entries and entries[0]["locationOrLoadError"]:
+                return data
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the Dagster UI did not come up"
+        time.sleep(2)
+
+
+def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
+    """`saas-metrics ui` on the demo database: the code location loads (even with the virtualenv's bin
+    off PATH, where dbt lives), five groups of described assets, schedules and sensors on, checks green."""
+    import signal
+    import time
+
+    venv_bin = os.path.dirname(sys.executable)
+    env = dict(user_env, PATH=os.pathsep.join(p for p in user_env["PATH"].split(os.pathsep) if p != venv_bin))
+    port = free_port()
+    ui = subprocess.Popen(
+        [CLI, "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        data = _ui_state(port, time.monotonic() + 180)
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)
+    location = data["workspaceOrError"]["locationEntries"][0]["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location.get("message")
+    (repository,) = location["repositories"]
+    assert {g["groupName"] for g in repository["assetGroups"]} == {
+        "ingestion",
+        "staging",
+        "mrr",
+        "retention",
+        "product",
+    }
+    schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
+    assert schedules["nightly_refresh_schedule"] == "RUNNING"
+    assert {s["sensorState"]["status"] for s in repository["sensors"]} == {"RUNNING"}
+    assert all(node["description"] for node in data["assetNodes"])
+    checks = {
+        ("/".join(node["assetKey"]["path"]), check["name"]): (check["executionForLatestMaterialization"] or {}).get(
+            "status"
+        )
+        for node in data["assetNodes"]
+        for check in (node["assetChecksOrError"] or {}).get("checks", [])
+    }
+    assert len(checks) > 50
+    assert {key: status for key, status in checks.items() if status != "SUCCEEDED"} == {}
+
+
 def test_demo_churners_show_declining_health_before_they_churn(demo):
     """The product story the demo must tell: health falls in the weeks before a churn."""
     _, url = demo

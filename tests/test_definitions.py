@@ -67,6 +67,11 @@ def test_marts_are_grouped_and_described(repo):
         assert node.description, f"{mart} has no description"
 
 
+def test_every_asset_is_in_one_of_the_five_groups(repo):
+    groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product"}
+
+
 def test_jobs_and_schedule(repo):
     jobs = {job.name for job in repo.get_all_jobs()}
     assert {"refresh_job", "transform_job"} <= jobs
@@ -128,3 +133,14 @@ def test_product_events_feed_the_product_group(repo):
         assert node.group_name == "product", mart
         assert node.description, mart
     assert graph.get(dg.AssetKey(["intermediate", "int_product_user_days"])).group_name == "product"
+
+
+def test_every_check_says_what_it_asserts(repo):
+    graph = repo.asset_graph
+    descriptions = {key.name: graph.get_check_spec(key).description for key in graph.asset_check_keys}
+    assert all(descriptions.values()), [name for name, text in descriptions.items() if not text]
+    assert descriptions["unique_mrr_monthly_month"] == "month is unique"
+    assert descriptions["assert_mrr_waterfall_balances"].startswith("Blocking: every month's waterfall adds up")
+    assert descriptions["unique_combination_of_columns_int_product_user_days_account_id__user_id__activity_date"] == (
+        "(account_id, user_id, activity_date) is unique (rows where activity_date >= current_date - 35)"
+    )

@@ -195,6 +195,22 @@ def _(c: Catalogue):
 
 
 @scenario(
+    "annual_renewal_unpaid",
+    [("2024-11-20", "new", "0", "100"), ("2025-12-10", "churn", "100", "0")],
+    {"2025-11": "100"},
+)
+def _(c: Catalogue):
+    # $1,200 a year from 2024-11-20 (100 a month); the 2025-11-20 renewal fails, so past due and still
+    # counting at the end of November; marked unpaid on Dec 10 (20 days < 30): churn then
+    customer = c.customer("annual_renewal_unpaid", ts("2024-11-20"))
+    sub = c.acct.subscribe(customer, [Item(c.y1200)], ts("2024-11-20"))
+    sub.advance_to(ts("2025-11-01"))
+    sub.fail_next_payment()
+    sub.mark_unpaid(ts("2025-12-10"))
+    sub.finish()
+
+
+@scenario(
     "paused_collection",
     [
         ("2025-01-03", "new", "0", "100"),
@@ -517,3 +533,23 @@ def test_mrr_by_plan_splits_the_multi_item_customer(warehouse):
         )
     )
     assert _norm(rows["price_storage10"]) == "10" and _norm(rows["price_sso50"]) == "50"
+
+
+def test_stripe_reconciliation_explains_every_gap(warehouse):
+    # November 2025 (the last complete month before NOW), engine vs the recurring invoice lines that
+    # cover Dec 1, per customer:
+    # - past_due_too_long: the engine stopped on Nov 10 (30 days past due); the open Nov 11 - Dec 11
+    #   invoice still counts 100 on the invoice side: -100, an unpaid renewal
+    # - annual_renewal_unpaid: past due since Nov 20 and still counting 100 in the engine; its renewal
+    #   invoice was marked uncollectible on Dec 10, so nothing on the invoice side: +100, an unpaid renewal
+    from orchestration.defs.checks import reconcile
+
+    month, customers = reconcile(warehouse)
+    assert str(month) == "2025-11-01"
+    gaps = {c.customer_id: (c.cause, _norm(c.gap)) for c in customers if c.cause != "matched"}
+    assert gaps == {
+        "cus_past_due_too_long": ("unpaid_renewal", "-100"),
+        "cus_annual_renewal_unpaid": ("unpaid_renewal", "100"),
+    }
+    matched = {c.customer_id for c in customers if c.cause == "matched"}
+    assert {"cus_monthly", "cus_annual", "cus_eur_customer", "cus_jpy_customer"} <= matched

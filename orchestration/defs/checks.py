@@ -9,6 +9,7 @@
 """
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
 import dagster as dg
@@ -55,7 +56,7 @@ causes as (
         bool_or(lines.line_kind = 'proration' and lines.invoice_status in ('paid', 'open', 'uncollectible'))
             as has_proration,
         bool_or(subscriptions.ended_at < month.month_end_at) as has_ended,
-        bool_or(lines.line_kind = 'recurring' and lines.invoice_status = 'open') as has_open
+        bool_or(lines.line_kind = 'recurring' and lines.invoice_status in ('open', 'uncollectible')) as has_unpaid
     from lines
     cross join month
     left join staging.stg_stripe__subscriptions as subscriptions
@@ -75,7 +76,7 @@ valued as (
     select
         compared.*,
         case when compared.currency = %(reporting)s then 1 else fx.rate end as rate,
-        causes.has_proration, causes.has_ended, causes.has_open
+        causes.has_proration, causes.has_ended, causes.has_unpaid
     from compared
     cross join month
     left join intermediate.int_fx_rates_daily as fx
@@ -85,19 +86,18 @@ valued as (
 )
 select
     (select month from month),
+    customer_id,
     case
         when engine_local = invoice_local then 'matched'
         when has_proration then 'mid_period_change'
         when has_ended then 'ended_before_month_end'
-        when has_open then 'past_due_lapsed'
+        when has_unpaid then 'unpaid_renewal'
         else 'unexplained'
     end as cause,
-    count(*),
-    coalesce(sum(engine_local * rate), 0),
-    coalesce(sum(invoice_local * rate), 0),
-    coalesce(sum((engine_local - invoice_local) * rate), 0)
+    engine_local * rate,
+    invoice_local * rate
 from valued
-group by 1, 2
+order by customer_id
 """
 
 CAUSES = {
@@ -105,9 +105,36 @@ CAUSES = {
     "(prorations), the invoice lines only from the next renewal",
     "ended_before_month_end": "canceled mid-period: the last invoice still covers the month end, the "
     "subscription does not",
-    "past_due_lapsed": "an unpaid invoice past the grace period (past_due_grace_days) counts nothing",
+    "unpaid_renewal": "the invoice covering the month end was not paid: the engine counts a past-due "
+    "subscription until dunning ends it or past_due_grace_days pass, the invoice side counts open invoices "
+    "whatever their age and uncollectible ones not at all",
     "unexplained": "no cause found: inspect these customers",
 }
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One customer's MRR at the end of the last complete month, by the engine and by the invoice lines
+    (reporting currency), and the cause of any difference (a key of CAUSES, or 'matched')."""
+
+    customer_id: str
+    cause: str
+    engine_mrr: Decimal
+    invoice_mrr: Decimal
+
+    @property
+    def gap(self) -> Decimal:
+        return self.engine_mrr - self.invoice_mrr
+
+
+def reconcile(url: str) -> tuple[dt.date | None, list[Reconciled]]:
+    """The last complete month and every customer that has MRR on either side at its end."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(RECONCILIATION_SQL, {"reporting": reporting_currency()})
+        rows = cur.fetchall()
+    if not rows or rows[0][0] is None:
+        return None, []
+    return rows[0][0], [Reconciled(r[1], r[2], r[3] or Decimal(0), r[4] or Decimal(0)) for r in rows]
 
 
 def reporting_currency() -> str:
@@ -128,29 +155,32 @@ def reporting_currency() -> str:
     f"exceeds {RECONCILIATION_TOLERANCE:.1%} of MRR.",
 )
 def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
-        cur.execute(RECONCILIATION_SQL, {"reporting": reporting_currency()})
-        rows = cur.fetchall()
-    if not rows or rows[0][0] is None:
+    month, customers = reconcile(warehouse.url())
+    if month is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no complete month yet"})
-    month = rows[0][0]
-    engine = sum((r[3] for r in rows), Decimal(0))
-    invoices = sum((r[4] for r in rows), Decimal(0))
-    unexplained = sum((r[5] for r in rows if r[1] == "unexplained"), Decimal(0))
+    engine = sum((c.engine_mrr for c in customers), Decimal(0))
+    invoices = sum((c.invoice_mrr for c in customers), Decimal(0))
+    unexplained = [c for c in customers if c.cause == "unexplained"]
+    unexplained_gap = sum((c.gap for c in unexplained), Decimal(0))
     metadata: dict = {
         "month": str(month),
         "engine_mrr": float(round(engine, 2)),
         "invoice_lines_mrr": float(round(invoices, 2)),
         "gap": float(round(engine - invoices, 2)),
-        "unexplained_gap": float(round(unexplained, 2)),
+        "unexplained_gap": float(round(unexplained_gap, 2)),
         "tolerance": f"{RECONCILIATION_TOLERANCE:.1%} of MRR",
+        "customers_matched": sum(1 for c in customers if c.cause == "matched"),
     }
-    for _, cause, customers, _, _, gap in rows:
-        if cause == "matched":
-            metadata["customers_matched"] = customers
-            continue
-        metadata[f"gap_{cause}"] = f"{float(round(gap, 2))} over {customers} customers: {CAUSES[cause]}"
-    passed = abs(unexplained) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
+    for cause, text in CAUSES.items():
+        group = [c for c in customers if c.cause == cause]
+        if group:
+            gap = sum((c.gap for c in group), Decimal(0))
+            metadata[f"gap_{cause}"] = f"{float(round(gap, 2))} over {len(group)} customers: {text}"
+    if unexplained:
+        metadata["unexplained_customers"] = ", ".join(c.customer_id for c in unexplained[:20]) + (
+            f" and {len(unexplained) - 20} more" if len(unexplained) > 20 else ""
+        )
+    passed = abs(unexplained_gap) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
     # a warning, not a block: the engine's own blocking tests guard the marts; a gap here asks for a look
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 

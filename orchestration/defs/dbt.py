@@ -15,14 +15,64 @@ LAYER_GROUPS = {"staging": "staging"}
 
 class SaasMetricsDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        """staging models -> 'staging'; intermediate and marts -> their area ('mrr', 'retention', ...)."""
+        """staging models -> 'staging'; intermediate and marts -> their area ('mrr', 'retention', ...);
+        the fx_rates seed and the subscriptions snapshot belong to the MRR engine -> 'mrr'."""
         fqn = dbt_resource_props.get("fqn", [])
-        if dbt_resource_props.get("resource_type") == "seed":
+        if dbt_resource_props.get("resource_type") in ("seed", "snapshot"):
             return "mrr"
         if len(fqn) >= 3:
             layer, area = fqn[1], fqn[2]
             return LAYER_GROUPS.get(layer, area)
         return "staging"
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        """dbt tests as checks, described in the UI: a generic test by what it asserts, a singular test
+        by the comment that opens its SQL."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return dg.AssetCheckSpec(
+            name=spec.name,
+            asset=spec.asset_key,
+            description=describe_test(manifest["nodes"][unique_id]),
+            additional_deps=spec.additional_deps,
+            metadata=spec.metadata,
+            blocking=spec.blocking,
+        )
+
+
+def describe_test(test: Mapping[str, Any]) -> str:
+    """One line saying what a dbt test asserts."""
+    if test.get("description"):
+        return test["description"]
+    generic = test.get("test_metadata") or {}
+    if not generic:  # singular: its opening comment
+        lines = []
+        for line in test.get("raw_code", "").splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line.removeprefix("--").strip())
+        return " ".join(lines) or f"dbt test {test['name']}"
+    kwargs = generic.get("kwargs", {})
+    column = kwargs.get("column_name")
+    name = generic.get("name")
+    if name == "not_null":
+        text = f"{column} is never null"
+    elif name == "unique":
+        text = f"{column} is unique"
+    elif name == "unique_combination_of_columns":
+        text = f"({', '.join(kwargs.get('columns', []))}) is unique"
+    elif name == "accepted_values":
+        text = f"{column} is one of {', '.join(map(str, kwargs.get('values', [])))}"
+    elif name == "relationships":
+        target = str(kwargs.get("to", "")).removeprefix("ref('").removesuffix("')")
+        text = f"every {column} exists in {target}.{kwargs.get('field')}"
+    elif name == "accepted_range_0_100":
+        text = f"{column} is between 0 and 100"
+    else:
+        text = f"dbt test {name}" + (f" on {column}" if column else "")
+    where = (test.get("config") or {}).get("where")
+    return text + (f" (rows where {where})" if where else "")
 
 
 translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

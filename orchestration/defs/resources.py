@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,9 +16,12 @@ from saas_metrics.config import DBT_PROJECT_DIR
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# `dagster dev` re-parses on start; other entry points call runtime.prepare_dbt() first.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
+# A plain `dagster dev` re-parses on start (with this environment's dbt, which need not be on PATH:
+# dagster-dbt's own prepare_if_dev looks for `dbt` on PATH only); `saas-metrics ui` and the other
+# entry points parse first and say so.
+if (os.getenv("DAGSTER_IS_DEV_CLI") and not os.getenv(runtime.DBT_PREPARED_ENV)) or not (
+    dbt_project.manifest_path.exists()
+):
     runtime.prepare_dbt()
 
 

@@ -10,7 +10,8 @@ REFRESH_TAGS = {"saas_metrics/refresh": "nightly"}
 refresh_job = dg.define_asset_job(
     "refresh_job",
     selection=dg.AssetSelection.all(),
-    description="Load Stripe, then build and test every dbt model.",
+    description="Load Stripe, the finance files and product events, then build and test every dbt model "
+    "(a failed load skips the build: the marts keep their last good state).",
     tags=REFRESH_TAGS,
 )
 
