@@ -47,3 +47,9 @@
         when 'day' then 1
     end)
 {%- endmacro %}
+
+{#- METRICS.md "Currencies": the rate from `currency` into the reporting currency (var reporting_currency):
+    1 for the reporting currency itself, else `rate` (a joined int_fx_rates_daily.rate). -#}
+{% macro fx_rate(currency, rate) -%}
+    (case when {{ currency }} = lower('{{ var("reporting_currency") }}') then 1::numeric else {{ rate }} end)
+{%- endmacro %}

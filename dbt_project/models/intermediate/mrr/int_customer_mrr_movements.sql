@@ -66,10 +66,7 @@ classified as (
 with_rates as (
     select
         classified.*,
-        case
-            when classified.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end as fx_rate
+        {{ fx_rate('classified.currency', 'fx.rate') }} as fx_rate
     from classified
     left join fx
         on classified.movement_date = fx.rate_date

@@ -30,10 +30,7 @@ as_of as (
 today_rates as (
     select
         currencies.currency,
-        case
-            when currencies.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end as rate
+        {{ fx_rate('currencies.currency', 'fx.rate') }} as rate
     from (select distinct currency from movements) as currencies
     cross join as_of
     left join fx

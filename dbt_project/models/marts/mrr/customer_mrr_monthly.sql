@@ -67,10 +67,7 @@ final as (
         in_span.month,
         in_span.snapshot_date,
         -- amounts
-        round(in_span.mrr_after_local * case
-            when in_span.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end, 4) as mrr,
+        round(in_span.mrr_after_local * {{ fx_rate('in_span.currency', 'fx.rate') }}, 4) as mrr,
         in_span.currency,
         in_span.mrr_after_local as mrr_local,
         -- attributes

@@ -13,10 +13,7 @@ fx as (
 final as (
     select
         date_trunc('month', lines.period_start_at at time zone 'UTC')::date as month,
-        round(sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * case
-            when lines.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end), 4) as usage_revenue,
+        round(sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * {{ fx_rate('lines.currency', 'fx.rate') }}), 4) as usage_revenue,
         count(distinct lines.customer_id) as customers
     from lines
     left join fx

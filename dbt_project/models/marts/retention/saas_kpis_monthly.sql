@@ -50,10 +50,7 @@ month_rates as (
     select
         months.month,
         currencies.currency,
-        case
-            when currencies.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end as rate
+        {{ fx_rate('currencies.currency', 'fx.rate') }} as rate
     from (select distinct month from customer_months) as months
     cross join (select distinct currency from customer_months) as currencies
     cross join as_of
@@ -112,10 +109,7 @@ retention as (
 spend_by_month as (
     select
         spend.month,
-        sum(spend.amount * case
-            when spend.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end) as sales_marketing_spend
+        sum(spend.amount * {{ fx_rate('spend.currency', 'fx.rate') }}) as sales_marketing_spend
     from spend
     left join fx
         on spend.month = fx.rate_date
