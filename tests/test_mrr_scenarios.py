@@ -553,3 +553,18 @@ def test_stripe_reconciliation_explains_every_gap(warehouse):
     }
     matched = {c.customer_id for c in customers if c.cause == "matched"}
     assert {"cus_monthly", "cus_annual", "cus_eur_customer", "cus_jpy_customer"} <= matched
+
+
+def test_mrr_by_plan_counts_subscriptions_and_customers(warehouse):
+    # price_m200 at the end of April 2025: downgrade_at_renewal (until its May 10 renewal),
+    # upgrade_mid_period (from Mar 16) and two_subscriptions' second subscription (from Mar 14):
+    # 3 x 200; at the end of May the downgrade has moved to price_m100: 2 x 200
+    rows = {
+        str(month): (_norm(mrr), subscriptions, customers)
+        for month, mrr, subscriptions, customers in query(
+            warehouse,
+            "select month, mrr, subscriptions, customers from marts.mrr_by_plan "
+            "where price_id = 'price_m200' and month in ('2025-04-01', '2025-05-01')",
+        )
+    }
+    assert rows == {"2025-04-01": ("600", 3, 3), "2025-05-01": ("400", 2, 2)}

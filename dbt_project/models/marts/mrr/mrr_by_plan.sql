@@ -57,30 +57,50 @@ in_span as (
         and (valid_to is null or (valid_to at time zone 'UTC')::date > snapshot_date)
 ),
 
-final as (
+-- per customer first (hash aggregates, no sort for the distinct counts): a subscription has at most
+-- one span of a price in force on a day, so its rows here count subscriptions
+per_customer as (
     select
         in_span.month,
-        prices.product_id,
-        products.product_name,
         in_span.price_id,
-        prices.nickname as price_nickname,
-        prices.recurring_interval as billing_interval,
-        prices.recurring_interval_count as billing_interval_count,
-        sum(round(in_span.mrr_local * case
-            when in_span.currency = lower('{{ var("reporting_currency") }}') then 1::numeric
-            else fx.rate
-        end, 4)) as mrr,
-        count(distinct in_span.subscription_id) as subscriptions,
-        count(distinct in_span.customer_id) as customers
+        in_span.customer_id,
+        sum(round(in_span.mrr_local * {{ fx_rate('in_span.currency', 'fx.rate') }}, 4)) as mrr,
+        count(*) as subscriptions
     from in_span
     left join fx
         on in_span.snapshot_date = fx.rate_date
         and in_span.currency = fx.currency
+    group by 1, 2, 3
+),
+
+per_price as (
+    select
+        month,
+        price_id,
+        sum(mrr) as mrr,
+        sum(subscriptions)::bigint as subscriptions,
+        count(*) as customers
+    from per_customer
+    group by 1, 2
+),
+
+final as (
+    select
+        per_price.month,
+        prices.product_id,
+        products.product_name,
+        per_price.price_id,
+        prices.nickname as price_nickname,
+        prices.recurring_interval as billing_interval,
+        prices.recurring_interval_count as billing_interval_count,
+        per_price.mrr,
+        per_price.subscriptions,
+        per_price.customers
+    from per_price
     left join prices
-        on in_span.price_id = prices.price_id
+        on per_price.price_id = prices.price_id
     left join products
         on prices.product_id = products.product_id
-    group by 1, 2, 3, 4, 5, 6, 7
 )
 
 select * from final
