@@ -75,26 +75,43 @@ TABLE_OF = {
 }
 
 
-def load_raw_direct(store: Store, database_url: str, synced_at: int) -> dict[str, int]:
+def load_raw_direct(
+    store: Store, database_url: str, synced_at: int, merge: bool = False, created_before: int | None = None
+) -> dict[str, int]:
     """Write raw_stripe as the dlt source would (same tables, columns and row shapes), with COPY.
 
-    Used to benchmark dbt at a scale where loading over HTTP would dominate the run.
+    Used to benchmark dbt at a scale where loading over HTTP would dominate the run. With `merge`, the
+    store is a later state of the account already loaded, and the result is what an incremental load
+    leaves: rows that did not change keep their synced_at, changed and new ones (and every line of a
+    changed invoice) get `synced_at`. With `created_before`, objects created at or after it (with the
+    lines and items of such invoices and subscriptions) are left out: the account as it was then.
     """
     from ingestion.finance import ensure_finance_tables
+    from ingestion.product import ensure_product_tables
     from ingestion.stripe.helpers import ensure_raw_tables
 
     counts = {}
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("drop schema if exists raw_stripe cascade")
+    if not merge:
+        with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+            cur.execute("drop schema if exists raw_stripe cascade")
     ensure_raw_tables(database_url)
     ensure_finance_tables(database_url)
+    ensure_product_tables(database_url)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(synced_at))
+    left_out: set[str] = set()
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         for kind, table in TABLE_OF.items():
             keys = stripe_settings.RAW_TABLES[table]
             buffer = io.StringIO()
             n = 0
             for obj in store.iter_type(kind):
+                if created_before is not None and (
+                    (obj.get("created") or 0) >= created_before
+                    or obj.get("invoice") in left_out
+                    or (kind == "subscription_item" and obj.get("subscription") in left_out)
+                ):
+                    left_out.add(obj["id"])
+                    continue
                 data = {k: v for k, v in obj.items() if k not in ("lines", "items")}
                 key_values = []
                 for key in keys:
@@ -116,10 +133,33 @@ def load_raw_direct(store: Store, database_url: str, synced_at: int) -> dict[str
                 n += 1
             buffer.seek(0)
             columns = ["id", "created", "data", "synced_at", *keys, "_dlt_load_id", "_dlt_id"]
-            cur.copy_expert(f"copy raw_stripe.{table} ({', '.join(columns)}) from stdin", buffer)
+            if not merge:
+                cur.copy_expert(f"copy raw_stripe.{table} ({', '.join(columns)}) from stdin", buffer)
+            else:
+                _merge_copy(cur, table, columns, buffer, stamp)
             counts[table] = n
         cur.execute("analyze")
     return counts
+
+
+PARENT_OF = {"invoice_lines": ("invoices", "invoice_id"), "subscription_items": ("subscriptions", "subscription_id")}
+
+
+def _merge_copy(cur, table: str, columns: list[str], buffer: io.StringIO, stamp: str) -> None:
+    """Replace raw_stripe.<table> with the rows in `buffer`, keeping the old synced_at of unchanged rows."""
+    cur.execute(f"create temp table next_rows (like raw_stripe.{table})")
+    cur.copy_expert(f"copy next_rows ({', '.join(columns)}) from stdin", buffer)
+    unchanged_parent = ""
+    if table in PARENT_OF:
+        parent, key = PARENT_OF[table]
+        unchanged_parent = f" and next_rows.{key} in (select id from raw_stripe.{parent} where synced_at < '{stamp}')"
+    cur.execute(
+        f"update next_rows set synced_at = old.synced_at from raw_stripe.{table} as old "
+        f"where old.id = next_rows.id and old.data = next_rows.data{unchanged_parent}"
+    )
+    cur.execute(f"truncate raw_stripe.{table}")
+    cur.execute(f"insert into raw_stripe.{table} select * from next_rows")
+    cur.execute("drop table next_rows")
 
 
 def _copy_text(value) -> str:
@@ -158,6 +198,13 @@ def dbt(database_url: str, args: list[str], target: Path, vars_: dict | None = N
     if result.returncode != 0:
         raise SystemExit("dbt failed:\n" + "\n".join(result.stdout.splitlines()[-30:]))
     return result.stdout
+
+
+def slowest_nodes(target: Path, count: int = 10) -> dict[str, float]:
+    """The slowest nodes of the last dbt invocation that wrote `target`, in seconds."""
+    run_results = json.loads((target / "run_results.json").read_text())
+    slowest = sorted(run_results["results"], key=lambda r: -r["execution_time"])[:count]
+    return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest}
 
 
 def save(name: str, results: dict) -> Path:

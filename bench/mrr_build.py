@@ -4,7 +4,8 @@
 
 Generates the account (seeded), writes raw_stripe in the dlt source's shape, then times:
   - a full `dbt build` (models and tests) of everything up to the MRR marts;
-  - a second build after one more day of data (what the nightly run does);
+  - a second build after one more day of data, loaded as an incremental load leaves it (unchanged
+    rows keep their synced_at): what the nightly run does;
   - dashboard queries on the marts (a year of mrr_monthly; one customer's movements);
   - a naive date-spine model of the same month-end MRR, and the ratio.
 Results go to bench/results/mrr_build.json.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.common import dbt, generated_store, load_raw_direct, save, throwaway_postgres, timed
+from bench.common import dbt, generated_store, load_raw_direct, save, slowest_nodes, throwaway_postgres, timed
 
 NAIVE_SPINE = """
 -- the usual hand-written approach: a row per customer and month, MRR from the lines whose
@@ -69,17 +70,20 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, help="keep generated accounts here and reuse them (default: a temp dir)")
     args = parser.parse_args()
     results: dict = {"customers": args.customers, "months": args.months}
     now = int(time.time()) // 86400 * 86400
-    work = Path(tempfile.mkdtemp(prefix="mrr-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="mrr-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     print(f"MRR build benchmark: {args.customers} customers, {args.months} months")
     with timed("generate_seconds", results):
-        store = generated_store(work, args.customers, args.months, args.seed, now - 86400)
+        store = generated_store(work, args.customers, args.months, args.seed, now)
     with throwaway_postgres() as pg:
         url = pg.url()
         with timed("load_raw_seconds", results):
-            results["rows"] = load_raw_direct(store, url, now - 86400)
+            # the account as it was yesterday: what was created in the last day comes with the nightly load
+            results["rows"] = load_raw_direct(store, url, now - 86400, created_before=now - 86400)
         print(f"  rows: {results['rows']}")
         with timed("dbt_full_build_seconds", results):
             dbt(
@@ -88,9 +92,17 @@ def main() -> None:
                 work / "target",
                 {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400))},
             )
-        # one more day: regenerate the same account a day later (same seed) and rebuild
-        store_next = generated_store(work, args.customers, args.months, args.seed, now)
-        load_raw_direct(store_next, url, now)
+        # one more day: what an incremental load brings (the last day's new objects), then rebuild
+        with timed("nightly_load_raw_seconds", results):
+            load_raw_direct(store, url, now, merge=True)
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            cur.execute(
+                "select (select count(*) from raw_stripe.invoices where synced_at >= %s), "
+                "(select count(*) from raw_stripe.invoice_lines where synced_at >= %s)",
+                (stamp, stamp),
+            )
+            results["nightly_changed_invoices"], results["nightly_changed_invoice_lines"] = cur.fetchone()
         with timed("dbt_nightly_build_seconds", results):
             dbt(
                 url,
@@ -98,6 +110,7 @@ def main() -> None:
                 work / "target",
                 {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))},
             )
+        results["nightly_slowest_nodes"] = slowest_nodes(work / "target")
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             cur.execute("select customer_id from marts.mrr_movements group by 1 order by count(*) desc limit 1")
             busiest = cur.fetchone()[0]

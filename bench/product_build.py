@@ -14,14 +14,13 @@ Target: the nightly build under 30 s on 2 cores. Results: bench/results/product_
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg2
 
-from bench.common import dbt, generated_store, load_raw_direct, save, throwaway_postgres, timed
+from bench.common import dbt, generated_store, load_raw_direct, save, slowest_nodes, throwaway_postgres, timed
 from ingestion.product import ensure_product_tables
 
 PRODUCT_MODELS = ["stg_product__events+", "stg_product__account_mapping+"]
@@ -101,11 +100,7 @@ def main() -> None:
                 work / "target",
                 {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))},
             )
-        run_results = json.loads((work / "target" / "run_results.json").read_text())
-        slowest = sorted(run_results["results"], key=lambda r: -r["execution_time"])[:8]
-        results["nightly_slowest_nodes"] = {
-            r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest
-        }
+        results["nightly_slowest_nodes"] = slowest_nodes(work / "target", 8)
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             for table in (
                 "intermediate.int_product_user_days",

@@ -65,8 +65,9 @@ def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = N
 
     job = defs.resolve_job_def(job_name)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
     if job_name == "refresh_job":
-        run_config["ops"] = {"stripe": {"config": {"full_refresh": full_refresh}}}
+        run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
@@ -234,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--full-refresh",
         action="store_true",
-        help="reload all Stripe history instead of the changes since the last load",
+        help="reload all Stripe history instead of the changes since the last load, and rebuild the "
+        "incremental models from scratch (do this after upgrading saas-metrics)",
     )
     run.set_defaults(func=cmd_run)
 

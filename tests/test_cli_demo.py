@@ -219,6 +219,20 @@ def test_run_without_stripe_rebuilds_from_raw(demo, user_env):
     assert "STRIPE_API_KEY is not set: skipping the Stripe load" in result.stdout
 
 
+def test_run_keeps_staged_rows_and_full_refresh_rebuilds_them(demo, user_env):
+    _, url = demo
+    written_by = "select xmin::text, count(*) from staging.stg_stripe__invoice_lines group by 1 order by 2 desc limit 1"
+    before = query(url, written_by)
+    assert run_cli("run", env=user_env).returncode == 0
+    assert query(url, written_by) == before  # nothing new loaded: no line parsed again
+    result = run_cli("run", "--full-refresh", env=user_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = query(url, written_by)
+    assert (
+        after[0][0] != before[0][0] and after[0][1] == query(url, "select count(*) from raw_stripe.invoice_lines")[0][0]
+    )
+
+
 def test_run_against_an_unreachable_stripe_fails_with_one_line(demo, user_env):
     env = {
         **user_env,

@@ -208,3 +208,77 @@ def test_stripe_client_is_the_official_library(account):
         api = StripeApi(API_KEY, server.url)
         assert isinstance(api.client, stripe.StripeClient)
         assert api.get("/v1/customers/cus_big")["id"] == "cus_big"
+
+
+STAGED_LINES_DIGEST = (
+    "select count(*), md5(string_agg(t::text, ',' order by t::text)) from "
+    "(select * from staging.stg_stripe__invoice_lines) as t"
+)
+STAGED_INVOICES_DIGEST = (
+    "select count(*), md5(string_agg(t::text, ',' order by t::text)) from "
+    "(select * from staging.stg_stripe__invoices) as t"
+)
+
+
+def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh_database):
+    """stg_stripe__invoices and stg_stripe__invoice_lines parse only what a load brought, and end up
+    exactly as a rebuild from scratch: a re-fetched invoice replaces its row and all its lines."""
+    from tests.pipeline import dbt_build
+
+    now = int(time.time())
+    store = Store(tmp_path / "stripe.sqlite")
+    acct = Account(store, now)
+    product = acct.product("Pro", now - 90 * DAY)
+    packs = [acct.price(product, 100 + i, now - 90 * DAY) for i in range(3)]
+    for n in range(3):
+        start = now - (50 - n) * DAY
+        acct.subscribe(acct.customer(start, id=f"cus_stg{n}"), [Item(p) for p in packs], start).finish()
+    acct.flush()
+    url = fresh_database()
+    load_stripe(store, url, tmp_path, now)
+    staged = "stg_stripe__invoices stg_stripe__invoice_lines"
+    dbt_build(url, tmp_path, now, select=staged)
+    invoices = [i for (i,) in query(url, "select id from raw_stripe.invoices order by id")]
+    assert len(invoices) == 6 and query(url, "select count(*) from staging.stg_stripe__invoice_lines") == [(18,)]
+    edited, emptied, untouched = invoices[0], invoices[1], invoices[2]
+    # the transaction that last wrote a staged row: unchanged unless the row is parsed again
+    written_by = "select xmin::text from staging.stg_stripe__invoices where invoice_id = %s"
+    untouched_written_by = query(url, written_by, (untouched,))
+
+    # what the next load's merge leaves in raw_stripe: `edited` re-fetched voided with one line fewer
+    # and one line's amount changed, `emptied` re-fetched with no lines left, a new invoice with 2 lines
+    query(
+        url,
+        """
+        update raw_stripe.invoices set synced_at = synced_at + interval '1 day',
+            data = jsonb_set(data, '{status}', '"void"') where id = %(edited)s;
+        delete from raw_stripe.invoice_lines
+            where id = (select min(id) from raw_stripe.invoice_lines where invoice_id = %(edited)s);
+        update raw_stripe.invoice_lines set synced_at = synced_at + interval '1 day',
+            data = jsonb_set(data, '{amount}', '7') where invoice_id = %(edited)s;
+        update raw_stripe.invoices set synced_at = synced_at + interval '1 day' where id = %(emptied)s;
+        delete from raw_stripe.invoice_lines where invoice_id = %(emptied)s;
+        insert into raw_stripe.invoices (id, created, data, synced_at, customer_id, subscription_id, status,
+                                         _dlt_load_id, _dlt_id)
+            select 'in_new', created, jsonb_set(data, '{id}', '"in_new"'), synced_at + interval '1 day',
+                   customer_id, subscription_id, status, _dlt_load_id, 'new-invoice'
+            from raw_stripe.invoices where id = %(untouched)s;
+        insert into raw_stripe.invoice_lines (id, invoice_id, data, synced_at, _dlt_load_id, _dlt_id)
+            select id || '_new', 'in_new', data, synced_at + interval '1 day', _dlt_load_id, _dlt_id || '-new'
+            from raw_stripe.invoice_lines where invoice_id = %(untouched)s order by id limit 2;
+        select 1
+        """,
+        {"edited": edited, "emptied": emptied, "untouched": untouched},
+    )
+    dbt_build(url, tmp_path, now, select=staged)
+    lines = dict(query(url, "select invoice_id, count(*) from staging.stg_stripe__invoice_lines group by 1"))
+    assert (lines.get(edited), lines.get(emptied), lines.get("in_new"), lines.get(untouched)) == (2, None, 2, 3)
+    assert query(
+        url, "select distinct amount_cents from staging.stg_stripe__invoice_lines where invoice_id = %s", (edited,)
+    ) == [(7,)]
+    assert query(url, "select status from staging.stg_stripe__invoices where invoice_id = %s", (edited,)) == [("void",)]
+    # untouched rows were not parsed again
+    assert query(url, written_by, (untouched,)) == untouched_written_by
+    incremental = query(url, STAGED_LINES_DIGEST), query(url, STAGED_INVOICES_DIGEST)
+    dbt_build(url, tmp_path, now, select=staged, full_refresh=True)
+    assert (query(url, STAGED_LINES_DIGEST), query(url, STAGED_INVOICES_DIGEST)) == incremental

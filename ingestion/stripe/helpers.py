@@ -166,7 +166,8 @@ class StripeApi:
 
 
 def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:
-    """Create the raw tables no load has created yet (empty); return their names."""
+    """Create the raw tables no load has created yet (empty), and their indexes; return the names of the
+    tables created."""
     import psycopg2
 
     created = []
@@ -183,4 +184,8 @@ def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str
                 f"synced_at timestamptz{key_columns}, _dlt_load_id varchar not null, _dlt_id varchar not null)"
             )
             created.append(table)
+        # what incremental staging (rows loaded since the last build) and dlt's merges look rows up by
+        for table, columns in settings.RAW_INDEXES.items():
+            for column in columns:
+                cur.execute(f'create index if not exists "{table}_{column}" on "{schema}"."{table}" ({column})')
     return created

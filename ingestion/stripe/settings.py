@@ -59,3 +59,10 @@ RAW_TABLES = {
     "invoice_lines": ["invoice_id"],
     "subscription_items": ["subscription_id"],
 }
+
+# indexed columns of the large raw tables (ensure_raw_tables): synced_at for incremental staging,
+# the merge keys for dlt's merges
+RAW_INDEXES: dict[str, list[str]] = {
+    "invoices": ["synced_at"],
+    "invoice_lines": ["synced_at", "invoice_id"],
+}

@@ -75,6 +75,13 @@ def describe_test(test: Mapping[str, Any]) -> str:
     return text + (f" (rows where {where})" if where else "")
 
 
+class DbtBuildConfig(dg.Config):
+    """full_refresh rebuilds the incremental models (staged invoices and lines, product rollups) from
+    scratch: after an upgrade of saas-metrics that changes how they are computed."""
+
+    full_refresh: bool = False
+
+
 translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
@@ -85,9 +92,12 @@ translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enab
     name="dbt_models",
     op_tags={"saas_metrics/step": "transform"},
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_models(
+    context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: WarehouseResource
+):
     # sources a run did not load (no finance files, no product events, transform_job) exist empty
     url = warehouse.url()
     ensure_finance_tables(url)
     ensure_product_tables(url)
-    yield from dbt.cli(["build"], context=context).stream()
+    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    yield from dbt.cli(args, context=context).stream()

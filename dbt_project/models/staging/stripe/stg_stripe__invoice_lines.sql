@@ -1,9 +1,30 @@
 -- Invoice lines in the current shape (pricing.price_details, parent.subscription_item_details,
 -- discount_amounts, taxes) and the legacy one (price/plan, type, proration, subscription, tax_amounts).
+-- Incremental, not a view like the other staging models: a million and more invoice lines are read
+-- by several models and tests, so their JSON is parsed once, and later builds parse only the lines of
+-- invoices loaded since the last build. A re-fetched invoice replaces all its lines (as the load
+-- does), including lines it no longer has: the pre-hook deletes the lines of every re-fetched invoice.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='invoice_id',
+    on_schema_change='fail',
+    indexes=[{'columns': ['invoice_id']}],
+    pre_hook="{{ delete_lines_of_refetched_invoices() }}",
+    post_hook='analyze {{ this }}',
+) }}
+
 with
 
 source as (
     select * from {{ source('stripe', 'invoice_lines') }}
+    {% if is_incremental() -%}
+    where invoice_id in (
+        select id from {{ source('stripe', 'invoices') }} where synced_at > {{ staging_watermark() }}
+        union
+        select invoice_id from {{ source('stripe', 'invoice_lines') }} where synced_at > {{ staging_watermark() }}
+    )
+    {%- endif %}
 ),
 
 final as (
@@ -63,7 +84,8 @@ final as (
         ) as inclusive_tax_cents,
         -- timestamps
         {{ from_unix("data -> 'period' ->> 'start'") }} as period_start_at,
-        {{ from_unix("data -> 'period' ->> 'end'") }} as period_end_at
+        {{ from_unix("data -> 'period' ->> 'end'") }} as period_end_at,
+        synced_at
     from source
 )
 

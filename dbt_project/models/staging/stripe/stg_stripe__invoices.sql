@@ -1,8 +1,23 @@
 -- Invoices. The subscription moved to parent.subscription_details in API 2025-03-31.
+-- Incremental, not a view like the other staging models: a million and more invoices are read by
+-- several models and tests, so their JSON is parsed once, and later builds parse only the invoices
+-- loaded since the last build (synced_at; a re-fetched invoice replaces its row).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='invoice_id',
+    on_schema_change='fail',
+    indexes=[{'columns': ['invoice_id'], 'unique': True}],
+    post_hook='analyze {{ this }}',
+) }}
+
 with
 
 source as (
     select * from {{ source('stripe', 'invoices') }}
+    {% if is_incremental() -%}
+    where synced_at > {{ staging_watermark() }}
+    {%- endif %}
 ),
 
 final as (
