@@ -218,11 +218,16 @@ STAGED_INVOICES_DIGEST = (
     "select count(*), md5(string_agg(t::text, ',' order by t::text)) from "
     "(select * from staging.stg_stripe__invoices) as t"
 )
+CLASSIFIED_LINES_DIGEST = (
+    "select count(*), md5(string_agg(t::text, ',' order by t::text)) from "
+    "(select * from intermediate.int_invoice_lines_classified) as t"
+)
 
 
 def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh_database):
-    """stg_stripe__invoices and stg_stripe__invoice_lines parse only what a load brought, and end up
-    exactly as a rebuild from scratch: a re-fetched invoice replaces its row and all its lines."""
+    """stg_stripe__invoices, stg_stripe__invoice_lines and int_invoice_lines_classified process only what
+    a load brought, and end up exactly as a rebuild from scratch: a re-fetched invoice replaces its row
+    and all its lines, and its subscription's lines are classified again."""
     from tests.pipeline import dbt_build
 
     now = int(time.time())
@@ -233,20 +238,45 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
     for n in range(3):
         start = now - (50 - n) * DAY
         acct.subscribe(acct.customer(start, id=f"cus_stg{n}"), [Item(p) for p in packs], start).finish()
+    # 20% off forever, upgraded mid-period: the prorations are valued with the discount of the cycle lines
+    # of their period, which are on another invoice
+    coupon = acct.coupon(now - 90 * DAY, percent_off=20.0, duration="forever")
+    start = now - 40 * DAY
+    prorated = acct.subscribe(acct.customer(start, id="cus_prorated"), [Item(packs[0], 10)], start, coupon=coupon)
+    prorated.change(start + 10 * DAY, [Item(packs[1], 10, id=prorated.items[0].id)])
+    prorated.finish()
     acct.flush()
     url = fresh_database()
     load_stripe(store, url, tmp_path, now)
-    staged = "stg_stripe__invoices stg_stripe__invoice_lines"
+    staged = "+int_invoice_lines_classified"
     dbt_build(url, tmp_path, now, select=staged)
-    invoices = [i for (i,) in query(url, "select id from raw_stripe.invoices order by id")]
-    assert len(invoices) == 6 and query(url, "select count(*) from staging.stg_stripe__invoice_lines") == [(18,)]
+    invoices = [
+        i for (i,) in query(url, "select id from raw_stripe.invoices where customer_id <> 'cus_prorated' order by id")
+    ]
+    assert len(invoices) == 6
+    assert query(
+        url, "select count(*) from staging.stg_stripe__invoice_lines where invoice_id = any(%s)", (invoices,)
+    ) == [(18,)]
+    proration_value = (
+        "select sum(mrr_local) from intermediate.int_invoice_lines_classified "
+        "where customer_id = 'cus_prorated' and line_kind = 'proration'"
+    )
+    (prorated_cycle,) = query(
+        url,
+        "select distinct cycle.invoice_id from intermediate.int_invoice_lines_classified as cycle "
+        "join intermediate.int_invoice_lines_classified as proration using (subscription_id, period_end_at) "
+        "where cycle.customer_id = 'cus_prorated' and cycle.line_kind = 'recurring' "
+        "and proration.line_kind = 'proration'",
+    )[0]
+    before = query(url, proration_value)
     edited, emptied, untouched = invoices[0], invoices[1], invoices[2]
     # the transaction that last wrote a staged row: unchanged unless the row is parsed again
     written_by = "select xmin::text from staging.stg_stripe__invoices where invoice_id = %s"
     untouched_written_by = query(url, written_by, (untouched,))
 
     # what the next load's merge leaves in raw_stripe: `edited` re-fetched voided with one line fewer
-    # and one line's amount changed, `emptied` re-fetched with no lines left, a new invoice with 2 lines
+    # and one line's amount changed, `emptied` re-fetched with no lines left, a new invoice with 2 lines,
+    # the cycle invoice of the prorations' period re-fetched with its amounts doubled
     query(
         url,
         """
@@ -256,6 +286,10 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
             where id = (select min(id) from raw_stripe.invoice_lines where invoice_id = %(edited)s);
         update raw_stripe.invoice_lines set synced_at = synced_at + interval '1 day',
             data = jsonb_set(data, '{amount}', '7') where invoice_id = %(edited)s;
+        update raw_stripe.invoices set synced_at = synced_at + interval '1 day' where id = %(prorated_cycle)s;
+        update raw_stripe.invoice_lines set synced_at = synced_at + interval '1 day',
+            data = jsonb_set(data, '{amount}', to_jsonb((data ->> 'amount')::bigint * 2))
+            where invoice_id = %(prorated_cycle)s;
         update raw_stripe.invoices set synced_at = synced_at + interval '1 day' where id = %(emptied)s;
         delete from raw_stripe.invoice_lines where invoice_id = %(emptied)s;
         insert into raw_stripe.invoices (id, created, data, synced_at, customer_id, subscription_id, status,
@@ -268,7 +302,7 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
             from raw_stripe.invoice_lines where invoice_id = %(untouched)s order by id limit 2;
         select 1
         """,
-        {"edited": edited, "emptied": emptied, "untouched": untouched},
+        {"edited": edited, "emptied": emptied, "untouched": untouched, "prorated_cycle": prorated_cycle},
     )
     dbt_build(url, tmp_path, now, select=staged)
     lines = dict(query(url, "select invoice_id, count(*) from staging.stg_stripe__invoice_lines group by 1"))
@@ -279,6 +313,14 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
     assert query(url, "select status from staging.stg_stripe__invoices where invoice_id = %s", (edited,)) == [("void",)]
     # untouched rows were not parsed again
     assert query(url, written_by, (untouched,)) == untouched_written_by
-    incremental = query(url, STAGED_LINES_DIGEST), query(url, STAGED_INVOICES_DIGEST)
+    classified = dict(
+        query(url, "select invoice_id, count(*) from intermediate.int_invoice_lines_classified group by 1")
+    )
+    assert (classified.get(edited), classified.get(emptied), classified.get("in_new")) == (2, None, 2)
+    # the prorations' invoice was not loaded again, but they were valued again: the cycle lines of their
+    # period now bill twice the amount with the same discount (net ratio 0.8 -> 0.9)
+    assert query(url, proration_value) != before
+    digests = (STAGED_LINES_DIGEST, STAGED_INVOICES_DIGEST, CLASSIFIED_LINES_DIGEST)
+    incremental = [query(url, digest) for digest in digests]
     dbt_build(url, tmp_path, now, select=staged, full_refresh=True)
-    assert (query(url, STAGED_LINES_DIGEST), query(url, STAGED_INVOICES_DIGEST)) == incremental
+    assert [query(url, digest) for digest in digests] == incremental

@@ -2,14 +2,63 @@
 --   line_kind: recurring (a cycle line) | proration | usage (metered) | one_off (setup fees, invoice items)
 --   mrr_local: for recurring lines the line's amount net of discounts and inclusive tax, normalised to a
 --              month; for prorations the signed full-period rate of the new/old item, normalised to a month.
+-- Incremental: a build after a load reclassifies every line of each subscription (and each invoice
+-- without one) that has an invoice loaded since the last build (synced_at), because a line's value
+-- depends on its invoice and on the other cycle lines of its period; whole invoices are replaced
+-- (delete+insert on invoice_id; the pre-hook also drops invoices left with no line at all).
+-- Prices are read as they are: Stripe does not let a price's amount or interval change.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='invoice_id',
+    on_schema_change='fail',
+    indexes=[{'columns': ['invoice_id']}, {'columns': ['subscription_id']}],
+    pre_hook="{{ delete_classified_lines_of_refetched_invoices() }}",
+) }}
+
 with
+
+{% if is_incremental() -%}
+refetched_invoices as (
+    select invoice_id, subscription_id
+    from {{ ref('stg_stripe__invoices') }}
+    where synced_at > (select coalesce(max(synced_at), '-infinity'::timestamp) from {{ this }})
+),
+
+touched_subscriptions as (
+    select subscription_id from refetched_invoices where subscription_id is not null
+    union
+    select lines.subscription_id
+    from {{ ref('stg_stripe__invoice_lines') }} as lines
+    inner join refetched_invoices on lines.invoice_id = refetched_invoices.invoice_id
+    where lines.subscription_id is not null
+),
+
+touched_invoices as (
+    select invoice_id from refetched_invoices
+    union
+    select invoices.invoice_id
+    from {{ ref('stg_stripe__invoices') }} as invoices
+    inner join touched_subscriptions on invoices.subscription_id = touched_subscriptions.subscription_id
+    union
+    select lines.invoice_id
+    from {{ ref('stg_stripe__invoice_lines') }} as lines
+    inner join touched_subscriptions on lines.subscription_id = touched_subscriptions.subscription_id
+),
+{%- endif %}
 
 lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
+    {% if is_incremental() -%}
+    where invoice_id in (select invoice_id from touched_invoices)
+    {%- endif %}
 ),
 
 invoices as (
     select * from {{ ref('stg_stripe__invoices') }}
+    {% if is_incremental() -%}
+    where invoice_id in (select invoice_id from touched_invoices)
+    {%- endif %}
 ),
 
 prices as (
@@ -41,7 +90,8 @@ joined as (
         invoices.created_at as invoice_created_at,
         invoices.marked_uncollectible_at,
         lines.period_start_at,
-        lines.period_end_at
+        lines.period_end_at,
+        invoices.synced_at
     from lines
     inner join invoices
         on lines.invoice_id = invoices.invoice_id
