@@ -341,3 +341,21 @@ def test_a_failed_run_alerts_once(demo_store, fresh_database, receivers, monkeyp
     assert len(webhook.messages) == 1
     text = webhook.messages[0]["text"]
     assert text.startswith(f"Run of refresh_job failed ({result.run_id[:8]})")
+
+
+def test_only_the_newest_dbt_invocation_folders_are_kept(tmp_path):
+    import os
+
+    from orchestration.defs.dbt import prune_invocation_targets
+
+    for n in range(13):
+        folder = tmp_path / f"dbt_models-{n:07x}-abc"
+        folder.mkdir()
+        (folder / "manifest.json").write_text("{}")
+        os.utime(folder, (1_700_000_000 + n, 1_700_000_000 + n))
+    (tmp_path / "manifest.json").write_text("{}")  # the project's own parse output stays
+    removed = prune_invocation_targets(tmp_path, keep=10)
+    assert sorted(f.name for f in removed) == [f"dbt_models-{n:07x}-abc" for n in range(3)]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [f"dbt_models-{n:07x}-abc" for n in range(3, 13)] + [
+        "manifest.json"
+    ]

@@ -1,6 +1,8 @@
 """dbt models as Dagster assets; dbt tests become asset checks (blocking where they fail a build)."""
 
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -100,4 +102,19 @@ def dbt_models(
     ensure_finance_tables(url)
     ensure_product_tables(url)
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-    yield from dbt.cli(args, context=context).stream()
+    invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+    prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS)
+
+
+# each dbt invocation writes its own target folder (manifest, run results, logs: ~7 MB at demo
+# size); the latest few are kept for debugging, not one per night forever
+KEEP_DBT_INVOCATIONS = 10
+
+
+def prune_invocation_targets(target_root: Path, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest `dbt_models-*` invocation folders under `target_root`."""
+    folders = sorted(target_root.glob("dbt_models-*"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for folder in folders[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folders[keep:]
