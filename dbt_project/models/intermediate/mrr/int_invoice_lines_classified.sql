@@ -13,7 +13,7 @@
     unique_key='invoice_id',
     on_schema_change='fail',
     indexes=[{'columns': ['invoice_id']}, {'columns': ['subscription_id']}],
-    pre_hook="{{ delete_classified_lines_of_refetched_invoices() }}",
+    pre_hook="{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
 ) }}
 
 with
@@ -22,7 +22,7 @@ with
 refetched_invoices as (
     select invoice_id, subscription_id
     from {{ ref('stg_stripe__invoices') }}
-    where synced_at > (select coalesce(max(synced_at), '-infinity'::timestamp) from {{ this }})
+    where synced_at > {{ synced_watermark() }}
 ),
 
 touched_subscriptions as (

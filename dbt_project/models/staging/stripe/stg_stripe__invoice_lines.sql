@@ -10,7 +10,7 @@
     unique_key='invoice_id',
     on_schema_change='fail',
     indexes=[{'columns': ['invoice_id']}],
-    pre_hook="{{ delete_lines_of_refetched_invoices() }}",
+    pre_hook="{{ delete_lines_of_refetched_invoices(source('stripe', 'invoices'), 'id') }}",
     post_hook='analyze {{ this }}',
 ) }}
 
@@ -20,9 +20,9 @@ source as (
     select * from {{ source('stripe', 'invoice_lines') }}
     {% if is_incremental() -%}
     where invoice_id in (
-        select id from {{ source('stripe', 'invoices') }} where synced_at > {{ staging_watermark() }}
+        select id from {{ source('stripe', 'invoices') }} where synced_at > {{ synced_watermark() }}
         union
-        select invoice_id from {{ source('stripe', 'invoice_lines') }} where synced_at > {{ staging_watermark() }}
+        select invoice_id from {{ source('stripe', 'invoice_lines') }} where synced_at > {{ synced_watermark() }}
     )
     {%- endif %}
 ),

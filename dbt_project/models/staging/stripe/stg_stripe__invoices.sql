@@ -16,7 +16,7 @@ with
 source as (
     select * from {{ source('stripe', 'invoices') }}
     {% if is_incremental() -%}
-    where synced_at > {{ staging_watermark() }}
+    where synced_at > {{ synced_watermark() }}
     {%- endif %}
 ),
 
