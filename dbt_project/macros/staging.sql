@@ -16,3 +16,23 @@
     where invoice_id in (select {{ id_column }} from {{ invoices }} where synced_at > {{ synced_watermark() }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- Post-hook of the large tables: fresh statistics before the next model plans its joins, when they are
+    stale. A table just built has none (until autovacuum gets to it) and is analyzed; an incremental build
+    that changed a small share of the rows leaves them good enough, and analyzing a million-row table
+    every night costs more than the build itself. Stale: never analyzed, or more than 10% of the rows
+    changed since. -#}
+{% macro analyze_if_stale() -%}
+do $$
+begin
+    if coalesce((
+        select (last_analyze is null and last_autoanalyze is null)
+            or n_mod_since_analyze > 0.1 * greatest(n_live_tup, 1000)
+        from pg_stat_user_tables
+        where relid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+    ), true) then
+        analyze {{ this }};
+    end if;
+end
+$$
+{%- endmacro %}

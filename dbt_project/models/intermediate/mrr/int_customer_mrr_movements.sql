@@ -1,10 +1,23 @@
 -- Per customer and day, the net MRR change is one movement (METRICS.md "Movements").
 -- Classified per customer, never per item or subscription: a plan swap is not churn + new.
 -- Values in the reporting currency use the rate of the movement's day.
+-- Incremental: only the customers int_mrr_engine_batches lists since the last build are recomputed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['customer_id', 'movement_date']}, {'columns': ['engine_batch_at']}],
+    pre_hook="{{ mrr_engine_delete(ref('int_subscription_prices_mrr_changes'), 'customer_id') }}",
+) }}
+{%- set scope = mrr_engine_scope(ref('int_subscription_prices_mrr_changes')) %}
+
 with
 
 changes as (
     select * from {{ ref('int_subscription_prices_mrr_changes') }}
+    {% if not scope.full -%}
+    where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+    {%- endif %}
 ),
 
 fx as (
@@ -91,7 +104,9 @@ final as (
         fx_rate,
         round(mrr_before_local * fx_rate, 4) as mrr_before,
         round(mrr_before_local * fx_rate, 4) + round(mrr_change_local * fx_rate, 4) as mrr_after,
-        round(mrr_change_local * fx_rate, 4) as mrr_change
+        round(mrr_change_local * fx_rate, 4) as mrr_change,
+        -- the engine's last batch taken in (int_mrr_engine_batches)
+        {{ mrr_engine_stamp(scope, ref('int_subscription_prices_mrr_changes')) }} as engine_batch_at
     from with_rates
 )
 

@@ -12,7 +12,12 @@
     incremental_strategy='delete+insert',
     unique_key='invoice_id',
     on_schema_change='fail',
-    indexes=[{'columns': ['invoice_id']}, {'columns': ['subscription_id']}],
+    indexes=[
+        {'columns': ['invoice_id']},
+        {'columns': ['subscription_id']},
+        {'columns': ['period_start_at']},
+        {'columns': ['synced_at']},
+    ],
     pre_hook="{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
 ) }}
 

@@ -9,6 +9,16 @@
 --             whichever comes first; later unpaid invoices of the streak count nothing;
 --   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
 -- At one instant an absolute point wins over prorations, and later kinds win over earlier ones.
+-- Incremental: only the subscriptions int_mrr_engine_batches lists since the last build are recomputed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['subscription_id']}, {'columns': ['engine_batch_at']}],
+    pre_hook="{{ mrr_engine_delete(ref('int_mrr_engine_batches'), 'subscription_id') }}",
+) }}
+{%- set scope = mrr_engine_scope(ref('int_mrr_engine_batches')) %}
+
 with
 
 -- not materialized: read twice, a materialized CTE would have no statistics, and the planner, taking
@@ -27,10 +37,16 @@ lines as not materialized (
         mrr_local
     from {{ ref('int_invoice_lines_classified') }}
     where line_kind in ('recurring', 'proration')
+    {% if not scope.full -%}
+    and subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
 ),
 
 subscriptions as (
     select subscription_id, ended_at from {{ ref('stg_stripe__subscriptions') }}
+    {% if not scope.full -%}
+    where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
 ),
 
 as_of as (
@@ -225,7 +241,8 @@ final as (
         is_absolute and first_row_of_point as starts_group,
         price_id,
         mrr_value,
-        abs_seq
+        abs_seq,
+        {{ mrr_engine_stamp(scope, ref('int_mrr_engine_batches')) }} as engine_batch_at
     from (
         select
             *,

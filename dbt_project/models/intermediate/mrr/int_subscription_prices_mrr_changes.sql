@@ -7,14 +7,30 @@
 --   a proration adds to the level of its price until the next absolute point;
 --   a level is never below zero (a credit larger than what was counted changes nothing more).
 -- Linear at scale: window functions over one analyzed table, and one hash join.
+-- Incremental: only the subscriptions int_mrr_engine_batches lists since the last build are recomputed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['subscription_id']}, {'columns': ['customer_id']}, {'columns': ['engine_batch_at']}],
+    pre_hook="{{ mrr_engine_delete(ref('int_subscription_mrr_points'), 'subscription_id') }}",
+) }}
+{%- set scope = mrr_engine_scope(ref('int_subscription_mrr_points')) %}
+
 with
 
 points as (
     select * from {{ ref('int_subscription_mrr_points') }}
+    {% if not scope.full -%}
+    where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
 ),
 
 subscriptions as (
     select subscription_id, customer_id, currency from {{ ref('stg_stripe__subscriptions') }}
+    {% if not scope.full -%}
+    where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
 ),
 
 group_starts as (
@@ -115,6 +131,9 @@ line_currencies as (
         min(currency) as currency
     from {{ ref('int_invoice_lines_classified') }}
     where line_kind in ('recurring', 'proration')
+    {% if not scope.full -%}
+    and subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
     group by subscription_id
 ),
 
@@ -129,7 +148,8 @@ final as (
         changes.mrr_level as mrr_local,
         changes.mrr_change as mrr_change_local,
         -- timestamps
-        changes.point_at as changed_at
+        changes.point_at as changed_at,
+        {{ mrr_engine_stamp(scope, ref('int_subscription_mrr_points')) }} as engine_batch_at
     from changes
     inner join subscriptions
         on changes.subscription_id = subscriptions.subscription_id

@@ -1,5 +1,7 @@
 -- One row per customer per day on which its MRR changed (METRICS.md "Movements").
-{{ config(indexes=[{'columns': ['customer_id', 'movement_date']}]) }}  -- one customer's history, fast
+-- A view of int_customer_mrr_movements, which the engine keeps up to date incrementally (and indexes on
+-- customer_id, movement_date: one customer's history is fast).
+{{ config(materialized='view') }}
 
 with
 

@@ -22,20 +22,12 @@ products as (
     select * from {{ ref('stg_stripe__products') }}
 ),
 
-invoices as (
-    select * from {{ ref('stg_stripe__invoices') }}
-),
-
-credit_notes as (
-    select * from {{ ref('stg_stripe__credit_notes') }}
+revenue as (
+    select * from {{ ref('int_customer_revenue') }}
 ),
 
 customers as (
     select * from {{ ref('stg_stripe__customers') }}
-),
-
-fx as (
-    select * from {{ ref('int_fx_rates_daily') }}
 ),
 
 as_of as (
@@ -63,31 +55,6 @@ last_prices as (
     order by changes.customer_id, changes.changed_at desc, changes.mrr_local desc
 ),
 
--- revenue actually paid: paid invoices without tax, less credit notes, at the rate of the day paid
-paid as (
-    select
-        invoices.customer_id,
-        sum({{ cents_to_major('invoices.amount_paid_cents - invoices.tax_cents', 'invoices.currency') }} * {{ fx_rate('invoices.currency', 'fx.rate') }}) as paid_revenue
-    from invoices
-    left join fx
-        on (coalesce(invoices.paid_at, invoices.created_at) at time zone 'UTC')::date = fx.rate_date
-        and invoices.currency = fx.currency
-    where invoices.status = 'paid'
-    group by invoices.customer_id
-),
-
-credited as (
-    select
-        credit_notes.customer_id,
-        sum({{ cents_to_major('credit_notes.total_cents', 'credit_notes.currency') }} * {{ fx_rate('credit_notes.currency', 'fx.rate') }}) as credited_revenue
-    from credit_notes
-    left join fx
-        on (credit_notes.created_at at time zone 'UTC')::date = fx.rate_date
-        and credit_notes.currency = fx.currency
-    where coalesce(credit_notes.status, 'issued') <> 'void'
-    group by credit_notes.customer_id
-),
-
 final as (
     select
         -- ids
@@ -99,7 +66,7 @@ final as (
                - spans.first_paid_date) / 30.4375, 1) as tenure_months,
         -- amounts
         current_mrr.mrr as current_mrr,
-        round(coalesce(paid.paid_revenue, 0) - coalesce(credited.credited_revenue, 0), 4) as lifetime_revenue,
+        round(coalesce(revenue.paid_revenue, 0) - coalesce(revenue.credited_revenue, 0), 4) as lifetime_revenue,
         -- attributes
         products.product_name as plan,
         customers.country,
@@ -112,10 +79,8 @@ final as (
         on spans.customer_id = last_prices.customer_id
     left join products
         on last_prices.product_id = products.product_id
-    left join paid
-        on spans.customer_id = paid.customer_id
-    left join credited
-        on spans.customer_id = credited.customer_id
+    left join revenue
+        on spans.customer_id = revenue.customer_id
     left join customers
         on spans.customer_id = customers.customer_id
 )

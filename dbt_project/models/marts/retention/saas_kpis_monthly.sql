@@ -5,7 +5,8 @@ waterfall as (
     select * from {{ ref('mrr_monthly') }}
 ),
 
-customer_months as (
+-- not materialized: read in several places, each can then use the table's (customer_id, month) index
+customer_months as not materialized (
     select * from {{ ref('customer_mrr_monthly') }}
 ),
 
@@ -45,50 +46,58 @@ churned_from_start as (
     group by movements.movement_month
 ),
 
--- the rate of each month's last day (or of today, for the current month), per currency billed
-month_rates as (
+-- customers paying 1 and 12 months before: their MRR then and now (0 when no longer paying), one pass
+-- over each customer's months
+customer_pairs as (
     select
-        months.month,
-        currencies.currency,
-        {{ fx_rate('currencies.currency', 'fx.rate') }} as rate
-    from (select distinct month from customer_months) as months
-    cross join (select distinct currency from customer_months) as currencies
-    cross join as_of
-    left join fx
-        on fx.currency = currencies.currency
-        and fx.rate_date = least((months.month + interval '1 month - 1 day')::date, as_of.as_of_date)
+        customer_id,
+        currency,
+        month,
+        mrr_local as then_local,
+        case
+            when lead(month) over customer_history = (month + interval '1 month')::date
+                then lead(mrr_local) over customer_history
+            else 0
+        end as one_month_later_local,
+        coalesce(max(mrr_local) over (
+            customer_history range between interval '12 months' following and interval '12 months' following
+        ), 0) as twelve_months_later_local
+    from customer_months
+    window customer_history as (partition by customer_id order by month)
 ),
 
--- customers paying 1 and 12 months before: their MRR then and now, at the later month's rate
--- (a constant rate, so currency moves are not retention)
-cohort_pairs as (
+-- summed per later month and currency (in the customer's currency)
+cohort_sums as (
     select
-        earlier.customer_id,
-        earlier.currency,
-        earlier.mrr_local as then_local,
+        (month + offsets.months * interval '1 month')::date as month,
         offsets.months as months_back,
-        (earlier.month + offsets.months * interval '1 month')::date as month
-    from customer_months as earlier
+        currency,
+        sum(then_local) as then_local,
+        sum(case when offsets.months = 1 then one_month_later_local else twelve_months_later_local end)
+            as now_local,
+        sum(least(case when offsets.months = 1 then one_month_later_local else twelve_months_later_local end,
+                  then_local)) as capped_now_local
+    from customer_pairs
     cross join (values (1), (12)) as offsets (months)
-    where earlier.mrr_local > 0
+    where then_local > 0
+    group by 1, 2, 3
 ),
 
+-- valued at the later month's rate (its last day, or today for the current month): a constant rate,
+-- so currency moves are not retention
 cohort_values as (
     select
-        cohort_pairs.month,
-        cohort_pairs.months_back,
-        cohort_pairs.then_local * rates.rate as then_value,
-        coalesce(later.mrr_local, 0) * rates.rate as now_value,
-        least(coalesce(later.mrr_local, 0), cohort_pairs.then_local) * rates.rate as capped_now_value
-    from cohort_pairs
+        cohort_sums.month,
+        cohort_sums.months_back,
+        cohort_sums.then_local * {{ fx_rate('cohort_sums.currency', 'fx.rate') }} as then_value,
+        cohort_sums.now_local * {{ fx_rate('cohort_sums.currency', 'fx.rate') }} as now_value,
+        cohort_sums.capped_now_local * {{ fx_rate('cohort_sums.currency', 'fx.rate') }} as capped_now_value
+    from cohort_sums
     cross join as_of
-    left join customer_months as later
-        on cohort_pairs.customer_id = later.customer_id
-        and cohort_pairs.month = later.month
-    left join month_rates as rates
-        on cohort_pairs.month = rates.month
-        and cohort_pairs.currency = rates.currency
-    where cohort_pairs.month <= as_of.as_of_month
+    left join fx
+        on fx.currency = cohort_sums.currency
+        and fx.rate_date = least((cohort_sums.month + interval '1 month - 1 day')::date, as_of.as_of_date)
+    where cohort_sums.month <= as_of.as_of_month
 ),
 
 retention as (

@@ -13,7 +13,8 @@ final as (
         data ->> 'reason' as reason,
         lower(data ->> 'currency') as currency,
         (data ->> 'total')::bigint as total_cents,
-        created as created_at
+        created as created_at,
+        synced_at
     from source
 )
 

@@ -1,7 +1,22 @@
+-- Incremental, not a view: customers are read by several models and tests every build, so their JSON is
+-- parsed once, and later builds parse only the customers loaded since the last build (a re-fetched one
+-- replaces its row).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='customer_id',
+    on_schema_change='fail',
+    indexes=[{'columns': ['customer_id'], 'unique': True}, {'columns': ['synced_at']}],
+    post_hook='{{ analyze_if_stale() }}',
+) }}
+
 with
 
 source as (
     select * from {{ source('stripe', 'customers') }}
+    {% if is_incremental() -%}
+    where synced_at > {{ synced_watermark() }}
+    {%- endif %}
 ),
 
 final as (

@@ -9,9 +9,13 @@
     incremental_strategy='delete+insert',
     unique_key='invoice_id',
     on_schema_change='fail',
-    indexes=[{'columns': ['invoice_id']}],
+    indexes=[
+        {'columns': ['invoice_id', 'invoice_line_id'], 'unique': True},
+        {'columns': ['subscription_id']},
+        {'columns': ['synced_at']},
+    ],
     pre_hook="{{ delete_lines_of_refetched_invoices(source('stripe', 'invoices'), 'id') }}",
-    post_hook='analyze {{ this }}',
+    post_hook='{{ analyze_if_stale() }}',
 ) }}
 
 with

@@ -7,8 +7,13 @@
     incremental_strategy='delete+insert',
     unique_key='invoice_id',
     on_schema_change='fail',
-    indexes=[{'columns': ['invoice_id'], 'unique': True}],
-    post_hook='analyze {{ this }}',
+    indexes=[
+        {'columns': ['invoice_id'], 'unique': True},
+        {'columns': ['subscription_id']},
+        {'columns': ['customer_id']},
+        {'columns': ['synced_at']},
+    ],
+    post_hook='{{ analyze_if_stale() }}',
 ) }}
 
 with

@@ -1,9 +1,24 @@
 -- Current state of every subscription. Periods moved to the items in API 2025-03-31;
 -- older shapes keep them on the subscription, so both are read.
+-- Incremental, not a view: subscriptions are read by several models and tests every build, so their JSON is
+-- parsed once, and later builds parse only the subscriptions loaded since the last build (a re-fetched one
+-- replaces its row).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='subscription_id',
+    on_schema_change='fail',
+    indexes=[{'columns': ['subscription_id'], 'unique': True}, {'columns': ['synced_at']}],
+    post_hook='{{ analyze_if_stale() }}',
+) }}
+
 with
 
 source as (
     select * from {{ source('stripe', 'subscriptions') }}
+    {% if is_incremental() -%}
+    where synced_at > {{ synced_watermark() }}
+    {%- endif %}
 ),
 
 final as (

@@ -1,0 +1,149 @@
+{#- The MRR engine's incremental builds (METRICS.md "Incremental builds").
+
+    int_mrr_engine_batches records, per build, which subscriptions (and customers) may have a different
+    MRR history since the previous build. Each engine model recomputes exactly those, and records in
+    its rows (engine_batch_at) the last batch it has taken in, so a model that did not run, or failed,
+    catches up with every batch it missed the next time. Anything that changes every history at once
+    (the rules' vars, the fx_rates seed, the engine's version, "today" moving backward) makes a full
+    batch, and every engine model then rebuilds everything. -#}
+
+{#- Bump when a change to the engine's models changes past results: the next build recomputes everything. -#}
+{% macro mrr_engine_version() -%}
+    2026-11-23
+{%- endmacro %}
+
+{#- What every MRR history depends on besides the data: a change recomputes every history. -#}
+{% macro mrr_engine_settings() -%}
+    concat_ws('|',
+        'engine {{ mrr_engine_version() }}',
+        'past_due_grace_days {{ var("past_due_grace_days") }}',
+        'draft_invoice_grace_hours {{ var("draft_invoice_grace_hours") }}',
+        'reactivation_window_days {{ var("reactivation_window_days") }}',
+        'reporting_currency {{ var("reporting_currency") | lower }}',
+        'fx_rates ' || (select md5(coalesce(string_agg(rates::text, ',' order by rates::text), ''))
+                        from {{ ref('fx_rates') }} as rates)
+    )
+{%- endmacro %}
+
+{#- What an engine model takes in this build: the batches after its own newest engine_batch_at, up to
+    the newest one its upstream model has taken in (`upstream`; the ledger itself for the first model).
+    Returns full=true when it must rebuild everything: first build, --full-refresh, a full batch among
+    them, or batches it missed that the ledger no longer keeps. -#}
+{% macro mrr_engine_scope(upstream) -%}
+    {%- set batches = ref('int_mrr_engine_batches') -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return({'full': true}) }}
+    {%- endif -%}
+    {%- set through_column = 'batch_at' if upstream.identifier == 'int_mrr_engine_batches' else 'engine_batch_at' -%}
+    {%- set sql -%}
+        with bounds as (
+            select
+                (select max(engine_batch_at) from {{ this }}) as after_at,
+                (select max({{ through_column }}) from {{ upstream }}) as through_at
+        )
+        select
+            to_char(after_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            to_char(through_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            after_at is null
+                or through_at is null
+                or (select min(batch_at) from {{ batches }}) > after_at
+                or exists (
+                    select 1 from {{ batches }}
+                    where is_full_batch and batch_at > after_at and batch_at <= through_at
+                ) as full_rebuild,
+            (select to_char(as_of_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+             from {{ batches }} where batch_at = after_at and settings is not null
+            ) as after_as_of
+        from bounds
+    {%- endset -%}
+    {%- set row = run_query(sql).rows[0] -%}
+    {%- if row[2] or row[3] is none -%}
+        {{ return({'full': true, 'through': row[1]}) }}
+    {%- endif -%}
+    {{ return({'full': false, 'after': row[0], 'through': row[1], 'after_as_of': row[3]}) }}
+{%- endmacro %}
+
+{#- The engine_batch_at an engine model stamps on the rows it writes in this build: the newest batch
+    its upstream model has taken in. -#}
+{% macro mrr_engine_stamp(scope, upstream) -%}
+    {%- if scope.through -%}
+        '{{ scope.through }}'::timestamptz
+    {%- elif upstream.identifier == 'int_mrr_engine_batches' -%}
+        (select max(batch_at) from {{ upstream }})
+    {%- else -%}
+        (select max(engine_batch_at) from {{ upstream }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The ids (`key`: subscription_id or customer_id) the ledger lists in the batches of `scope`. -#}
+{% macro mrr_engine_changed(scope, key) -%}
+    select distinct {{ key }}
+    from {{ ref('int_mrr_engine_batches') }}
+    where batch_at > '{{ scope.after }}'::timestamptz
+        and batch_at <= '{{ scope.through }}'::timestamptz
+        and {{ key }} is not null
+{%- endmacro %}
+
+{#- Pre-hook of an engine model: drop the rows it is about to recompute (all of them on a full rebuild). -#}
+{% macro mrr_engine_delete(upstream, key) -%}
+    {%- if is_incremental() -%}
+        {%- set scope = mrr_engine_scope(upstream) -%}
+        {%- if scope.full -%}
+            delete from {{ this }}
+        {%- else -%}
+            delete from {{ this }} where {{ key }} in ({{ mrr_engine_changed(scope, key) }})
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Monthly engine models (int_customer_mrr_monthly, int_customer_price_mrr_monthly): the first month
+    recomputed for every customer, the month of the last build's "today" (its row was as of that day, and
+    later months had none). -#}
+{% macro mrr_engine_recompute_from(scope) -%}
+    {%- if scope.full -%}
+        '-infinity'::timestamp
+    {%- else -%}
+        date_trunc('month', '{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook of a monthly engine model: drop the rows it is about to recompute, every month of the
+    customers listed since its last build and every customer's months from the last build's "today". -#}
+{% macro mrr_engine_delete_months(upstream) -%}
+    {%- if is_incremental() -%}
+        {%- set scope = mrr_engine_scope(upstream) -%}
+        {%- if scope.full -%}
+            delete from {{ this }}
+        {%- else -%}
+            delete from {{ this }}
+            where month >= {{ mrr_engine_recompute_from(scope) }}
+                or customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- int_customer_mrr_current values today's MRR at today's rate: the currencies whose rate differs from
+    the one on the last build's "today" (their customers are valued again). -#}
+{% macro customer_mrr_current_repriced_currencies(scope) -%}
+    select today.currency
+    from {{ ref('int_fx_rates_daily') }} as today
+    inner join {{ ref('int_fx_rates_daily') }} as before
+        on today.currency = before.currency
+        and before.rate_date = ('{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')::date
+    where today.rate_date = ({{ as_of_timestamp() }} at time zone 'UTC')::date
+        and today.rate <> before.rate
+{%- endmacro %}
+
+{#- Pre-hook of int_customer_mrr_current: drop the rows it is about to recompute. -#}
+{% macro customer_mrr_current_delete() -%}
+    {%- if is_incremental() -%}
+        {%- set scope = mrr_engine_scope(ref('int_customer_mrr_movements')) -%}
+        {%- if scope.full -%}
+            delete from {{ this }}
+        {%- else -%}
+            delete from {{ this }}
+            where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+                or currency in ({{ customer_mrr_current_repriced_currencies(scope) }})
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,179 @@
+-- The ledger of the MRR engine's builds (METRICS.md "Incremental builds"): per build (batch_at), one
+-- header row (settings not null: what the build saw: "today", the settings, how far the loads went) and one row per
+-- subscription whose MRR history may have changed since the previous batch, with its customer; plus
+-- customers whose attributes changed, or with an invoice or credit note loaded (their revenue). A subscription may change because
+--   one of its invoices was loaded again or for the first time (new, paid, voided, edited);
+--   the subscription itself was loaded again (ended, cancelled, paused);
+--   "today" moved past one of its instants: a period starting, an unpaid invoice lapsing after
+--   past_due_grace_days, a draft going stale after draft_invoice_grace_hours, an end.
+-- A full batch (the first build, changed settings, "today" moved backward) rebuilds every history.
+-- The last 30 batches are kept: an engine model that missed more than that rebuilds everything.
+-- Always analyzed after a build: every engine model plans its joins on how many rows this batch lists.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['batch_at']}],
+    post_hook='analyze {{ this }}',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where batch_at < (select min(batch_at) from (select distinct batch_at from {{ this }} order by batch_at desc limit 29) as kept){% endif %}",
+) }}
+
+with
+
+now as (
+    select
+        current_timestamp as batch_at,
+        {{ as_of_timestamp() }} as as_of_at,
+        {{ mrr_engine_settings() }} as settings,
+        (select max(synced_at) from {{ ref('stg_stripe__invoices') }}) as invoices_synced_through,
+        (select max(synced_at) from {{ ref('stg_stripe__subscriptions') }}) as subscriptions_synced_through,
+        (select max(synced_at) from {{ ref('stg_stripe__customers') }}) as customers_synced_through,
+        (select max(synced_at) from {{ ref('stg_stripe__credit_notes') }}) as credit_notes_synced_through
+),
+
+{% if is_incremental() -%}
+previous as (
+    select *
+    from {{ this }}
+    where settings is not null
+    order by batch_at desc
+    limit 1
+),
+{%- else -%}
+previous as (
+    select
+        null::timestamptz as as_of_at,
+        null::text as settings,
+        null::timestamp as invoices_synced_through,
+        null::timestamp as subscriptions_synced_through,
+        null::timestamp as customers_synced_through,
+        null::timestamp as credit_notes_synced_through
+    where false
+),
+{%- endif %}
+
+header as (
+    select
+        now.*,
+        previous.as_of_at is null
+            or previous.settings is distinct from now.settings
+            or now.as_of_at < previous.as_of_at as is_full_batch,
+        previous.as_of_at as previous_as_of_at,
+        previous.invoices_synced_through as previous_invoices_synced_through,
+        previous.subscriptions_synced_through as previous_subscriptions_synced_through,
+        previous.customers_synced_through as previous_customers_synced_through,
+        previous.credit_notes_synced_through as previous_credit_notes_synced_through
+    from now
+    left join previous on true
+),
+
+refetched_invoices as (
+    select invoices.invoice_id, invoices.subscription_id, invoices.customer_id
+    from {{ ref('stg_stripe__invoices') }} as invoices
+    inner join header
+        on invoices.synced_at > header.previous_invoices_synced_through
+    where not header.is_full_batch
+),
+
+-- the instants that "today" moving forward can reach: a line's period starting (a cycle or a proration),
+-- and within the grace windows after a period start, an unpaid invoice lapsing or a draft going stale
+recent_lines as (
+    select lines.subscription_id
+    from {{ ref('int_invoice_lines_classified') }} as lines
+    inner join header
+        on lines.period_start_at > header.previous_as_of_at - greatest(
+            interval '{{ var("past_due_grace_days") }} days', interval '{{ var("draft_invoice_grace_hours") }} hours'
+        )
+    where not header.is_full_batch
+        and lines.line_kind in ('recurring', 'proration')
+        and lines.period_start_at <= header.as_of_at
+        and (
+            lines.period_start_at > header.previous_as_of_at
+            or lines.invoice_status in ('open', 'uncollectible', 'draft')
+        )
+),
+
+changed_subscriptions as (
+    select subscription_id from refetched_invoices where subscription_id is not null
+    union
+    select lines.subscription_id
+    from {{ ref('int_invoice_lines_classified') }} as lines
+    inner join refetched_invoices on lines.invoice_id = refetched_invoices.invoice_id
+    where lines.subscription_id is not null
+    union
+    select subscriptions.subscription_id
+    from {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    inner join header
+        on subscriptions.synced_at > header.previous_subscriptions_synced_through
+    where not header.is_full_batch
+    union
+    select subscriptions.subscription_id
+    from {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    inner join header
+        on subscriptions.ended_at > header.previous_as_of_at
+        and subscriptions.ended_at <= header.as_of_at
+    where not header.is_full_batch
+    union
+    select subscription_id from recent_lines where subscription_id is not null
+),
+
+-- the customer of each: the subscription's, else its invoices' (an emulator may leave one out)
+changed_rows as (
+    select
+        changed_subscriptions.subscription_id,
+        coalesce(
+            subscriptions.customer_id,
+            (select min(lines.customer_id) from {{ ref('int_invoice_lines_classified') }} as lines
+             where lines.subscription_id = changed_subscriptions.subscription_id)
+        ) as customer_id
+    from changed_subscriptions
+    left join {{ ref('stg_stripe__subscriptions') }} as subscriptions
+        on changed_subscriptions.subscription_id = subscriptions.subscription_id
+    union
+    -- attributes (country, channel) changed
+    select null, customers.customer_id
+    from {{ ref('stg_stripe__customers') }} as customers
+    inner join header
+        on customers.synced_at > header.previous_customers_synced_through
+    where not header.is_full_batch
+    union
+    -- revenue (int_customer_revenue): any invoice or credit note loaded
+    select null, customer_id from refetched_invoices where customer_id is not null
+    union
+    select null, credit_notes.customer_id
+    from {{ ref('stg_stripe__credit_notes') }} as credit_notes
+    inner join header
+        on credit_notes.synced_at > header.previous_credit_notes_synced_through
+    where not header.is_full_batch
+),
+
+final as (
+    select
+        header.batch_at,
+        header.is_full_batch,
+        header.as_of_at,
+        header.settings,
+        header.invoices_synced_through,
+        header.subscriptions_synced_through,
+        header.customers_synced_through,
+        header.credit_notes_synced_through,
+        null::text as subscription_id,
+        null::text as customer_id
+    from header
+    union all
+    select
+        header.batch_at,
+        header.is_full_batch,
+        header.as_of_at,
+        null,
+        null,
+        null,
+        null,
+        null,
+        changed_rows.subscription_id,
+        changed_rows.customer_id
+    from changed_rows
+    cross join header
+)
+
+select * from final
