@@ -25,10 +25,11 @@
     end)
 {%- endmacro %}
 
-{#- "Now" for the MRR engine: the as_of var, or the build time. -#}
+{#- "Now" for the MRR engine: the as_of var, or when the build started (one instant for every model of a
+    build, even one that runs past midnight). -#}
 {% macro as_of_timestamp() -%}
     {%- if var('as_of') is none -%}
-        current_timestamp
+        '{{ run_started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") }}'::timestamptz
     {%- else -%}
         '{{ var("as_of") }}'::timestamptz
     {%- endif -%}

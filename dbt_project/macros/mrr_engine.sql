@@ -96,19 +96,40 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Monthly engine models (int_customer_mrr_monthly, int_customer_price_mrr_monthly): the first month
-    recomputed for every customer, the month of the last build's "today" (its row was as of that day, and
-    later months had none). -#}
-{% macro mrr_engine_recompute_from(scope) -%}
+{#- Monthly engine models (int_customer_mrr_monthly, int_customer_price_mrr_monthly) keep a row per customer
+    (and price) and month end, the current month's as of today. Besides every month of the customers listed,
+    they recompute: when a month has ended since the last build's "today", every customer's months from that
+    month on (its row becomes the month end's, and paying customers get a row for the new month); and the
+    current month of customers billed in a currency whose rate changed since. Nothing else changes from one
+    day to the next (customer_mrr_monthly adds the snapshot day itself). -#}
+{% macro mrr_engine_everyone_from(scope) -%}
+    (case
+        when date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')
+            > date_trunc('month', '{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')
+            then date_trunc('month', '{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')
+        else 'infinity'::timestamp
+    end)
+{%- endmacro %}
+
+{% macro mrr_engine_repriced_from() -%}
+    date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')
+{%- endmacro %}
+
+{#- The first month a monthly engine model recomputes for a span starting in `first_month`. -#}
+{% macro mrr_engine_first_month(scope, first_month, is_changed, currency) -%}
     {%- if scope.full -%}
-        '-infinity'::timestamp
+        {{ first_month }}
     {%- else -%}
-        date_trunc('month', '{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')
+        (case
+            when {{ is_changed }} then {{ first_month }}
+            when {{ currency }} in ({{ mrr_engine_repriced_currencies(scope) }})
+                then greatest({{ first_month }}, least({{ mrr_engine_everyone_from(scope) }}, {{ mrr_engine_repriced_from() }}))
+            else greatest({{ first_month }}, {{ mrr_engine_everyone_from(scope) }})
+        end)
     {%- endif -%}
 {%- endmacro %}
 
-{#- Pre-hook of a monthly engine model: drop the rows it is about to recompute, every month of the
-    customers listed since its last build and every customer's months from the last build's "today". -#}
+{#- Pre-hook of a monthly engine model: drop the rows it is about to recompute. -#}
 {% macro mrr_engine_delete_months(upstream) -%}
     {%- if is_incremental() -%}
         {%- set scope = mrr_engine_scope(upstream) -%}
@@ -116,15 +137,19 @@
             delete from {{ this }}
         {%- else -%}
             delete from {{ this }}
-            where month >= {{ mrr_engine_recompute_from(scope) }}
-                or customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+            where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+                or month >= {{ mrr_engine_everyone_from(scope) }}
+                or (
+                    currency in ({{ mrr_engine_repriced_currencies(scope) }})
+                    and month >= {{ mrr_engine_repriced_from() }}
+                )
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 
-{#- int_customer_mrr_current values today's MRR at today's rate: the currencies whose rate differs from
-    the one on the last build's "today" (their customers are valued again). -#}
-{% macro customer_mrr_current_repriced_currencies(scope) -%}
+{#- Today's MRR is valued at today's rate: the currencies whose rate differs from the one on the last
+    build's "today" (their customers' current values are recomputed). -#}
+{% macro mrr_engine_repriced_currencies(scope) -%}
     select today.currency
     from {{ ref('int_fx_rates_daily') }} as today
     inner join {{ ref('int_fx_rates_daily') }} as before
@@ -143,7 +168,7 @@
         {%- else -%}
             delete from {{ this }}
             where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
-                or currency in ({{ customer_mrr_current_repriced_currencies(scope) }})
+                or currency in ({{ mrr_engine_repriced_currencies(scope) }})
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

@@ -22,7 +22,7 @@ movements as (
     select * from all_movements
     {% if not scope.full -%}
     where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
-        or currency in ({{ customer_mrr_current_repriced_currencies(scope) }})
+        or currency in ({{ mrr_engine_repriced_currencies(scope) }})
     {%- endif %}
 ),
 

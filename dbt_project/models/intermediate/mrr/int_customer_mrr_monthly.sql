@@ -1,9 +1,9 @@
 -- Each customer's MRR at the end of every month in which it paid (and the month it churned,
 -- with 0). The current month shows MRR as of today. Values at the month-end rate.
--- Published as the mart customer_mrr_monthly.
--- Incremental: every month of the customers int_mrr_engine_batches lists since the last build, and for
--- all customers the months from the one of the last build's "today" on (today moved: the current month's
--- row is as of today, and a new month adds a row for every paying customer).
+-- Published as the mart customer_mrr_monthly (which adds the snapshot day).
+-- Incremental (macros/mrr_engine.sql, mrr_engine_first_month): every month of the customers
+-- int_mrr_engine_batches lists since the last build; all customers from the last build's month on once
+-- a month has ended; the current month of customers whose currency's rate changed.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -64,11 +64,7 @@ month_ends as (
     from spans
     cross join as_of
     cross join lateral generate_series(
-        case
-            when spans.is_changed then date_trunc('month', spans.valid_from)
-            -- unchanged customers: only the months from the last build's "today" on
-            else greatest(date_trunc('month', spans.valid_from), {{ mrr_engine_recompute_from(scope) }})
-        end,
+        {{ mrr_engine_first_month(scope, "date_trunc('month', spans.valid_from)", 'spans.is_changed', 'spans.currency') }},
         case
             when spans.mrr_after_local <= 0 then date_trunc('month', spans.valid_from)
             else date_trunc('month', coalesce(spans.valid_to - 1, as_of.as_of_date))
@@ -91,7 +87,6 @@ final as (
         in_span.customer_id,
         -- dates
         in_span.month,
-        in_span.snapshot_date,
         -- amounts
         round(in_span.mrr_after_local * {{ fx_rate('in_span.currency', 'fx.rate') }}, 4) as mrr,
         in_span.currency,

@@ -1,7 +1,6 @@
 -- Each customer's MRR per price at the end of every month (the current month: as of today), with the
 -- number of its subscriptions on the price then, at the month-end rate: the rows mrr_by_plan adds up.
--- Incremental like int_customer_mrr_monthly: every month of the customers int_mrr_engine_batches lists
--- since the last build, and for all customers the months from the one of the last build's "today" on.
+-- Incremental like int_customer_mrr_monthly (macros/mrr_engine.sql, mrr_engine_first_month).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -56,13 +55,9 @@ month_ends as (
     from spans
     cross join as_of
     cross join lateral generate_series(
-        case
-            when spans.is_changed then date_trunc('month', spans.valid_from at time zone 'UTC')
-            -- unchanged customers: only the months from the last build's "today" on
-            else greatest(
-                date_trunc('month', spans.valid_from at time zone 'UTC'), {{ mrr_engine_recompute_from(scope) }}
-            )
-        end,
+        {{ mrr_engine_first_month(
+            scope, "date_trunc('month', spans.valid_from at time zone 'UTC')", 'spans.is_changed', 'spans.currency'
+        ) }},
         date_trunc('month', coalesce(spans.valid_to at time zone 'UTC', as_of.as_of_date::timestamp)),
         interval '1 month'
     ) as months (month)
@@ -84,6 +79,7 @@ final as (
         in_span.customer_id,
         in_span.price_id,
         in_span.month,
+        in_span.currency,
         sum(round(in_span.mrr_local * {{ fx_rate('in_span.currency', 'fx.rate') }}, 4)) as mrr,
         count(*) as subscriptions,
         -- the engine's last batch taken in (int_mrr_engine_batches)
@@ -92,7 +88,7 @@ final as (
     left join fx
         on in_span.snapshot_date = fx.rate_date
         and in_span.currency = fx.currency
-    group by in_span.customer_id, in_span.price_id, in_span.month
+    group by in_span.customer_id, in_span.price_id, in_span.month, in_span.currency
 )
 
 select * from final

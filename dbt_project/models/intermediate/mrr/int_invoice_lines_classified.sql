@@ -117,36 +117,30 @@ classified as (
     from joined
 ),
 
--- the net-to-gross ratio of each billing period's cycle lines: a proration is valued at the new
--- item's full price with the discount the subscription gets in that period
-period_ratios as (
-    select
-        subscription_id,
-        period_end_at,
-        sum(net_cents)::numeric / nullif(sum(amount_cents), 0) as net_ratio
-    from classified
-    where line_kind = 'recurring' and amount_cents > 0
-    group by subscription_id, period_end_at
-),
-
+-- a proration is valued at the new item's full price with the discount the subscription gets in that
+-- period: the net-to-gross ratio of the period's cycle lines (a window, not a join: no plan can turn it
+-- into a nested loop over the lines)
 valued as (
     select
-        classified.*,
+        *,
         case
             when line_kind = 'recurring' then net_cents::numeric
             when line_kind = 'proration' and amount_cents = 0 then 0
             when line_kind = 'proration' and unit_amount_cents is not null then
-                round(sign(amount_cents) * unit_amount_cents * quantity
-                      * coalesce(period_ratios.net_ratio, net_cents::numeric / amount_cents))
+                round(sign(amount_cents) * unit_amount_cents * quantity * coalesce(
+                    sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines
+                        / nullif(sum(amount_cents) filter (
+                            where line_kind = 'recurring' and amount_cents > 0
+                        ) over period_lines, 0)::numeric,
+                    net_cents::numeric / amount_cents
+                ))
             when line_kind = 'proration' then
                 -- no unit price (tiered): scale the prorated amount up to the whole period
                 round(net_cents * {{ average_interval_seconds('recurring_interval', 'recurring_interval_count') }}
-                      / nullif(extract(epoch from classified.period_end_at - classified.period_start_at), 0))
+                      / nullif(extract(epoch from period_end_at - period_start_at), 0))
         end as full_period_net_cents
     from classified
-    left join period_ratios
-        on classified.subscription_id = period_ratios.subscription_id
-        and classified.period_end_at = period_ratios.period_end_at
+    window period_lines as (partition by subscription_id, period_end_at)
 ),
 
 final as (

@@ -10,11 +10,16 @@ customer_months as (
     select * from {{ ref('int_customer_mrr_monthly') }}
 ),
 
+as_of as (
+    select ({{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_date
+),
+
 final as (
     select
         customer_id,
         month,
-        snapshot_date,
+        -- the day whose MRR the row shows: the month's last day, or the build's today
+        least((month + interval '1 month - 1 day')::date, as_of.as_of_date) as snapshot_date,
         mrr,
         currency,
         mrr_local,
@@ -22,6 +27,7 @@ final as (
         acquisition_channel,
         mrr_band
     from customer_months
+    cross join as_of
 )
 
 select * from final
