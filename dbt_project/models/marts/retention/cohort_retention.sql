@@ -2,7 +2,8 @@
 -- (METRICS.md "Cohort retention"). One row per cohort and month since start, for a triangle.
 with
 
-customer_months as (
+-- not materialized: each use can then read the table's (customer_id, month) index
+customer_months as not materialized (
     select * from {{ ref('customer_mrr_monthly') }}
 ),
 
