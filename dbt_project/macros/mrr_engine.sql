@@ -84,14 +84,27 @@
         and {{ key }} is not null
 {%- endmacro %}
 
-{#- Pre-hook of an engine model: drop the rows it is about to recompute (all of them on a full rebuild). -#}
-{% macro mrr_engine_delete(upstream, key) -%}
+{#- Pre-hook of every engine model: drop the rows it is about to recompute, all of them on a full
+    rebuild, else those of the ids (`key`) the batches list, and with `also`:
+      'repriced'  the rows of customers billed in a currency whose rate changed (int_customer_mrr_current);
+      'months'    the months monthly models recompute for everyone (see mrr_engine_first_month). -#}
+{% macro mrr_engine_delete(upstream, key, also=none) -%}
     {%- if is_incremental() -%}
         {%- set scope = mrr_engine_scope(upstream) -%}
         {%- if scope.full -%}
             delete from {{ this }}
         {%- else -%}
-            delete from {{ this }} where {{ key }} in ({{ mrr_engine_changed(scope, key) }})
+            delete from {{ this }}
+            where {{ key }} in ({{ mrr_engine_changed(scope, key) }})
+            {%- if also == 'repriced' %}
+                or currency in ({{ mrr_engine_repriced_currencies(scope) }})
+            {%- elif also == 'months' %}
+                or month >= {{ mrr_engine_everyone_from(scope) }}
+                or (
+                    currency in ({{ mrr_engine_repriced_currencies(scope) }})
+                    and month >= {{ mrr_engine_repriced_from() }}
+                )
+            {%- endif %}
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
@@ -129,24 +142,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Pre-hook of a monthly engine model: drop the rows it is about to recompute. -#}
-{% macro mrr_engine_delete_months(upstream) -%}
-    {%- if is_incremental() -%}
-        {%- set scope = mrr_engine_scope(upstream) -%}
-        {%- if scope.full -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }}
-            where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
-                or month >= {{ mrr_engine_everyone_from(scope) }}
-                or (
-                    currency in ({{ mrr_engine_repriced_currencies(scope) }})
-                    and month >= {{ mrr_engine_repriced_from() }}
-                )
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
 {#- Today's MRR is valued at today's rate: the currencies whose rate differs from the one on the last
     build's "today" (their customers' current values are recomputed). -#}
 {% macro mrr_engine_repriced_currencies(scope) -%}
@@ -157,18 +152,4 @@
         and before.rate_date = ('{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')::date
     where today.rate_date = ({{ as_of_timestamp() }} at time zone 'UTC')::date
         and today.rate <> before.rate
-{%- endmacro %}
-
-{#- Pre-hook of int_customer_mrr_current: drop the rows it is about to recompute. -#}
-{% macro customer_mrr_current_delete() -%}
-    {%- if is_incremental() -%}
-        {%- set scope = mrr_engine_scope(ref('int_customer_mrr_movements')) -%}
-        {%- if scope.full -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }}
-            where customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
-                or currency in ({{ mrr_engine_repriced_currencies(scope) }})
-        {%- endif -%}
-    {%- endif -%}
 {%- endmacro %}

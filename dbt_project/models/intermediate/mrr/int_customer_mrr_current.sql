@@ -8,7 +8,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['customer_id'], 'unique': True}, {'columns': ['engine_batch_at']}],
-    pre_hook="{{ customer_mrr_current_delete() }}",
+    pre_hook="{{ mrr_engine_delete(ref('int_customer_mrr_movements'), 'customer_id', also='repriced') }}",
 ) }}
 {%- set scope = mrr_engine_scope(ref('int_customer_mrr_movements')) %}
 
@@ -141,7 +141,6 @@ final as (
         -- the engine's last batch taken in (int_mrr_engine_batches)
         {{ mrr_engine_stamp(scope, ref('int_customer_mrr_movements')) }} as engine_batch_at
     from latest
-    cross join as_of
     left join today_rates as rates
         on latest.currency = rates.currency
     left join firsts

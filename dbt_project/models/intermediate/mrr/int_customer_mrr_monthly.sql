@@ -9,7 +9,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['engine_batch_at']}],
-    pre_hook="{{ mrr_engine_delete_months(ref('int_customer_mrr_movements')) }}",
+    pre_hook="{{ mrr_engine_delete(ref('int_customer_mrr_movements'), 'customer_id', also='months') }}",
 ) }}
 {%- set scope = mrr_engine_scope(ref('int_customer_mrr_movements')) %}
 

@@ -6,7 +6,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['customer_id', 'month']}, {'columns': ['engine_batch_at']}],
-    pre_hook="{{ mrr_engine_delete_months(ref('int_subscription_prices_mrr_changes')) }}",
+    pre_hook="{{ mrr_engine_delete(ref('int_subscription_prices_mrr_changes'), 'customer_id', also='months') }}",
 ) }}
 {%- set scope = mrr_engine_scope(ref('int_subscription_prices_mrr_changes')) %}
 

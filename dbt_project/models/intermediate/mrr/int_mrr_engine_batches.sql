@@ -24,13 +24,13 @@
 {%- if execute and is_incremental() -%}
     {%- set sql -%}
         select as_of_at::text, invoices_synced_through::text, subscriptions_synced_through::text,
-               customers_synced_through::text, credit_notes_synced_through::text
+               customers_synced_through::text, credit_notes_synced_through::text, settings
         from {{ this }} where settings is not null order by batch_at desc limit 1
     {%- endset -%}
     {%- set rows = run_query(sql).rows -%}
     {%- if rows | length > 0 -%}
-        {%- set names = ['as_of_at', 'invoices', 'subscriptions', 'customers', 'credit_notes'] -%}
-        {%- for i in range(5) -%}
+        {%- set names = ['as_of_at', 'invoices', 'subscriptions', 'customers', 'credit_notes', 'settings'] -%}
+        {%- for i in range(6) -%}
             {%- do previous.update({names[i]: rows[0][i]}) -%}
         {%- endfor -%}
     {%- endif -%}
@@ -54,36 +54,17 @@ now as (
         (select max(synced_at) from {{ ref('stg_stripe__credit_notes') }}) as credit_notes_synced_through
 ),
 
-{% if is_incremental() -%}
-previous as (
-    select *
-    from {{ this }}
-    where settings is not null
-    order by batch_at desc
-    limit 1
-),
-{%- else -%}
-previous as (
-    select
-        null::timestamptz as as_of_at,
-        null::text as settings,
-        null::timestamp as invoices_synced_through,
-        null::timestamp as subscriptions_synced_through,
-        null::timestamp as customers_synced_through,
-        null::timestamp as credit_notes_synced_through
-    where false
-),
-{%- endif %}
-
+-- a full batch: the first build, changed settings, or "today" before the previous batch's
 header as (
     select
         now.*,
-        previous.as_of_at is null
-            or previous.settings is distinct from now.settings
-            or now.as_of_at < previous.as_of_at as is_full_batch,
-        previous.as_of_at as previous_as_of_at
+        {% if previous.as_of_at is none -%}
+        true as is_full_batch
+        {%- else -%}
+        now.settings is distinct from '{{ previous.settings | replace("'", "''") }}'
+            or now.as_of_at < {{ previous_as_of }} as is_full_batch
+        {%- endif %}
     from now
-    left join previous on true
 ),
 
 refetched_invoices as (
