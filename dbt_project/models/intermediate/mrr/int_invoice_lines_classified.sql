@@ -1,4 +1,4 @@
--- Every invoice line with its invoice, price and the MRR it implies (METRICS.md "What counts").
+-- Every invoice line with its invoice, price and the MRR it implies (METRICS.md "What counts as MRR").
 --   line_kind: recurring (a cycle line) | proration | usage (metered) | one_off (setup fees, invoice items)
 --   mrr_local: for recurring lines the line's amount net of discounts and inclusive tax, normalised to a
 --              month; for prorations the signed full-period rate of the new/old item, normalised to a month.

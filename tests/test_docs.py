@@ -1,0 +1,40 @@
+"""The docs point where they say: every `METRICS.md "Section"` cited anywhere in the project is a heading of
+METRICS.md, and every mart is in the README's catalogue."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# `METRICS.md "Section"`, also when a comment wraps between the two (`METRICS.md` then `-- "Section"`)
+REFERENCE = re.compile(r'METRICS\.md\s*(?:(?:--|#)\s*)?"([^"\n]+)"')
+TEXT_SUFFIXES = {".py", ".sql", ".yml", ".yaml", ".md", ".toml", ".txt"}
+
+
+def tracked_text_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    paths = [ROOT / name for name in out.splitlines()]
+    return [path for path in paths if path.suffix in TEXT_SUFFIXES and path.is_file()]
+
+
+def metrics_sections() -> set[str]:
+    lines = (ROOT / "METRICS.md").read_text().splitlines()
+    return {line.lstrip("#").strip() for line in lines if line.startswith("#")}
+
+
+def test_the_reference_pattern_reads_wrapped_comments():
+    text = '-- The largest (METRICS.md\n-- "Revenue concentration"). And METRICS.md "SaaS KPIs".'
+    assert REFERENCE.findall(text) == ["Revenue concentration", "SaaS KPIs"]
+
+
+def test_every_metrics_reference_names_a_section():
+    sections = metrics_sections()
+    cited: dict[str, list[str]] = {}
+    for path in tracked_text_files():
+        for name in REFERENCE.findall(path.read_text(errors="replace")):
+            cited.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert len(cited) > 10, "almost no reference found: the pattern is wrong"
+    missing = {name: files for name, files in cited.items() if name not in sections}
+    assert missing == {}
