@@ -23,14 +23,6 @@ days as (
     from bounds
 ),
 
-currencies as (
-    select
-        currency,
-        min(rate_date) as first_rate_date
-    from rates
-    group by currency
-),
-
 spans as (
     select
         currency,
