@@ -66,6 +66,16 @@ class Catalogue:
         self.forever20 = a.coupon(START, percent_off=20.0, duration="forever", id="FOREVER20")
         self.repeating50 = a.coupon(START, percent_off=50.0, duration="repeating", duration_in_months=3, id="REP50")
         self.once10 = a.coupon(START, amount_off=1000, currency="usd", duration="once", id="ONCE10")
+        self.y2400 = a.price(p, 240000, START, interval="year", id="price_y2400")
+        seats = a.product("Seats", START, id="prod_seats")
+        self.seat_addon50 = a.price(seats, 5000, START, id="price_seat_addon50")
+        self.base50 = a.coupon(START, percent_off=50.0, duration="forever", id="BASE50", applies_to_products=[p["id"]])
+        # $50 a month plus $10 a seat (one volume tier)
+        self.tiered = a.price(
+            p, 0, START, id="price_tiered", tiers=[{"up_to": None, "unit_amount": 1000, "flat_amount": 5000}]
+        )
+        # a deleted legacy plan: /v1/prices does not list it, subscriptions still bill it
+        self.unlisted100 = a.price(p, 10000, START, id="price_unlisted100", listed=False)
 
     def customer(self, name: str, created: int, currency: str = "usd"):
         return self.acct.customer(created, id=f"cus_{name}", currency=currency)
@@ -140,6 +150,129 @@ def _(c: Catalogue):
     sub = c.acct.subscribe(c.customer("upgrade_mid_period", ts("2025-03-01")), [Item(c.m100)], ts("2025-03-01"))
     sub.change(ts("2025-03-16 12:00"), [Item(c.m200, id=sub.items[0].id)])
     sub.finish()
+
+
+# --- pending prorations (Stripe's default proration_behavior=create_prorations) ----------------------
+@scenario(
+    "pending_proration_annual",
+    [("2025-02-01", "new", "0", "100"), ("2025-06-16", "expansion", "100", "200")],
+    {"2025-05": "100", "2025-06": "200", "2025-11": "200"},
+)
+def _(c: Catalogue):
+    # $1,200 a year (100 a month) upgraded to $2,400 a year (200 a month) on Jun 16 with create_prorations:
+    # the prorations stay pending invoice items until the 2026-02-01 renewal, after today; MRR moves on the
+    # day of the change all the same: -1200 / 12 + 2400 / 12 = +100
+    sub = c.acct.subscribe(c.customer("pending_proration_annual", ts("2025-02-01")), [Item(c.y1200)], ts("2025-02-01"))
+    sub.change(ts("2025-06-16 09:00"), [Item(c.y2400, id=sub.items[0].id)], proration_behavior="create_prorations")
+    sub.finish()
+
+
+@scenario(
+    "pending_proration_invoiced",
+    [("2025-03-05", "new", "0", "100"), ("2025-04-20", "expansion", "100", "200")],
+    {"2025-04": "200", "2025-05": "200"},
+)
+def _(c: Catalogue):
+    # 2 -> 4 seats x $50 on Apr 20, prorations pending until the May 5 renewal invoices them with the cycle
+    # lines: +2 x 50 = +100 on Apr 20 (pending), nothing more on May 5 (the invoiced lines are the same
+    # items, not counted twice)
+    sub = c.acct.subscribe(
+        c.customer("pending_proration_invoiced", ts("2025-03-05")), [Item(c.seat50, 2)], ts("2025-03-05")
+    )
+    sub.change(ts("2025-04-20 10:00"), [Item(c.seat50, 4, id=sub.items[0].id)], proration_behavior="create_prorations")
+    sub.finish()
+
+
+@scenario("pending_proration_deleted", [("2025-03-07", "new", "0", "100")], {"2025-04": "100", "2025-05": "100"})
+def _(c: Catalogue):
+    # 2 -> 4 seats on Apr 21 with pending prorations, undone on Apr 22: the items are deleted and the seats
+    # set back to 2 without prorations; no movement at all, 2 x 50 = 100 throughout
+    customer = c.customer("pending_proration_deleted", ts("2025-03-07"))
+    sub = c.acct.subscribe(customer, [Item(c.seat50, 2)], ts("2025-03-07"))
+    item = sub.items[0].id
+    sub.change(ts("2025-04-21 10:00"), [Item(c.seat50, 4, id=item)], proration_behavior="create_prorations")
+    sub.delete_pending_items(ts("2025-04-22 10:00"))
+    sub.change(ts("2025-04-22 10:00"), [Item(c.seat50, 2, id=item)], prorate=False)
+    sub.finish()
+
+
+# --- proration values -------------------------------------------------------------------------------
+@scenario(
+    "discount_per_item",
+    [("2025-03-03", "new", "0", "150"), ("2025-03-18", "expansion", "150", "250")],
+    {"2025-03": "250"},
+)
+def _(c: Catalogue):
+    # base $100 with 50% off restricted to its product (BASE50) = 50, plus 2 seats x $50 of another product,
+    # not discounted = 100: 150. Two more seats on Mar 18 add their full price, 2 x 50 = 100 (the seats'
+    # own discount, none; not a ratio blended over the subscription, 150 / 200, which would add 75)
+    customer = c.customer("discount_per_item", ts("2025-03-03"))
+    sub = c.acct.subscribe(customer, [Item(c.m100), Item(c.seat_addon50, 2)], ts("2025-03-03"), coupon=c.base50)
+    sub.change(ts("2025-03-18 08:00"), [Item(c.m100, id=sub.items[0].id), Item(c.seat_addon50, 4, id=sub.items[1].id)])
+    sub.finish()
+
+
+@scenario(
+    "tiered_february",
+    [("2025-02-01", "new", "0", "80"), ("2025-02-15", "expansion", "80", "100")],
+    {"2025-02": "100", "2025-03": "100"},
+)
+def _(c: Catalogue):
+    # $50 + $10 a seat: 3 seats = 80 a month; 5 seats on Feb 15 00:00 = 100. The period Feb 1 - Mar 1 is
+    # 28 days, 14 left: prorations -8000 x 14/28 = -4000 and +10000 x 14/28 = +5000 cents; a tiered price has
+    # no unit amount, so each is scaled by the period (28 days) over its part (14): -80 + 100 = +20.
+    # (Scaled by an average month of 30.44 days it would read +21.74.)
+    sub = c.acct.subscribe(c.customer("tiered_february", ts("2025-02-01")), [Item(c.tiered, 3)], ts("2025-02-01"))
+    sub.change(ts("2025-02-15"), [Item(c.tiered, 5, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
+    "flexible_itemized",
+    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
+    {"2025-04": "160"},
+)
+def _(c: Catalogue):
+    # flexible billing mode, proration_discounts=itemized: proration amounts gross with their 20% discount
+    # itemized, unit_amount_decimal null on the proration lines. $100 -> $200 on Apr 17 with 20% off
+    # forever: 80 -> 200 x 0.8 = 160
+    customer = c.customer("flexible_itemized", ts("2025-04-02"))
+    sub = c.acct.subscribe(
+        customer,
+        [Item(c.m100)],
+        ts("2025-04-02"),
+        coupon=c.forever20,
+        billing_mode="flexible",
+        proration_discounts="itemized",
+    )
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
+    "flexible_included",
+    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
+    {"2025-04": "160"},
+)
+def _(c: Catalogue):
+    # the same in proration_discounts=included (net proration amounts, discount amounts of 0): the same MRR
+    customer = c.customer("flexible_included", ts("2025-04-02"))
+    sub = c.acct.subscribe(
+        customer,
+        [Item(c.m100)],
+        ts("2025-04-02"),
+        coupon=c.forever20,
+        billing_mode="flexible",
+        proration_discounts="included",
+    )
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario("unlisted_price", [("2025-02-20", "new", "0", "100")], {"2025-11": "100"})
+def _(c: Catalogue):
+    # $100 a month on a price /v1/prices no longer lists (a deleted legacy plan): still 100
+    c.acct.subscribe(c.customer("unlisted_price", ts("2025-02-20")), [Item(c.unlisted100)], ts("2025-02-20")).finish()
 
 
 # --- endings ------------------------------------------------------------------------------------------

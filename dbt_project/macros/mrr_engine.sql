@@ -9,7 +9,7 @@
 
 {#- Bump when a change to the engine's models changes past results: the next build recomputes everything. -#}
 {% macro mrr_engine_version() -%}
-    2026-11-23
+    2026-11-30
 {%- endmacro %}
 
 {#- What every MRR history depends on besides the data: a change recomputes every history. -#}
@@ -152,4 +152,15 @@
         and before.rate_date = ('{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')::date
     where today.rate_date = ({{ as_of_timestamp() }} at time zone 'UTC')::date
         and today.rate <> before.rate
+{%- endmacro %}
+
+{#- The start of a billing period that ends at `end_at`, by the price's interval in UTC calendar terms
+    (a monthly period ending Mar 1 started Feb 1: 28 days, not an average month). -#}
+{% macro interval_before(end_at, interval, interval_count) -%}
+    (({{ end_at }} at time zone 'UTC' - case {{ interval }}
+        when 'month' then make_interval(months => {{ interval_count }})
+        when 'year' then make_interval(years => {{ interval_count }})
+        when 'week' then make_interval(weeks => {{ interval_count }})
+        when 'day' then make_interval(days => {{ interval_count }})
+    end) at time zone 'UTC')
 {%- endmacro %}

@@ -3,7 +3,9 @@
 -- The rules (METRICS.md "When a subscription counts"):
 --   cycle     a cycle invoice's lines set the subscription's absolute level at the period start
 --             (paid, open and uncollectible invoices count; void ones and stale drafts set zero);
---   proration a mid-period change adds the full-period rate of its proration lines at the change;
+--   proration a mid-period change adds the full-period rate of its proration lines at the change; a
+--             proration still a pending invoice item counts the same, until a line of a finalized (not
+--             draft) invoice carries it (then the line counts instead); a deleted item counts nothing;
 --   lapse     unpaid (open, uncollectible) cycle invoices stop counting `past_due_grace_days` after
 --             the first unpaid period of the streak starts, or when one is marked uncollectible,
 --             whichever comes first; later unpaid invoices of the streak count nothing;
@@ -29,6 +31,8 @@ lines as not materialized (
         invoice_id,
         invoice_status,
         line_kind,
+        invoice_item_id,
+        is_invoice_item,
         price_id,
         period_start_at,
         period_end_at,
@@ -135,19 +139,35 @@ cycle_points as (
     group by lines.subscription_id, lines.period_start_at, lines.price_id
 ),
 
+-- invoice items a line of a finalized invoice carries: the line counts, not the item
+invoiced_items as (
+    select distinct invoice_item_id
+    from lines
+    where not is_invoice_item and invoice_item_id is not null and invoice_status <> 'draft'
+),
+
 proration_points as (
     select
-        subscription_id,
-        period_start_at as point_at,
+        lines.subscription_id,
+        lines.period_start_at as point_at,
         2 as priority,
         false as is_absolute,
         null::boolean as period_counts,
-        price_id,
-        sum(mrr_local) as mrr_value
+        lines.price_id,
+        sum(lines.mrr_local) as mrr_value
     from lines
-    where line_kind = 'proration'
-        and invoice_status in ('paid', 'open', 'uncollectible')
-    group by subscription_id, period_start_at, price_id
+    left join invoiced_items
+        on lines.is_invoice_item and lines.invoice_item_id = invoiced_items.invoice_item_id
+    where lines.line_kind = 'proration'
+        and (
+            (not lines.is_invoice_item and lines.invoice_status in ('paid', 'open', 'uncollectible'))
+            or (
+                lines.is_invoice_item
+                and lines.invoice_status in ('pending', 'invoiced')
+                and invoiced_items.invoice_item_id is null
+            )
+        )
+    group by lines.subscription_id, lines.period_start_at, lines.price_id
 ),
 
 lapse_points as (
