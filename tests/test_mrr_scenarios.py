@@ -681,6 +681,8 @@ def test_stripe_reconciliation_explains_every_gap(warehouse):
     #   invoice still counts 100 on the invoice side: -100, an unpaid renewal
     # - annual_renewal_unpaid: past due since Nov 20 and still counting 100 in the engine; its renewal
     #   invoice was marked uncollectible on Dec 10, so nothing on the invoice side: +100, an unpaid renewal
+    # - pending_proration_annual: upgraded to 200 a month on Jun 16 with prorations still pending; the invoice
+    #   side has the 2025-02-01 annual line, 1200 / 12 = 100: +100, a mid-period change
     from orchestration.defs.checks import reconcile
 
     month, customers = reconcile(warehouse)
@@ -689,6 +691,7 @@ def test_stripe_reconciliation_explains_every_gap(warehouse):
     assert gaps == {
         "cus_past_due_too_long": ("unpaid_renewal", "-100"),
         "cus_annual_renewal_unpaid": ("unpaid_renewal", "100"),
+        "cus_pending_proration_annual": ("mid_period_change", "100"),
     }
     matched = {c.customer_id for c in customers if c.cause == "matched"}
     assert {"cus_monthly", "cus_annual", "cus_eur_customer", "cus_jpy_customer"} <= matched
@@ -788,3 +791,106 @@ def test_incremental_builds_equal_a_rebuild_as_days_pass(fresh_database, scenari
     incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
     dbt_build(url, work, NOW, select=select, full_refresh=True)
     assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
+
+
+class _Clock:
+    """The Stripe source's clock, set by the test: loads stamped with the simulated day."""
+
+    def __init__(self, now: int):
+        self.now = now
+
+    def time(self) -> float:
+        return float(self.now)
+
+    @staticmethod
+    def monotonic() -> float:
+        import time
+
+        return time.monotonic()
+
+
+def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monkeypatch):
+    """METRICS.md "Incremental builds" with invoice items: a pending proration loaded, then invoiced by a
+    renewal (the item itself not loaded again: no event says it changed), and another deleted before
+    invoicing (its invoiceitem.deleted event), across two incremental loads and builds; every engine table
+    equals a rebuild. Then a price nothing can value makes the reconciliation fail."""
+    import ingestion.stripe as stripe_source_module
+
+    clock = _Clock(ts("2025-06-10 12:00"))
+    monkeypatch.setattr(stripe_source_module, "time", clock)
+    store = Store(tmp_path / "stripe.sqlite")
+    acct = Account(store, clock.now, id_prefix="I")
+    product = acct.product("Seats", START, id="prod_seats")
+    seat = acct.price(product, 5000, START, id="price_seats")
+    other_seat = acct.price(product, 5000, START, id="price_other_seats")
+    # cus_invoiced: 2 -> 4 seats x $50 on Jun 5, pending until the Jul 1 renewal
+    invoiced = acct.subscribe(acct.customer(ts("2025-05-01"), id="cus_invoiced"), [Item(seat, 2)], ts("2025-05-01"))
+    invoiced.change(ts("2025-06-05"), [Item(seat, 4, id=invoiced.items[0].id)], proration_behavior="create_prorations")
+    invoiced.finish()
+    # cus_undone: 2 -> 4 seats on Jun 9, pending; the items deleted on Jun 11 (nothing else changes: the
+    # subscription is not loaded again, and its next renewal, Jul 3, is after the last build)
+    undone = acct.subscribe(acct.customer(ts("2025-05-03"), id="cus_undone"), [Item(other_seat, 2)], ts("2025-05-03"))
+    undone.change(
+        ts("2025-06-09"), [Item(other_seat, 4, id=undone.items[0].id)], proration_behavior="create_prorations"
+    )
+    undone.finish()
+    acct.flush()
+    url = fresh_database("items")
+    work = tmp_path / "work"
+    select = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements"
+    load_stripe(store, url, work, clock.now)
+    dbt_build(url, work, clock.now, select=select)
+    # both pending: +2 x 50 = +100 on the day of each change
+    assert _movements(url, "cus_invoiced") == [
+        ("2025-05-01", "new", "0", "100"),
+        ("2025-06-05", "expansion", "100", "200"),
+    ]
+    assert _movements(url, "cus_undone") == [
+        ("2025-05-03", "new", "0", "100"),
+        ("2025-06-09", "expansion", "100", "200"),
+    ]
+
+    clock.now = acct.now = ts("2025-07-02")
+    undone.delete_pending_items(ts("2025-06-11"))
+    undone.finish()
+    invoiced.finish()  # the Jul 1 renewal invoices the pending items
+    acct.flush()
+    load_stripe(store, url, work, clock.now)
+    dbt_build(url, work, clock.now, select=select)
+    items = query(
+        url,
+        "select data -> 'parent' -> 'subscription_details' ->> 'subscription', data ->> 'invoice', "
+        "coalesce(data ->> 'deleted', 'false') from raw_stripe.invoiceitems order by 1, 3",
+    )
+    # cus_invoiced's items still read pending in raw (nothing made the load fetch them again); cus_undone's
+    # credit and debit were loaded deleted, from their invoiceitem.deleted events
+    assert items == [(invoiced.id, None, "false")] * 2 + [(undone.id, None, "true")] * 2
+    # cus_invoiced: the Jul 1 invoice carries the items (counted once, on Jun 5); cus_undone: no movement left
+    assert _movements(url, "cus_invoiced") == [
+        ("2025-05-01", "new", "0", "100"),
+        ("2025-06-05", "expansion", "100", "200"),
+    ]
+    assert _movements(url, "cus_undone") == [("2025-05-03", "new", "0", "100")]
+    incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
+    dbt_build(url, work, clock.now, select=select, full_refresh=True)
+    assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
+
+    # no price list returns price_seats, no subscription item embeds it, it cannot be fetched: cus_invoiced's
+    # June lines cannot be valued (no MRR on either side, so no gap would show it), and the reconciliation
+    # says so; cus_undone (price_other_seats) still matches
+    from orchestration.defs.checks import reconcile
+
+    query(url, "delete from raw_stripe.prices where id = 'price_seats' returning id")
+    query(url, "delete from raw_stripe.plans where id = 'price_seats' returning id")
+    query(
+        url,
+        "update raw_stripe.subscription_items set data = data - 'price' "
+        "where data -> 'price' ->> 'id' = 'price_seats' returning id",
+    )
+    dbt_build(url, work, clock.now, select=select, full_refresh=True)
+    month, customers = reconcile(url)
+    assert str(month) == "2025-06-01"
+    assert {c.customer_id: c.cause for c in customers} == {
+        "cus_invoiced": "unpriced_lines",
+        "cus_undone": "matched",
+    }
