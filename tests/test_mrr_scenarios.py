@@ -894,3 +894,60 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
         "cus_invoiced": "unpriced_lines",
         "cus_undone": "matched",
     }
+
+
+# --- methodology: stripe -----------------------------------------------------------------------------------
+# METRICS.md "Methodology": with mrr_methodology 'stripe', the scenarios whose movements differ, by hand
+STRIPE_MOVEMENTS = {
+    # 50% off for 3 months is not a forever coupon: the full 100 from the start, no expansion on Apr 8
+    "coupon_percent_repeating": [("2025-01-08", "new", "0", "100")],
+    # $10 off once: not forever either, 100 from the start
+    "coupon_amount_once": [("2025-01-09", "new", "0", "100")],
+    # churn when the cancellation is made (Jun 20), not when the period ends (Jul 5)
+    "cancel_at_period_end": [("2025-01-05", "new", "0", "100"), ("2025-06-20", "churn", "100", "0")],
+    # the cancellation made on Dec 10 for the Dec 21 period end is a churn on Dec 10, before today
+    "pending_cancellation": [("2025-01-21", "new", "0", "100"), ("2025-12-10", "churn", "100", "0")],
+    # past due since Oct 11 and neither canceled nor marked unpaid: still counting (no 30-day limit)
+    "past_due_too_long": [("2025-01-11", "new", "0", "100")],
+}
+ENGINE_SELECT = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements"
+
+
+@pytest.fixture(scope="module")
+def stripe_warehouse(fresh_database, scenario_store):
+    """The scenarios built with the default methodology, then switched to 'stripe' by an incremental build
+    (every line valued again, a full batch), then rebuilt from scratch: (url, incremental, rebuilt digests)."""
+    store, work = scenario_store
+    url = fresh_database("stripe_methodology")
+    load_stripe(store, url, work, NOW)
+    dbt_build(url, work, NOW, select=ENGINE_SELECT)
+    dbt_build(url, work, NOW, select=ENGINE_SELECT, extra_vars={"mrr_methodology": "stripe"})
+    incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
+    dbt_build(url, work, NOW, select=ENGINE_SELECT, full_refresh=True, extra_vars={"mrr_methodology": "stripe"})
+    return url, incremental, {table: _digest(url, table) for table in ENGINE_TABLES}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_movements_stripe_methodology(stripe_warehouse, name):
+    url, _, _ = stripe_warehouse
+    expected = STRIPE_MOVEMENTS.get(name, SCENARIOS[name].movements)
+    assert _movements(url, SCENARIOS[name].customer_id) == [
+        (d, t, _norm(Decimal(b)), _norm(Decimal(a))) for d, t, b, a in expected
+    ]
+
+
+def test_stripe_methodology_differences_are_differences():
+    # each difference is also a scenario of the default methodology, with other movements
+    for name, movements in STRIPE_MOVEMENTS.items():
+        assert name in SCENARIOS and SCENARIOS[name].movements != movements, name
+
+
+def test_switching_methodology_equals_a_rebuild(stripe_warehouse):
+    _, incremental, rebuilt = stripe_warehouse
+    assert incremental == rebuilt
+
+
+def test_unknown_methodology_stops_the_build(fresh_database, tmp_path):
+    url = fresh_database("bad_methodology")
+    with pytest.raises(AssertionError, match="var mrr_methodology must be 'chartmogul' or 'stripe', not 'baremetrics'"):
+        dbt_build(url, tmp_path, NOW, select="int_mrr_engine_batches", extra_vars={"mrr_methodology": "baremetrics"})

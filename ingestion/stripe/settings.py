@@ -23,8 +23,9 @@ LISTS = {
     "plans": ("/v1/plans", {}, "plan"),
     "coupons": ("/v1/coupons", {}, "coupon"),
     # canceled subscriptions are hidden unless status=all is asked for
-    "subscriptions": ("/v1/subscriptions", {"status": "all"}, "subscription"),
-    "invoices": ("/v1/invoices", {}, "invoice"),
+    # their discounts expanded: the coupon behind each discount id (mrr_methodology stripe: its duration)
+    "subscriptions": ("/v1/subscriptions", {"status": "all", "expand": ["data.discounts"]}, "subscription"),
+    "invoices": ("/v1/invoices", {"expand": ["data.discounts"]}, "invoice"),
     "credit_notes": ("/v1/credit_notes", {}, "credit_note"),
     # pending (`invoice: null`, e.g. create_prorations until the next renewal) and invoiced ones
     "invoiceitems": ("/v1/invoiceitems", {}, "invoiceitem"),
@@ -53,7 +54,11 @@ RETRIEVE_PATHS = {
 }
 
 # params of a retrieve by id, per object type (the same expansions as its list)
-RETRIEVE_PARAMS = {"customer": {"expand": ["invoice_settings.default_payment_method"]}}
+RETRIEVE_PARAMS = {
+    "customer": {"expand": ["invoice_settings.default_payment_method"]},
+    "subscription": {"expand": ["discounts"]},
+    "invoice": {"expand": ["discounts"]},
+}
 
 # Every table staging reads. dlt creates a table only when a resource yields rows, so an
 # account without coupons or credit notes would leave staging without its source:

@@ -525,6 +525,16 @@ class Subscription:
         for item in self.items:
             item.id = item.id or acct.ids("si")
         self.discounts = [_Discount(c, self.start) for c in ([self.coupon] if self.coupon else []) + self.coupons]
+        for d in self.discounts:  # the discount objects a subscription's or invoice's `discounts` expand to
+            acct._put(
+                {
+                    "id": f"di_{d.coupon['id']}",
+                    "object": "discount",
+                    "created": self.start,
+                    "source": {"type": "coupon", "coupon": d.coupon["id"]},
+                    "coupon": d.coupon,
+                }
+            )
         self.anchor = self.start
         if self.trial_days:
             self.trial_end = self.start + self.trial_days * 86400
@@ -712,6 +722,7 @@ class Subscription:
             self.id,
             status,
         )
+        invoice["discounts"] = sorted({d["discount"] for ln in lines for d in ln["discount_amounts"]})
         if status == "void":
             invoice["status_transitions"]["voided_at"] = created
         if status == "uncollectible":

@@ -229,6 +229,8 @@ class StripeProtocolServer:
         """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does;
         expand a customer's default payment method when asked to."""
         kind = obj.get("object")
+        if kind in ("subscription", "invoice") and "discounts" in expand and obj.get("discounts"):
+            obj = {**obj, "discounts": [self.store.get("discount", d) or d for d in obj["discounts"]]}
         if kind == "customer" and "invoice_settings.default_payment_method" in expand:
             settings = obj.get("invoice_settings") or {}
             pm_id = settings.get("default_payment_method")

@@ -23,10 +23,13 @@
     ],
     pre_hook="{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
 ) }}
+-- depends_on: {{ ref('stg_stripe__discounts') }}
+{#- Every line is valued again when the methodology changed (mrr_methodology_changed): a rebuild's values. -#}
+{%- set incremental = is_incremental() and not mrr_methodology_changed() %}
 
 with
 
-{% if is_incremental() -%}
+{% if incremental -%}
 refetched_invoices as (
     select invoice_id, subscription_id
     from {{ ref('stg_stripe__invoices') }}
@@ -61,14 +64,14 @@ touched_invoices as (
 
 lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
-    {% if is_incremental() -%}
+    {% if incremental -%}
     where invoice_id in (select invoice_id from touched_invoices)
     {%- endif %}
 ),
 
 invoices as (
     select * from {{ ref('stg_stripe__invoices') }}
-    {% if is_incremental() -%}
+    {% if incremental -%}
     where invoice_id in (select invoice_id from touched_invoices)
     {%- endif %}
 ),
@@ -77,7 +80,7 @@ invoices as (
 invoice_items as (
     select * from {{ ref('stg_stripe__invoice_items') }}
     where is_proration and subscription_id is not null
-    {% if is_incremental() -%}
+    {% if incremental -%}
     and subscription_id in (select subscription_id from touched_subscriptions)
     {%- endif %}
 ),
@@ -85,6 +88,16 @@ invoice_items as (
 prices as (
     select * from {{ ref('stg_stripe__prices') }}
 ),
+{% if mrr_methodology() == 'stripe' %}
+-- the `stripe` methodology counts only the discounts of forever coupons (a discount whose coupon is
+-- unknown counts, as under the default methodology)
+discount_durations as (
+    select discounts.discount_id, coupons.duration
+    from {{ ref('stg_stripe__discounts') }} as discounts
+    inner join {{ ref('stg_stripe__coupons') }} as coupons
+        on discounts.coupon_id = coupons.coupon_id
+),
+{% endif %}
 
 all_lines as (
     select
@@ -102,6 +115,7 @@ all_lines as (
         lines.quantity,
         lines.amount_cents,
         lines.discount_cents,
+        lines.discount_amounts,
         lines.inclusive_tax_cents,
         lines.unit_amount_cents,
         invoices.status as invoice_status,
@@ -129,6 +143,7 @@ all_lines as (
         quantity,
         amount_cents,
         0,
+        null::jsonb,
         0,
         null,
         case when is_deleted then 'deleted' when invoice_id is null then 'pending' else 'invoiced' end,
@@ -157,7 +172,16 @@ joined as (
         all_lines.amount_cents,
         all_lines.discount_cents,
         all_lines.inclusive_tax_cents,
+        {% if mrr_methodology() == 'stripe' -%}
+        all_lines.amount_cents - coalesce((
+            select sum((discount ->> 'amount')::bigint)
+            from jsonb_array_elements(all_lines.discount_amounts) as discount
+            left join discount_durations on discount ->> 'discount' = discount_durations.discount_id
+            where coalesce(discount_durations.duration, 'forever') = 'forever'
+        ), 0) - all_lines.inclusive_tax_cents as net_cents,
+        {%- else -%}
         all_lines.amount_cents - all_lines.discount_cents - all_lines.inclusive_tax_cents as net_cents,
+        {%- endif %}
         coalesce(prices.unit_amount_cents, all_lines.unit_amount_cents) as unit_amount_cents,
         prices.recurring_interval,
         prices.recurring_interval_count,

@@ -121,8 +121,11 @@ changed_subscriptions as (
     from {{ ref('stg_stripe__subscriptions') }} as subscriptions
     cross join header
     where not header.is_full_batch
-        and subscriptions.ended_at > {{ previous_as_of }}
-        and subscriptions.ended_at <= header.as_of_at
+        and (
+            (subscriptions.ended_at > {{ previous_as_of }} and subscriptions.ended_at <= header.as_of_at)
+            -- the end under mrr_methodology 'stripe'
+            or (subscriptions.canceled_at > {{ previous_as_of }} and subscriptions.canceled_at <= header.as_of_at)
+        )
     union
     select subscription_id from recent_lines where subscription_id is not null
 ),

@@ -10,6 +10,9 @@
 --             the first unpaid period of the streak starts, or when one is marked uncollectible,
 --             whichever comes first; later unpaid invoices of the streak count nothing;
 --   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
+-- With mrr_methodology 'stripe' (METRICS.md "Methodology"): the end is the cancellation itself
+-- (`canceled_at`, also for a cancellation at period end, scheduled or reached), and an unpaid streak
+-- counts until an invoice of it is marked uncollectible (no past_due_grace_days limit).
 -- At one instant an absolute point wins over prorations, and later kinds win over earlier ones.
 -- Incremental: only the subscriptions int_mrr_engine_batches lists since the last build are recomputed.
 {{ config(
@@ -47,7 +50,14 @@ lines as not materialized (
 ),
 
 subscriptions as (
-    select subscription_id, ended_at from {{ ref('stg_stripe__subscriptions') }}
+    select
+        subscription_id,
+        {% if mrr_methodology() == 'stripe' -%}
+        least(ended_at, canceled_at) as ended_at
+        {%- else -%}
+        ended_at
+        {%- endif %}
+    from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
     {%- endif %}
@@ -90,7 +100,11 @@ streak_lapses as (
         subscription_id,
         streak_id,
         least(
+            {% if mrr_methodology() == 'stripe' -%}
+            'infinity'::timestamptz,
+            {%- else -%}
             min(period_start_at) + interval '{{ var("past_due_grace_days") }} days',
+            {%- endif %}
             coalesce(min(marked_uncollectible_at), 'infinity'::timestamptz)
         ) as lapse_at,
         max(period_end_at) as streak_end_at

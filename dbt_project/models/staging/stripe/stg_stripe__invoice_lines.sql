@@ -94,6 +94,10 @@ final as (
              from jsonb_array_elements(data -> 'discount_amounts') as discount),
             0
         ) as discount_cents,
+        -- each discount's amount and id (null when none): the `stripe` methodology counts some only
+        case when jsonb_typeof(data -> 'discount_amounts') = 'array' then
+            case when jsonb_array_length(data -> 'discount_amounts') > 0 then data -> 'discount_amounts' end
+        end as discount_amounts,
         coalesce(
             (select sum((tax ->> 'amount')::bigint)
              from jsonb_array_elements(case when jsonb_typeof(data -> 'taxes') = 'array' then data -> 'taxes' end) as tax
