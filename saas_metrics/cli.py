@@ -163,6 +163,7 @@ def print_summary() -> None:
         kpis = cur.fetchone()
     print()
     print(f"  Current MRR        {current_mrr:>14,.2f}  ({customers} paying customers)")
+    print(f"  MRR methodology    {runtime.mrr_methodology(url)} (dbt var mrr_methodology; METRICS.md)")
     if last:
         (
             month,

@@ -87,3 +87,17 @@ def prepare_dbt() -> None:
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()
         raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))
+
+
+def mrr_methodology(url: str) -> str:
+    """The MRR methodology the warehouse's last engine build used (dbt var `mrr_methodology`, METRICS.md
+    "Methodology"): what the numbers follow, whatever dbt_project.yml says now."""
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select substring(settings from 'mrr_methodology ([a-z]+)') from intermediate.int_mrr_engine_batches "
+            "where settings is not null order by batch_at desc limit 1"
+        )
+        row = cur.fetchone()
+    return (row[0] if row else None) or "chartmogul"

@@ -71,7 +71,12 @@ def load_stripe(
 
 
 def dbt_build(
-    database_url: str, work_dir: Path, now: int, select: str | None = None, full_refresh: bool = False
+    database_url: str,
+    work_dir: Path,
+    now: int,
+    select: str | None = None,
+    full_refresh: bool = False,
+    extra_vars: dict | None = None,
 ) -> str:
     """A real `dbt build` of the project against `database_url`, "today" frozen at `now`.
 
@@ -103,7 +108,7 @@ def dbt_build(
         "--log-path",
         str(work_dir / "dbt_logs"),
         "--vars",
-        json.dumps({"as_of": as_of}),
+        json.dumps({"as_of": as_of, **(extra_vars or {})}),
     ]
     if select:
         cmd += ["--select", select]

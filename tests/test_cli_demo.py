@@ -39,6 +39,7 @@ def demo(user_env):
 def test_demo_prints_a_summary_and_how_to_look_further(demo):
     result, _ = demo
     assert "Current MRR" in result.stdout
+    assert "MRR methodology    chartmogul" in result.stdout  # the default (METRICS.md "Methodology")
     assert "Waterfall" in result.stdout
     assert 'psql "$(saas-metrics db url)"' in result.stdout
     assert "saas-metrics ui" in result.stdout

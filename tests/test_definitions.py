@@ -16,6 +16,7 @@ STRIPE_TABLES = {
     "invoices",
     "invoice_lines",
     "credit_notes",
+    "invoiceitems",
     "events",
 }
 MRR_MARTS = {

@@ -66,6 +66,16 @@ class Catalogue:
         self.forever20 = a.coupon(START, percent_off=20.0, duration="forever", id="FOREVER20")
         self.repeating50 = a.coupon(START, percent_off=50.0, duration="repeating", duration_in_months=3, id="REP50")
         self.once10 = a.coupon(START, amount_off=1000, currency="usd", duration="once", id="ONCE10")
+        self.y2400 = a.price(p, 240000, START, interval="year", id="price_y2400")
+        seats = a.product("Seats", START, id="prod_seats")
+        self.seat_addon50 = a.price(seats, 5000, START, id="price_seat_addon50")
+        self.base50 = a.coupon(START, percent_off=50.0, duration="forever", id="BASE50", applies_to_products=[p["id"]])
+        # $50 a month plus $10 a seat (one volume tier)
+        self.tiered = a.price(
+            p, 0, START, id="price_tiered", tiers=[{"up_to": None, "unit_amount": 1000, "flat_amount": 5000}]
+        )
+        # a deleted legacy plan: /v1/prices does not list it, subscriptions still bill it
+        self.unlisted100 = a.price(p, 10000, START, id="price_unlisted100", listed=False)
 
     def customer(self, name: str, created: int, currency: str = "usd"):
         return self.acct.customer(created, id=f"cus_{name}", currency=currency)
@@ -140,6 +150,129 @@ def _(c: Catalogue):
     sub = c.acct.subscribe(c.customer("upgrade_mid_period", ts("2025-03-01")), [Item(c.m100)], ts("2025-03-01"))
     sub.change(ts("2025-03-16 12:00"), [Item(c.m200, id=sub.items[0].id)])
     sub.finish()
+
+
+# --- pending prorations (Stripe's default proration_behavior=create_prorations) ----------------------
+@scenario(
+    "pending_proration_annual",
+    [("2025-02-01", "new", "0", "100"), ("2025-06-16", "expansion", "100", "200")],
+    {"2025-05": "100", "2025-06": "200", "2025-11": "200"},
+)
+def _(c: Catalogue):
+    # $1,200 a year (100 a month) upgraded to $2,400 a year (200 a month) on Jun 16 with create_prorations:
+    # the prorations stay pending invoice items until the 2026-02-01 renewal, after today; MRR moves on the
+    # day of the change all the same: -1200 / 12 + 2400 / 12 = +100
+    sub = c.acct.subscribe(c.customer("pending_proration_annual", ts("2025-02-01")), [Item(c.y1200)], ts("2025-02-01"))
+    sub.change(ts("2025-06-16 09:00"), [Item(c.y2400, id=sub.items[0].id)], proration_behavior="create_prorations")
+    sub.finish()
+
+
+@scenario(
+    "pending_proration_invoiced",
+    [("2025-03-05", "new", "0", "100"), ("2025-04-20", "expansion", "100", "200")],
+    {"2025-04": "200", "2025-05": "200"},
+)
+def _(c: Catalogue):
+    # 2 -> 4 seats x $50 on Apr 20, prorations pending until the May 5 renewal invoices them with the cycle
+    # lines: +2 x 50 = +100 on Apr 20 (pending), nothing more on May 5 (the invoiced lines are the same
+    # items, not counted twice)
+    sub = c.acct.subscribe(
+        c.customer("pending_proration_invoiced", ts("2025-03-05")), [Item(c.seat50, 2)], ts("2025-03-05")
+    )
+    sub.change(ts("2025-04-20 10:00"), [Item(c.seat50, 4, id=sub.items[0].id)], proration_behavior="create_prorations")
+    sub.finish()
+
+
+@scenario("pending_proration_deleted", [("2025-03-07", "new", "0", "100")], {"2025-04": "100", "2025-05": "100"})
+def _(c: Catalogue):
+    # 2 -> 4 seats on Apr 21 with pending prorations, undone on Apr 22: the items are deleted and the seats
+    # set back to 2 without prorations; no movement at all, 2 x 50 = 100 throughout
+    customer = c.customer("pending_proration_deleted", ts("2025-03-07"))
+    sub = c.acct.subscribe(customer, [Item(c.seat50, 2)], ts("2025-03-07"))
+    item = sub.items[0].id
+    sub.change(ts("2025-04-21 10:00"), [Item(c.seat50, 4, id=item)], proration_behavior="create_prorations")
+    sub.delete_pending_items(ts("2025-04-22 10:00"))
+    sub.change(ts("2025-04-22 10:00"), [Item(c.seat50, 2, id=item)], prorate=False)
+    sub.finish()
+
+
+# --- proration values -------------------------------------------------------------------------------
+@scenario(
+    "discount_per_item",
+    [("2025-03-03", "new", "0", "150"), ("2025-03-18", "expansion", "150", "250")],
+    {"2025-03": "250"},
+)
+def _(c: Catalogue):
+    # base $100 with 50% off restricted to its product (BASE50) = 50, plus 2 seats x $50 of another product,
+    # not discounted = 100: 150. Two more seats on Mar 18 add their full price, 2 x 50 = 100 (the seats'
+    # own discount, none; not a ratio blended over the subscription, 150 / 200, which would add 75)
+    customer = c.customer("discount_per_item", ts("2025-03-03"))
+    sub = c.acct.subscribe(customer, [Item(c.m100), Item(c.seat_addon50, 2)], ts("2025-03-03"), coupon=c.base50)
+    sub.change(ts("2025-03-18 08:00"), [Item(c.m100, id=sub.items[0].id), Item(c.seat_addon50, 4, id=sub.items[1].id)])
+    sub.finish()
+
+
+@scenario(
+    "tiered_february",
+    [("2025-02-01", "new", "0", "80"), ("2025-02-15", "expansion", "80", "100")],
+    {"2025-02": "100", "2025-03": "100"},
+)
+def _(c: Catalogue):
+    # $50 + $10 a seat: 3 seats = 80 a month; 5 seats on Feb 15 00:00 = 100. The period Feb 1 - Mar 1 is
+    # 28 days, 14 left: prorations -8000 x 14/28 = -4000 and +10000 x 14/28 = +5000 cents; a tiered price has
+    # no unit amount, so each is scaled by the period (28 days) over its part (14): -80 + 100 = +20.
+    # (Scaled by an average month of 30.44 days it would read +21.74.)
+    sub = c.acct.subscribe(c.customer("tiered_february", ts("2025-02-01")), [Item(c.tiered, 3)], ts("2025-02-01"))
+    sub.change(ts("2025-02-15"), [Item(c.tiered, 5, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
+    "flexible_itemized",
+    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
+    {"2025-04": "160"},
+)
+def _(c: Catalogue):
+    # flexible billing mode, proration_discounts=itemized: proration amounts gross with their 20% discount
+    # itemized, unit_amount_decimal null on the proration lines. $100 -> $200 on Apr 17 with 20% off
+    # forever: 80 -> 200 x 0.8 = 160
+    customer = c.customer("flexible_itemized", ts("2025-04-02"))
+    sub = c.acct.subscribe(
+        customer,
+        [Item(c.m100)],
+        ts("2025-04-02"),
+        coupon=c.forever20,
+        billing_mode="flexible",
+        proration_discounts="itemized",
+    )
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
+    "flexible_included",
+    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
+    {"2025-04": "160"},
+)
+def _(c: Catalogue):
+    # the same in proration_discounts=included (net proration amounts, discount amounts of 0): the same MRR
+    customer = c.customer("flexible_included", ts("2025-04-02"))
+    sub = c.acct.subscribe(
+        customer,
+        [Item(c.m100)],
+        ts("2025-04-02"),
+        coupon=c.forever20,
+        billing_mode="flexible",
+        proration_discounts="included",
+    )
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario("unlisted_price", [("2025-02-20", "new", "0", "100")], {"2025-11": "100"})
+def _(c: Catalogue):
+    # $100 a month on a price /v1/prices no longer lists (a deleted legacy plan): still 100
+    c.acct.subscribe(c.customer("unlisted_price", ts("2025-02-20")), [Item(c.unlisted100)], ts("2025-02-20")).finish()
 
 
 # --- endings ------------------------------------------------------------------------------------------
@@ -548,6 +681,8 @@ def test_stripe_reconciliation_explains_every_gap(warehouse):
     #   invoice still counts 100 on the invoice side: -100, an unpaid renewal
     # - annual_renewal_unpaid: past due since Nov 20 and still counting 100 in the engine; its renewal
     #   invoice was marked uncollectible on Dec 10, so nothing on the invoice side: +100, an unpaid renewal
+    # - pending_proration_annual: upgraded to 200 a month on Jun 16 with prorations still pending; the invoice
+    #   side has the 2025-02-01 annual line, 1200 / 12 = 100: +100, a mid-period change
     from orchestration.defs.checks import reconcile
 
     month, customers = reconcile(warehouse)
@@ -556,6 +691,7 @@ def test_stripe_reconciliation_explains_every_gap(warehouse):
     assert gaps == {
         "cus_past_due_too_long": ("unpaid_renewal", "-100"),
         "cus_annual_renewal_unpaid": ("unpaid_renewal", "100"),
+        "cus_pending_proration_annual": ("mid_period_change", "100"),
     }
     matched = {c.customer_id for c in customers if c.cause == "matched"}
     assert {"cus_monthly", "cus_annual", "cus_eur_customer", "cus_jpy_customer"} <= matched
@@ -655,3 +791,163 @@ def test_incremental_builds_equal_a_rebuild_as_days_pass(fresh_database, scenari
     incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
     dbt_build(url, work, NOW, select=select, full_refresh=True)
     assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
+
+
+class _Clock:
+    """The Stripe source's clock, set by the test: loads stamped with the simulated day."""
+
+    def __init__(self, now: int):
+        self.now = now
+
+    def time(self) -> float:
+        return float(self.now)
+
+    @staticmethod
+    def monotonic() -> float:
+        import time
+
+        return time.monotonic()
+
+
+def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monkeypatch):
+    """METRICS.md "Incremental builds" with invoice items: a pending proration loaded, then invoiced by a
+    renewal (the item itself not loaded again: no event says it changed), and another deleted before
+    invoicing (its invoiceitem.deleted event), across two incremental loads and builds; every engine table
+    equals a rebuild. Then a price nothing can value makes the reconciliation fail."""
+    import ingestion.stripe as stripe_source_module
+
+    clock = _Clock(ts("2025-06-10 12:00"))
+    monkeypatch.setattr(stripe_source_module, "time", clock)
+    store = Store(tmp_path / "stripe.sqlite")
+    acct = Account(store, clock.now, id_prefix="I")
+    product = acct.product("Seats", START, id="prod_seats")
+    seat = acct.price(product, 5000, START, id="price_seats")
+    other_seat = acct.price(product, 5000, START, id="price_other_seats")
+    # cus_invoiced: 2 -> 4 seats x $50 on Jun 5, pending until the Jul 1 renewal
+    invoiced = acct.subscribe(acct.customer(ts("2025-05-01"), id="cus_invoiced"), [Item(seat, 2)], ts("2025-05-01"))
+    invoiced.change(ts("2025-06-05"), [Item(seat, 4, id=invoiced.items[0].id)], proration_behavior="create_prorations")
+    invoiced.finish()
+    # cus_undone: 2 -> 4 seats on Jun 9, pending; the items deleted on Jun 11 (nothing else changes: the
+    # subscription is not loaded again, and its next renewal, Jul 3, is after the last build)
+    undone = acct.subscribe(acct.customer(ts("2025-05-03"), id="cus_undone"), [Item(other_seat, 2)], ts("2025-05-03"))
+    undone.change(
+        ts("2025-06-09"), [Item(other_seat, 4, id=undone.items[0].id)], proration_behavior="create_prorations"
+    )
+    undone.finish()
+    acct.flush()
+    url = fresh_database("items")
+    work = tmp_path / "work"
+    select = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements"
+    load_stripe(store, url, work, clock.now)
+    dbt_build(url, work, clock.now, select=select)
+    # both pending: +2 x 50 = +100 on the day of each change
+    assert _movements(url, "cus_invoiced") == [
+        ("2025-05-01", "new", "0", "100"),
+        ("2025-06-05", "expansion", "100", "200"),
+    ]
+    assert _movements(url, "cus_undone") == [
+        ("2025-05-03", "new", "0", "100"),
+        ("2025-06-09", "expansion", "100", "200"),
+    ]
+
+    clock.now = acct.now = ts("2025-07-02")
+    undone.delete_pending_items(ts("2025-06-11"))
+    undone.finish()
+    invoiced.finish()  # the Jul 1 renewal invoices the pending items
+    acct.flush()
+    load_stripe(store, url, work, clock.now)
+    dbt_build(url, work, clock.now, select=select)
+    items = query(
+        url,
+        "select data -> 'parent' -> 'subscription_details' ->> 'subscription', data ->> 'invoice', "
+        "coalesce(data ->> 'deleted', 'false') from raw_stripe.invoiceitems order by 1, 3",
+    )
+    # cus_invoiced's items still read pending in raw (nothing made the load fetch them again); cus_undone's
+    # credit and debit were loaded deleted, from their invoiceitem.deleted events
+    assert items == [(invoiced.id, None, "false")] * 2 + [(undone.id, None, "true")] * 2
+    # cus_invoiced: the Jul 1 invoice carries the items (counted once, on Jun 5); cus_undone: no movement left
+    assert _movements(url, "cus_invoiced") == [
+        ("2025-05-01", "new", "0", "100"),
+        ("2025-06-05", "expansion", "100", "200"),
+    ]
+    assert _movements(url, "cus_undone") == [("2025-05-03", "new", "0", "100")]
+    incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
+    dbt_build(url, work, clock.now, select=select, full_refresh=True)
+    assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
+
+    # no price list returns price_seats, no subscription item embeds it, it cannot be fetched: cus_invoiced's
+    # June lines cannot be valued (no MRR on either side, so no gap would show it), and the reconciliation
+    # says so; cus_undone (price_other_seats) still matches
+    from orchestration.defs.checks import reconcile
+
+    query(url, "delete from raw_stripe.prices where id = 'price_seats' returning id")
+    query(url, "delete from raw_stripe.plans where id = 'price_seats' returning id")
+    query(
+        url,
+        "update raw_stripe.subscription_items set data = data - 'price' "
+        "where data -> 'price' ->> 'id' = 'price_seats' returning id",
+    )
+    dbt_build(url, work, clock.now, select=select, full_refresh=True)
+    month, customers = reconcile(url)
+    assert str(month) == "2025-06-01"
+    assert {c.customer_id: c.cause for c in customers} == {
+        "cus_invoiced": "unpriced_lines",
+        "cus_undone": "matched",
+    }
+
+
+# --- methodology: stripe -----------------------------------------------------------------------------------
+# METRICS.md "Methodology": with mrr_methodology 'stripe', the scenarios whose movements differ, by hand
+STRIPE_MOVEMENTS = {
+    # 50% off for 3 months is not a forever coupon: the full 100 from the start, no expansion on Apr 8
+    "coupon_percent_repeating": [("2025-01-08", "new", "0", "100")],
+    # $10 off once: not forever either, 100 from the start
+    "coupon_amount_once": [("2025-01-09", "new", "0", "100")],
+    # churn when the cancellation is made (Jun 20), not when the period ends (Jul 5)
+    "cancel_at_period_end": [("2025-01-05", "new", "0", "100"), ("2025-06-20", "churn", "100", "0")],
+    # the cancellation made on Dec 10 for the Dec 21 period end is a churn on Dec 10, before today
+    "pending_cancellation": [("2025-01-21", "new", "0", "100"), ("2025-12-10", "churn", "100", "0")],
+    # past due since Oct 11 and neither canceled nor marked unpaid: still counting (no 30-day limit)
+    "past_due_too_long": [("2025-01-11", "new", "0", "100")],
+}
+ENGINE_SELECT = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements"
+
+
+@pytest.fixture(scope="module")
+def stripe_warehouse(fresh_database, scenario_store):
+    """The scenarios built with the default methodology, then switched to 'stripe' by an incremental build
+    (every line valued again, a full batch), then rebuilt from scratch: (url, incremental, rebuilt digests)."""
+    store, work = scenario_store
+    url = fresh_database("stripe_methodology")
+    load_stripe(store, url, work, NOW)
+    dbt_build(url, work, NOW, select=ENGINE_SELECT)
+    dbt_build(url, work, NOW, select=ENGINE_SELECT, extra_vars={"mrr_methodology": "stripe"})
+    incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
+    dbt_build(url, work, NOW, select=ENGINE_SELECT, full_refresh=True, extra_vars={"mrr_methodology": "stripe"})
+    return url, incremental, {table: _digest(url, table) for table in ENGINE_TABLES}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_movements_stripe_methodology(stripe_warehouse, name):
+    url, _, _ = stripe_warehouse
+    expected = STRIPE_MOVEMENTS.get(name, SCENARIOS[name].movements)
+    assert _movements(url, SCENARIOS[name].customer_id) == [
+        (d, t, _norm(Decimal(b)), _norm(Decimal(a))) for d, t, b, a in expected
+    ]
+
+
+def test_stripe_methodology_differences_are_differences():
+    # each difference is also a scenario of the default methodology, with other movements
+    for name, movements in STRIPE_MOVEMENTS.items():
+        assert name in SCENARIOS and SCENARIOS[name].movements != movements, name
+
+
+def test_switching_methodology_equals_a_rebuild(stripe_warehouse):
+    _, incremental, rebuilt = stripe_warehouse
+    assert incremental == rebuilt
+
+
+def test_unknown_methodology_stops_the_build(fresh_database, tmp_path):
+    url = fresh_database("bad_methodology")
+    with pytest.raises(AssertionError, match="var mrr_methodology must be 'chartmogul' or 'stripe', not 'baremetrics'"):
+        dbt_build(url, tmp_path, NOW, select="int_mrr_engine_batches", extra_vars={"mrr_methodology": "baremetrics"})

@@ -204,9 +204,12 @@ def test_cohort_triangle(warehouse):
     assert rows[("2025-01-01", 1)] == ("3", "3", "1", "400", "600", "1.5", "1")
     # March: A 100, C 300 (capped at 100): net 400 / 400, gross 200 / 400, logo 2 / 3
     assert rows[("2025-01-01", 2)] == ("3", "2", "0.6667", "400", "400", "1", "0.5")
-    # February cohort D, E: E churned within February, so the cohort starts at 100 with 1 of 2 active
-    assert rows[("2025-02-01", 0)] == ("2", "1", "0.5", "100", "100", "1", "1")
-    assert rows[("2025-02-01", 2)] == ("2", "1", "0.5", "100", "50", "0.5", "0.5")
+    # February cohort D, E (METRICS.md "Cohort retention": one population): E started at 100 and churned
+    # within February; both bases hold D and E: 2 customers, 100 + 100 = 200; month 0: 1 of 2 active, D's
+    # 100 / 200 = 0.5 for logos and revenue alike (E capped at min(0, 100) = 0: gross 0.5 too)
+    assert rows[("2025-02-01", 0)] == ("2", "1", "0.5", "200", "100", "0.5", "0.5")
+    # April: D downgraded to 50: 50 / 200 = 0.25
+    assert rows[("2025-02-01", 2)] == ("2", "1", "0.5", "200", "50", "0.25", "0.25")
     # a triangle: the January cohort has months 0..13 up to February 2026
     assert max(k[1] for k in rows if k[0] == "2025-01-01") == 13
 

@@ -9,7 +9,7 @@
 
 {#- Bump when a change to the engine's models changes past results: the next build recomputes everything. -#}
 {% macro mrr_engine_version() -%}
-    2026-11-23
+    2026-11-30
 {%- endmacro %}
 
 {#- What every MRR history depends on besides the data: a change recomputes every history. -#}
@@ -20,6 +20,7 @@
         'draft_invoice_grace_hours {{ var("draft_invoice_grace_hours") }}',
         'reactivation_window_days {{ var("reactivation_window_days") }}',
         'reporting_currency {{ var("reporting_currency") | lower }}',
+        'mrr_methodology {{ mrr_methodology() }}',
         'fx_rates ' || (select md5(coalesce(string_agg(rates::text, ',' order by rates::text), ''))
                         from {{ ref('fx_rates') }} as rates)
     )
@@ -152,4 +153,42 @@
         and before.rate_date = ('{{ scope.after_as_of }}'::timestamptz at time zone 'UTC')::date
     where today.rate_date = ({{ as_of_timestamp() }} at time zone 'UTC')::date
         and today.rate <> before.rate
+{%- endmacro %}
+
+{#- The start of a billing period that ends at `end_at`, by the price's interval in UTC calendar terms
+    (a monthly period ending Mar 1 started Feb 1: 28 days, not an average month). -#}
+{% macro interval_before(end_at, interval, interval_count) -%}
+    (({{ end_at }} at time zone 'UTC' - case {{ interval }}
+        when 'month' then make_interval(months => {{ interval_count }})
+        when 'year' then make_interval(years => {{ interval_count }})
+        when 'week' then make_interval(weeks => {{ interval_count }})
+        when 'day' then make_interval(days => {{ interval_count }})
+    end) at time zone 'UTC')
+{%- endmacro %}
+
+{#- The var mrr_methodology (METRICS.md "Methodology"): 'chartmogul' (the default, METRICS.md's rules) or
+    'stripe' (Stripe Billing analytics); anything else stops the build with one line naming it. -#}
+{% macro mrr_methodology() -%}
+    {%- set value = (var('mrr_methodology', 'chartmogul') or 'chartmogul') | string | lower | trim -%}
+    {%- if value not in ['chartmogul', 'stripe'] -%}
+        {{ exceptions.raise_compiler_error("var mrr_methodology must be 'chartmogul' or 'stripe', not '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{#- Whether int_invoice_lines_classified must value every line again: the methodology differs from the one
+    the MRR engine's last batch was built with (its values depend on it). -#}
+{% macro mrr_methodology_changed() -%}
+    {%- if not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set ledger = adapter.get_relation(this.database, this.schema, 'int_mrr_engine_batches') -%}
+    {%- if ledger is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set rows = run_query("select settings from " ~ ledger ~ " where settings is not null order by batch_at desc limit 1").rows -%}
+    {%- if rows | length == 0 -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(('mrr_methodology ' ~ mrr_methodology()) not in (rows[0][0] or '')) }}
 {%- endmacro %}

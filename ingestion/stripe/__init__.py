@@ -8,7 +8,10 @@ duplicates a row and a removed item disappears.
 
 Loads are incremental: the first run (or `full_refresh=True`, or a last sync older than
 Stripe's 30-day event window) lists every object; later runs list objects created since the
-cursor and re-fetch the ones that events say changed. The cursor is dlt state, committed
+cursor and re-fetch the ones that events say changed. Invoice items Stripe deleted (pending
+prorations of a change undone) are loaded from their `invoiceitem.deleted` event with
+`"deleted": true`. Prices the lists do not return but invoice lines or items name (a deleted
+legacy plan) are fetched by id. The cursor is dlt state, committed
 only with a successful load, so a run that dies halfway is redone by the next one.
 """
 
@@ -40,6 +43,12 @@ BASE_COLUMNS = {
 }
 
 
+def _price_id(obj: dict) -> str | None:
+    """The price an invoice line or invoice item names, in the current shape or the legacy one."""
+    details = (obj.get("pricing") or {}).get("price_details") or {}
+    return _ref(details.get("price")) or _ref(obj.get("price")) or _ref(obj.get("plan"))
+
+
 def _ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
@@ -62,6 +71,11 @@ class SyncPlan:
         self._events_since: int | None = None
         self._lock = threading.Lock()
         self._announced: set[str] = set()
+        # prices listed in this run, prices invoice lines and items name, and the price lists' completion
+        self.listed_prices: set[str] = set()
+        self.named_prices: set[str] = set()
+        self._price_lists_left = {"prices", "plans"}
+        self.price_lists_done = threading.Event()
 
     def mode(self, resource: str, cursor: int | None) -> str:
         if self.full_refresh:
@@ -90,6 +104,35 @@ class SyncPlan:
                 self._events = list(self.api.paginate("/v1/events", params))
                 self._events_since = since or 0
             return [e for e in self._events if since is None or e["created"] >= since]
+
+    def deleted_objects(self, event_type: str, since: int | None) -> list[dict]:
+        """The objects of `event_type` (`invoiceitem.deleted`) events since `since`, marked deleted."""
+        objects: dict[str, dict] = {}
+        for event in self.events(since):
+            obj = (event.get("data") or {}).get("object") or {}
+            if event.get("type") == event_type and obj.get("id"):
+                objects[obj["id"]] = {**obj, "deleted": True}
+        return list(objects.values())
+
+    def list_price(self, price_id: str) -> None:
+        with self._lock:
+            self.listed_prices.add(price_id)
+
+    def price_list_done(self, name: str) -> None:
+        """A price list is complete: remember its ids in the source state (known prices are never fetched)."""
+        state = dlt.current.source_state()
+        with self._lock:
+            state["known_prices"] = sorted(set(state.get("known_prices") or []) | self.listed_prices)
+            self._price_lists_left.discard(name)
+            if not self._price_lists_left:
+                self.price_lists_done.set()
+
+    def name_prices(self, objects: Iterable[dict]) -> None:
+        ids = {_price_id(obj) for obj in objects}
+        ids.discard(None)
+        if ids:
+            with self._lock:
+                self.named_prices |= ids
 
     def changed_ids(self, object_type: str, since: int) -> list[str]:
         ids: dict[str, None] = {}
@@ -159,6 +202,9 @@ def _row(name: str, obj: dict, synced_at: datetime) -> dict:
     return row
 
 
+PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS)
+
+
 _CHILD_HINTS = {
     "invoice_lines": dlt.mark.make_hints(
         table_name="invoice_lines",
@@ -207,7 +253,9 @@ def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> tuple[
     return _row(name, obj, synced_at), []
 
 
-def _batched(api: StripeApi, name: str, objects: Iterable[dict], synced_at: datetime, progress) -> Iterator:
+def _batched(
+    api: StripeApi, plan: SyncPlan, name: str, objects: Iterable[dict], synced_at: datetime, progress
+) -> Iterator:
     """Rows in batches of BATCH_SIZE, each followed by its objects' child rows (merged per parent)."""
     rows: list[dict] = []
     children: list[dict] = []
@@ -223,6 +271,12 @@ def _batched(api: StripeApi, name: str, objects: Iterable[dict], synced_at: date
     for obj in objects:
         progress.tick()
         row, kids = _expand(api, name, obj, synced_at)
+        if name in ("prices", "plans"):
+            plan.list_price(obj["id"])
+        elif name == "invoiceitems":
+            plan.name_prices([obj])
+        elif name == "invoices":
+            plan.name_prices(kid["data"] for kid in kids)
         rows.append(row)
         children.extend(kids)
         if len(rows) >= BATCH_SIZE:
@@ -239,7 +293,7 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         synced_at = _ts(plan.started_at)
         progress = Progress(name)
         if plan.mode(name, cursor) == "full":
-            yield from _batched(api, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
+            yield from _batched(api, plan, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
@@ -249,18 +303,47 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
                     seen.add(obj["id"])
                     yield obj
 
-            yield from _batched(api, name, created_since(), synced_at, progress)
+            yield from _batched(api, plan, name, created_since(), synced_at, progress)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
             changed_objects = api.retrieve_many(
                 settings.RETRIEVE_PATHS[object_type], changed, settings.RETRIEVE_PARAMS.get(object_type)
             )
-            yield from _batched(api, name, changed_objects, synced_at, progress)
+            yield from _batched(api, plan, name, changed_objects, synced_at, progress)
+        if name in settings.DELETED_EVENTS:
+            since = None if plan.mode(name, cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
+            deleted = plan.deleted_objects(settings.DELETED_EVENTS[name], since)
+            yield from _batched(api, plan, name, deleted, synced_at, progress)
+        if name in ("prices", "plans"):
+            plan.price_list_done(name)
+        if name in ("invoices", "invoiceitems"):
+            yield from _unlisted_prices(api, plan, synced_at)
         progress.done()
         state[name] = plan.started_at
 
     return dlt.resource(
         fetch, name=name, write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS, parallelized=True
     )
+
+
+def _unlisted_prices(api: StripeApi, plan: SyncPlan, synced_at: datetime) -> Iterator:
+    """Prices invoice lines or items name that no price list returned, in this run or before (source
+    state), fetched by id into `prices` (a 404: nothing to load; the reconciliation reports the lines)."""
+    plan.price_lists_done.wait(settings.PRICE_LISTS_WAIT_SECONDS)
+    state = dlt.current.source_state()
+    with plan._lock:
+        known = set(state.get("known_prices") or []) | plan.listed_prices
+        unknown = sorted(plan.named_prices - known)
+        plan.listed_prices |= set(unknown)  # the other resource does not fetch them again
+    if not unknown:
+        return
+    fetched = list(api.retrieve_many(settings.RETRIEVE_PATHS["price"], unknown))
+    with plan._lock:
+        state["known_prices"] = sorted(set(state.get("known_prices") or []) | {obj["id"] for obj in fetched})
+    logger.info("stripe prices: %d named by invoices but not listed, %d fetched by id", len(unknown), len(fetched))
+    if fetched:
+        yield dlt.mark.with_hints(
+            [_row("prices", obj, synced_at) for obj in fetched], PRICE_HINTS, create_table_variant=True
+        )
 
 
 def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:

@@ -2,6 +2,7 @@
 
 - stripe_reconciliation (warns): last complete month's MRR from the engine vs the sum of the
   recurring invoice lines covering the month's end, with every per-customer gap given a cause;
+  fails (error) when lines of paying subscriptions name a price no load brought (nothing can value them);
 - raw_stripe_fresh: raw Stripe tables loaded within the last 26 hours (after each load, and hourly
   by freshness_schedule between runs);
 - marts_not_older_than_raw: the marts were built after the raw data they read was last loaded;
@@ -45,6 +46,15 @@ invoice_side as (
     where line_kind = 'recurring' and invoice_status in ('paid', 'open')
     group by customer_id
 ),
+-- cycle lines of subscriptions, paid or open, whose price is unknown (no list returned it, no subscription
+-- item embeds it, fetching it by id failed): neither side can value them, so no gap would show them
+unpriced as (
+    select customer_id, min(currency) as currency
+    from lines
+    where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
+        and amount_cents > 0 and invoice_status in ('paid', 'open')
+    group by customer_id
+),
 engine_side as (
     select c.customer_id, c.currency, c.mrr_local
     from marts.customer_mrr_monthly as c, month
@@ -53,8 +63,10 @@ engine_side as (
 causes as (
     select
         lines.customer_id,
-        bool_or(lines.line_kind = 'proration' and lines.invoice_status in ('paid', 'open', 'uncollectible'))
-            as has_proration,
+        bool_or(
+            lines.line_kind = 'proration'
+            and lines.invoice_status in ('paid', 'open', 'uncollectible', 'pending', 'invoiced')
+        ) as has_proration,
         bool_or(subscriptions.ended_at < month.month_end_at) as has_ended,
         bool_or(lines.line_kind = 'recurring' and lines.invoice_status in ('open', 'uncollectible')) as has_unpaid
     from lines
@@ -65,12 +77,14 @@ causes as (
 ),
 compared as (
     select
-        coalesce(e.customer_id, i.customer_id) as customer_id,
-        coalesce(e.currency, i.currency) as currency,
+        coalesce(e.customer_id, i.customer_id, u.customer_id) as customer_id,
+        coalesce(e.currency, i.currency, u.currency) as currency,
         coalesce(e.mrr_local, 0) as engine_local,
-        coalesce(i.mrr_local, 0) as invoice_local
+        coalesce(i.mrr_local, 0) as invoice_local,
+        u.customer_id is not null as has_unpriced
     from engine_side as e
     full join invoice_side as i on e.customer_id = i.customer_id
+    full join unpriced as u on coalesce(e.customer_id, i.customer_id) = u.customer_id
 ),
 valued as (
     select
@@ -88,6 +102,7 @@ select
     (select month from month),
     customer_id,
     case
+        when has_unpriced then 'unpriced_lines'
         when engine_local = invoice_local then 'matched'
         when has_proration then 'mid_period_change'
         when has_ended then 'ended_before_month_end'
@@ -102,13 +117,15 @@ order by customer_id
 
 CAUSES = {
     "mid_period_change": "a plan or seat change mid-period: the engine counts the new rate at once "
-    "(prorations), the invoice lines only from the next renewal",
+    "(prorations, invoiced or still pending invoice items), the invoice lines only from the next renewal",
     "ended_before_month_end": "canceled mid-period: the last invoice still covers the month end, the "
     "subscription does not",
     "unpaid_renewal": "the invoice covering the month end was not paid: the engine counts a past-due "
     "subscription until dunning ends it or past_due_grace_days pass, the invoice side counts open invoices "
     "whatever their age and uncollectible ones not at all",
     "unexplained": "no cause found: inspect these customers",
+    "unpriced_lines": "lines of a paying subscription name a price that no load brought (not listed by "
+    "/v1/prices or /v1/plans, not embedded in a subscription item, not retrievable by id): its MRR is missing",
 }
 
 
@@ -180,6 +197,13 @@ def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata["unexplained_customers"] = ", ".join(c.customer_id for c in unexplained[:20]) + (
             f" and {len(unexplained) - 20} more" if len(unexplained) > 20 else ""
         )
+    unpriced = [c.customer_id for c in customers if c.cause == "unpriced_lines"]
+    if unpriced:
+        # an error, not a warning: MRR is missing, and both sides would agree on it
+        metadata["unpriced_customers"] = ", ".join(unpriced[:20]) + (
+            f" and {len(unpriced) - 20} more" if len(unpriced) > 20 else ""
+        )
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
     passed = abs(unexplained_gap) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
     # a warning, not a block: the engine's own blocking tests guard the marts; a gap here asks for a look
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)

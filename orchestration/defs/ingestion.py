@@ -23,6 +23,7 @@ STRIPE_DESCRIPTIONS = {
     "subscriptions": "Every Stripe subscription, canceled ones included.",
     "invoices": "Every Stripe invoice (its lines are in stripe/invoice_lines).",
     "credit_notes": "Stripe credit notes.",
+    "invoiceitems": "Stripe invoice items, pending and invoiced (deleted ones marked, from their events).",
     "events": "Stripe events of the last 30 days (used to find changed objects).",
 }
 # tables a resource fills besides its own: loaded in the same step, materialized with it

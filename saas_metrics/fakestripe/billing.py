@@ -11,12 +11,21 @@ Rules it follows (Stripe's documented behaviour):
 - billing periods step from the billing-cycle anchor by the price interval; month steps
   keep the anchor's day, clamped to the month's length (Jan 31 -> Feb 28 -> Mar 31);
 - a trial issues a $0 invoice for the trial period, the first paid period starts at trial end;
-- a mid-period change with prorations invoices at once ("always_invoice"): a negative
-  "Unused time on ..." line for each old item and a positive "Remaining time on ..." line for
-  each new one, each prorated by the seconds left in the period;
+- a mid-period change with prorations: a negative "Unused time on ..." line for each old item and
+  a positive "Remaining time on ..." line for each new one, each prorated by the seconds left in
+  the period; `always_invoice` invoices them at once, `create_prorations` (Stripe's default) leaves
+  them as pending invoice items (`invoice: null`) that the next renewal invoices, unless deleted
+  before (the change undone); proration lines carry the prorated per-unit amount in
+  `pricing.unit_amount_decimal` (classic billing mode) or null (flexible mode);
+- billing mode `flexible` with `proration_discounts` `included` (net proration amounts, discount
+  amounts of 0) or `itemized` (gross amounts and the real discount amounts); lines of flexible
+  subscriptions carry `quantity_decimal`;
 - coupons: percent_off per line, amount_off spread over the invoice's lines; `once` applies to
   the first paid invoice, `repeating` to invoices starting within `duration_in_months` of
-  redemption, `forever` to all;
+  redemption, `forever` to all; a coupon with `applies_to.products` discounts only their lines,
+  and a subscription may have several;
+- volume-tiered prices (`tiers`): the tier the quantity falls in prices every unit, plus its flat amount;
+- a price created `listed=False` is one the lists no longer return (a deleted legacy plan);
 - tax rates add exclusive tax lines' `taxes`; invoice totals add them up.
 """
 
@@ -80,6 +89,19 @@ class Ids:
         return f"{kind}_{self.prefix}{next(counter):08d}"
 
 
+def price_amount(price: dict, quantity: int) -> int:
+    """What `quantity` units of a price cost for a whole period (volume tiers: the tier it falls in)."""
+    if price.get("tiers"):
+        for tier in price["tiers"]:
+            if tier["up_to"] is None or quantity <= tier["up_to"]:
+                return (tier.get("unit_amount") or 0) * quantity + (tier.get("flat_amount") or 0)
+    return price["unit_amount"] * quantity
+
+
+def _public(price: dict) -> dict:
+    return {k: v for k, v in price.items() if k != "_unlisted"}
+
+
 @dataclass
 class Item:
     price: dict
@@ -92,6 +114,11 @@ class _Discount:
     coupon: dict
     start: int
     used: bool = False
+
+    def covers(self, line: dict) -> bool:
+        """A coupon restricted to some products discounts only their lines."""
+        products = (self.coupon.get("applies_to") or {}).get("products")
+        return not products or (line["pricing"]["price_details"] or {}).get("product") in products
 
     def applies(self, period_start: int) -> bool:
         duration = self.coupon["duration"]
@@ -176,7 +203,11 @@ class Account:
         nickname: str | None = None,
         id: str | None = None,
         tax_behavior: str = "exclusive",
+        tiers: list[dict] | None = None,
+        listed: bool = True,
     ) -> dict:
+        """tiers: volume tiers [{"up_to": 10 or None, "unit_amount": ..., "flat_amount": ...}];
+        listed=False: left out of /v1/prices (still retrievable by id)."""
         recurring = None
         if interval:
             recurring = {
@@ -186,12 +217,12 @@ class Account:
                 "meter": None,
                 "trial_period_days": None,
             }
-        return self._put(
+        price = self._put(
             {
                 "id": id or self.ids("price"),
                 "object": "price",
                 "active": True,
-                "billing_scheme": "per_unit",
+                "billing_scheme": "tiered" if tiers else "per_unit",
                 "created": created,
                 "currency": currency,
                 "livemode": False,
@@ -201,13 +232,17 @@ class Account:
                 "product": product["id"],
                 "recurring": recurring,
                 "tax_behavior": tax_behavior,
-                "tiers_mode": None,
+                "tiers_mode": "volume" if tiers else None,
+                "tiers": tiers,
                 "transform_quantity": None,
                 "type": "recurring" if interval else "one_time",
-                "unit_amount": unit_amount,
-                "unit_amount_decimal": str(unit_amount),
+                "unit_amount": None if tiers else unit_amount,
+                "unit_amount_decimal": None if tiers else str(unit_amount),
             }
         )
+        if not listed:
+            price["_unlisted"] = True
+        return price
 
     def coupon(
         self,
@@ -219,6 +254,7 @@ class Account:
         duration: str = "forever",
         duration_in_months: int | None = None,
         id: str | None = None,
+        applies_to_products: list[str] | None = None,
     ) -> dict:
         return self._put(
             {
@@ -234,6 +270,7 @@ class Account:
                 "metadata": {},
                 "name": f"{percent_off}% off" if percent_off else f"{amount_off} off",
                 "valid": True,
+                "applies_to": {"products": applies_to_products} if applies_to_products else None,
             }
         )
 
@@ -458,6 +495,9 @@ class Subscription:
     coupon: dict | None = None
     tax_percent: float = 0.0
     collection: str = "charge_automatically"
+    coupons: list[dict] = field(default_factory=list)  # more coupons (several discounts)
+    billing_mode: str = "classic"  # or "flexible"
+    proration_discounts: str = "included"  # flexible mode: "included" (net amounts) or "itemized"
     id: str = ""
     anchor: int = 0
     status: str = "active"
@@ -469,7 +509,9 @@ class Subscription:
     trial_end: int | None = None
     period_start: int = 0
     period_end: int = 0
-    discount: _Discount | None = None
+    discounts: list[_Discount] = field(default_factory=list)
+    # create_prorations: (invoice item, the line the next invoice will carry) until invoiced or deleted
+    pending: list[tuple[dict, dict]] = field(default_factory=list)
     # what the next renewal uses (downgrade at renewal)
     next_items: list[Item] | None = None
     pending_fail: bool = False
@@ -482,8 +524,17 @@ class Subscription:
         self.id = self.id or acct.ids("sub")
         for item in self.items:
             item.id = item.id or acct.ids("si")
-        if self.coupon:
-            self.discount = _Discount(self.coupon, self.start)
+        self.discounts = [_Discount(c, self.start) for c in ([self.coupon] if self.coupon else []) + self.coupons]
+        for d in self.discounts:  # the discount objects a subscription's or invoice's `discounts` expand to
+            acct._put(
+                {
+                    "id": f"di_{d.coupon['id']}",
+                    "object": "discount",
+                    "created": self.start,
+                    "source": {"type": "coupon", "coupon": d.coupon["id"]},
+                    "coupon": d.coupon,
+                }
+            )
         self.anchor = self.start
         if self.trial_days:
             self.trial_end = self.start + self.trial_days * 86400
@@ -531,8 +582,12 @@ class Subscription:
         price = item.price
         qty = item.quantity if quantity is None else quantity
         if amount is None:
-            amount = price["unit_amount"] * qty
-        return {
+            amount = price_amount(price, qty)
+        unit_amount_decimal = price["unit_amount_decimal"]
+        if proration:
+            # real Stripe: null in flexible mode; the prorated, signed per-unit amount in classic mode
+            unit_amount_decimal = None if self.billing_mode == "flexible" else str(round(amount / max(qty, 1)))
+        line = {
             "id": self.account.ids("il"),
             "object": "line_item",
             "invoice": None,
@@ -552,7 +607,7 @@ class Subscription:
             "pricing": {
                 "type": "price_details",
                 "price_details": {"price": price["id"], "product": price["product"]},
-                "unit_amount_decimal": price["unit_amount_decimal"],
+                "unit_amount_decimal": unit_amount_decimal,
             },
             "parent": {
                 "type": "subscription_item_details",
@@ -566,18 +621,31 @@ class Subscription:
                 },
             },
         }
+        if self.billing_mode == "flexible":
+            line["quantity_decimal"] = str(qty)
+        return line
 
     def _apply_discount(self, lines: list[dict], period_start: int, prorations: bool = False) -> None:
-        d = self.discount
-        if d is None or not d.applies(period_start):
-            return
+        for d in self.discounts:
+            if d.applies(period_start):
+                self._apply_one_discount(d, lines, prorations)
+        if prorations and self.billing_mode == "flexible" and self.proration_discounts == "included":
+            # net proration amounts, discount amounts of 0
+            for ln in lines:
+                off = sum(x["amount"] for x in ln["discount_amounts"])
+                ln["amount"] -= off
+                ln["subtotal"] = ln["amount"]
+                ln["discount_amounts"] = [{**x, "amount": 0} for x in ln["discount_amounts"]]
+
+    def _apply_one_discount(self, d: _Discount, lines: list[dict], prorations: bool) -> None:
         coupon = d.coupon
-        eligible = [ln for ln in lines if ln["amount"] > 0 or prorations]
+        discount_id = f"di_{coupon['id']}"
+        eligible = [ln for ln in lines if (ln["amount"] > 0 or prorations) and d.covers(ln)]
         if coupon["percent_off"]:
             for ln in eligible:
                 off = round(ln["amount"] * coupon["percent_off"] / 100)
                 if off:
-                    ln["discount_amounts"] = [{"amount": off, "discount": f"di_{coupon['id']}"}]
+                    ln["discount_amounts"] = [*ln["discount_amounts"], {"amount": off, "discount": discount_id}]
         elif coupon["amount_off"]:
             total = sum(ln["amount"] for ln in eligible if ln["amount"] > 0)
             remaining = min(coupon["amount_off"], total)
@@ -587,8 +655,8 @@ class Subscription:
                 off = min(off, remaining, ln["amount"])
                 remaining -= off
                 if off:
-                    ln["discount_amounts"] = [{"amount": off, "discount": f"di_{coupon['id']}"}]
-        if any(ln["amount"] > 0 for ln in lines) and not prorations:
+                    ln["discount_amounts"] = [*ln["discount_amounts"], {"amount": off, "discount": discount_id}]
+        if any(ln["amount"] > 0 for ln in eligible) and not prorations:
             d.used = True
 
     def _apply_tax(self, lines: list[dict]) -> None:
@@ -654,6 +722,7 @@ class Subscription:
             self.id,
             status,
         )
+        invoice["discounts"] = sorted({d["discount"] for ln in lines for d in ln["discount_amounts"]})
         if status == "void":
             invoice["status_transitions"]["voided_at"] = created
         if status == "uncollectible":
@@ -675,13 +744,17 @@ class Subscription:
         if self.status == "trialing":
             self.status = "active"
         lines = [self._line(it, self.period_start, self.period_end) for it in self.items]
+        pending, self.pending = self.pending, []
         if (
             self.pause_collection
             and self.pause_collection.get("resumes_at")
             and self.pause_collection["resumes_at"] <= start
         ):
             self.pause_collection = None
-        self._issue(start, lines, reason)
+        invoice = self._issue(start, lines + [line for _, line in pending], reason)
+        for item, _ in pending:  # the renewal invoices the pending items
+            item["invoice"] = invoice["id"]
+            self._out.append(item)
 
     # -- time -----------------------------------------------------------------------------------
     def advance_to(self, when: int) -> Subscription:
@@ -695,8 +768,11 @@ class Subscription:
         return self
 
     # -- changes --------------------------------------------------------------------------------
-    def change(self, when: int, items: list[Item], prorate: bool = True) -> Subscription:
-        """Replace the items mid-period (plan or quantity change), invoicing prorations at once."""
+    def change(
+        self, when: int, items: list[Item], prorate: bool = True, proration_behavior: str = "always_invoice"
+    ) -> Subscription:
+        """Replace the items mid-period (plan or quantity change). Prorations are invoiced at once
+        (`always_invoice`) or left as pending invoice items for the next renewal (`create_prorations`)."""
         self.advance_to(when)
         old = self.items
         new = []
@@ -714,7 +790,7 @@ class Subscription:
                         item,
                         when,
                         self.period_end,
-                        amount=-round(item.price["unit_amount"] * item.quantity * left / span),
+                        amount=-round(price_amount(item.price, item.quantity) * left / span),
                         proration=True,
                         description=f"Unused time on {item.price['id']}",
                     )
@@ -725,14 +801,65 @@ class Subscription:
                         item,
                         when,
                         self.period_end,
-                        amount=round(item.price["unit_amount"] * item.quantity * left / span),
+                        amount=round(price_amount(item.price, item.quantity) * left / span),
                         proration=True,
                         description=f"Remaining time on {item.price['id']}",
                     )
                 )
-            self._issue(when, lines, "subscription_update", prorations=True)
+            if proration_behavior == "create_prorations":
+                for line in lines:
+                    self._pend(line, when)
+            else:
+                self._issue(when, lines, "subscription_update", prorations=True)
         self.items = new
         self.account.event("customer.subscription.updated", when, {"id": self.id, "object": "subscription"})
+        return self
+
+    def _pend(self, line: dict, when: int) -> None:
+        """A proration left as a pending invoice item (Stripe's `create_prorations`)."""
+        details = line["parent"]["subscription_item_details"]
+        item = {
+            "id": self.account.ids("ii"),
+            "object": "invoiceitem",
+            "amount": line["amount"],
+            "currency": line["currency"],
+            "customer": self.customer["id"],
+            "date": when,
+            "created": when,
+            "description": line["description"],
+            "discountable": True,
+            "discounts": [],
+            "invoice": None,
+            "livemode": False,
+            "metadata": {},
+            "period": dict(line["period"]),
+            "proration": True,
+            "quantity": line["quantity"],
+            "quantity_decimal": str(line["quantity"]),
+            "tax_rates": [],
+            "test_clock": None,
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": self.id, "subscription_item": details["subscription_item"]},
+            },
+            "pricing": dict(line["pricing"]),
+            "net_amount": line["amount"],
+        }
+        details["invoice_item"] = item["id"]
+        self.pending.append((item, line))
+        self._out.append(item)
+        self.account.event("invoiceitem.created", when, dict(item))
+
+    def delete_pending_items(self, when: int) -> Subscription:
+        """Delete the pending invoice items (the change undone before the next invoice)."""
+        self.advance_to(when)
+        acct = self.account
+        acct.flush()
+        for item, _ in self.pending:
+            acct.event("invoiceitem.deleted", when, dict(item))
+            self._out = [o for o in self._out if o is not item]
+            acct.store.delete("invoiceitem", item["id"])
+        self.pending = []
         return self
 
     def change_at_renewal(self, when: int, items: list[Item]) -> Subscription:
@@ -818,7 +945,7 @@ class Subscription:
                     "created": self.start,
                     "discounts": [],
                     "metadata": {},
-                    "price": item.price,
+                    "price": _public(item.price),
                     "quantity": item.quantity,
                     "subscription": self.id,
                     "tax_rates": [],
@@ -826,6 +953,7 @@ class Subscription:
                     "current_period_end": self.period_end,
                 }
             )
+        flexible = {"proration_discounts": self.proration_discounts} if self.billing_mode == "flexible" else None
         sub = {
             "id": self.id,
             "object": "subscription",
@@ -845,7 +973,8 @@ class Subscription:
             "pause_collection": self.pause_collection,
             "livemode": False,
             "metadata": {},
-            "discounts": [f"di_{self.coupon['id']}"] if self.coupon else [],
+            "discounts": [f"di_{d.coupon['id']}" for d in self.discounts],
+            "billing_mode": {"type": self.billing_mode, "flexible": flexible},
             "latest_invoice": None,
             "description": None,
             "days_until_due": None,

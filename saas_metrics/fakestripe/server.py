@@ -9,6 +9,10 @@ has to handle:
 - `invoice.lines` and `subscription.items` embed at most 10 rows; the rest come from
   `/v1/invoices/{id}/lines` and `/v1/subscription_items?subscription=`;
 - `/v1/events` only returns the last 30 days;
+- `/v1/invoiceitems` lists pending and invoiced items (`pending=true` only those not invoiced yet);
+  a deleted item is neither listed nor retrievable (its `invoiceitem.deleted` event remains);
+- a price or plan marked unlisted (a deleted legacy plan) is missing from `/v1/prices` and
+  `/v1/plans` but still retrievable by id, as subscriptions and invoice lines still name it;
 - a wrong API key is a 401 in Stripe's error format.
 
 `Faults` injects 429s, 5xx and dropped connections for tests. The demo and the tests use
@@ -63,7 +67,7 @@ class Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hit(self, path: str) -> None:
-        key = re.sub(r"/(cus|sub|in|si|il|price|prod|cn|evt)_[A-Za-z0-9]+", "/{id}", path)
+        key = re.sub(r"/(cus|sub|in|si|il|ii|price|prod|cn|evt)_[A-Za-z0-9]+", "/{id}", path)
         with self.lock:
             self.requests += 1
             self.by_path[key] = self.by_path.get(key, 0) + 1
@@ -179,6 +183,10 @@ class StripeProtocolServer:
                 exclude = HIDDEN_SUBSCRIPTION_STATUSES
         elif type_ in ("invoice",) and flat.get("status"):
             statuses = [flat["status"]]
+        elif type_ in ("price", "plan"):
+            exclude = ["unlisted"]
+        elif type_ == "invoiceitem" and flat.get("pending") in ("true", "false"):
+            statuses = ["pending" if flat["pending"] == "true" else "invoiced"]
         if type_ == "subscription_item":
             parent = flat.get("subscription")
             if not parent:
@@ -221,6 +229,8 @@ class StripeProtocolServer:
         """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does;
         expand a customer's default payment method when asked to."""
         kind = obj.get("object")
+        if kind in ("subscription", "invoice") and "discounts" in expand and obj.get("discounts"):
+            obj = {**obj, "discounts": [self.store.get("discount", d) or d for d in obj["discounts"]]}
         if kind == "customer" and "invoice_settings.default_payment_method" in expand:
             settings = obj.get("invoice_settings") or {}
             pm_id = settings.get("default_payment_method")

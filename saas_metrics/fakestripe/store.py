@@ -26,6 +26,7 @@ LIST_PATHS = {
     "invoice": "invoices",
     "line_item": "line_items",
     "credit_note": "credit_notes",
+    "invoiceitem": "invoiceitems",
     "event": "events",
 }
 
@@ -59,7 +60,20 @@ def _parent_of(obj: dict) -> str | None:
         return parent.get("subscription") or obj.get("subscription")
     if kind == "credit_note":
         return obj.get("invoice")
+    if kind == "invoiceitem":
+        parent = (obj.get("parent") or {}).get("subscription_details") or {}
+        return parent.get("subscription") or obj.get("subscription")
     return None
+
+
+def _status_of(obj: dict) -> str | None:
+    """The status column: an object's own status; `unlisted` for a price or plan the lists no longer
+    return (a deleted legacy plan, still retrievable by id); an invoice item's `pending` or `invoiced`."""
+    if obj["object"] in ("price", "plan") and obj.get("_unlisted"):
+        return "unlisted"
+    if obj["object"] == "invoiceitem":
+        return "invoiced" if obj.get("invoice") else "pending"
+    return obj.get("status")
 
 
 class Store:
@@ -100,8 +114,8 @@ class Store:
                 int(obj.get("created") or 0),
                 obj.get("customer") if isinstance(obj.get("customer"), str) else None,
                 _parent_of(obj),
-                obj.get("status"),
-                json.dumps(obj, separators=(",", ":")),
+                _status_of(obj),
+                json.dumps({k: v for k, v in obj.items() if k != "_unlisted"}, separators=(",", ":")),
             )
             for obj in objects
         ]
@@ -116,6 +130,12 @@ class Store:
 
     def put(self, obj: dict) -> None:
         self.put_many([obj])
+
+    def delete(self, type_: str, id_: str) -> None:
+        """Remove an object (a deleted invoice item): no longer listed, retrieving it is a 404."""
+        conn = self._conn()
+        conn.execute("delete from objects where type = ? and id = ?", (type_, id_))
+        conn.commit()
 
     def set_meta(self, key: str, value: str) -> None:
         conn = self._conn()

@@ -2,6 +2,9 @@
 --   line_kind: recurring (a cycle line) | proration | usage (metered) | one_off (setup fees, invoice items)
 --   mrr_local: for recurring lines the line's amount net of discounts and inclusive tax, normalised to a
 --              month; for prorations the signed full-period rate of the new/old item, normalised to a month.
+-- Besides invoice lines, one row per proration invoice item (is_invoice_item; invoice_id and invoice_line_id
+-- are the item's id; invoice_status 'pending', 'invoiced' or 'deleted'): a pending proration moves MRR like
+-- an invoiced one until a line of a finalized invoice carries it (int_subscription_mrr_points).
 -- Incremental: a build after a load reclassifies every line of each subscription (and each invoice
 -- without one) that has an invoice loaded since the last build (synced_at), because a line's value
 -- depends on its invoice and on the other cycle lines of its period; whole invoices are replaced
@@ -20,10 +23,13 @@
     ],
     pre_hook="{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
 ) }}
+-- depends_on: {{ ref('stg_stripe__discounts') }}
+{#- Every line is valued again when the methodology changed (mrr_methodology_changed): a rebuild's values. -#}
+{%- set incremental = is_incremental() and not mrr_methodology_changed() %}
 
 with
 
-{% if is_incremental() -%}
+{% if incremental -%}
 refetched_invoices as (
     select invoice_id, subscription_id
     from {{ ref('stg_stripe__invoices') }}
@@ -32,6 +38,10 @@ refetched_invoices as (
 
 touched_subscriptions as (
     select subscription_id from refetched_invoices where subscription_id is not null
+    union
+    select subscription_id
+    from {{ ref('stg_stripe__invoice_items') }}
+    where synced_at > {{ synced_watermark() }} and subscription_id is not null
     union
     select lines.subscription_id
     from {{ ref('stg_stripe__invoice_lines') }} as lines
@@ -54,43 +64,60 @@ touched_invoices as (
 
 lines as (
     select * from {{ ref('stg_stripe__invoice_lines') }}
-    {% if is_incremental() -%}
+    {% if incremental -%}
     where invoice_id in (select invoice_id from touched_invoices)
     {%- endif %}
 ),
 
 invoices as (
     select * from {{ ref('stg_stripe__invoices') }}
-    {% if is_incremental() -%}
+    {% if incremental -%}
     where invoice_id in (select invoice_id from touched_invoices)
+    {%- endif %}
+),
+
+-- proration invoice items, pending or not (deleted ones too: their row replaces the pending one)
+invoice_items as (
+    select * from {{ ref('stg_stripe__invoice_items') }}
+    where is_proration and subscription_id is not null
+    {% if incremental -%}
+    and subscription_id in (select subscription_id from touched_subscriptions)
     {%- endif %}
 ),
 
 prices as (
     select * from {{ ref('stg_stripe__prices') }}
 ),
+{% if mrr_methodology() == 'stripe' %}
+-- the `stripe` methodology counts only the discounts of forever coupons (a discount whose coupon is
+-- unknown counts, as under the default methodology)
+discount_durations as (
+    select discounts.discount_id, coupons.duration
+    from {{ ref('stg_stripe__discounts') }} as discounts
+    inner join {{ ref('stg_stripe__coupons') }} as coupons
+        on discounts.coupon_id = coupons.coupon_id
+),
+{% endif %}
 
-joined as (
+all_lines as (
     select
         lines.invoice_line_id,
         lines.invoice_id,
         invoices.customer_id,
         coalesce(lines.subscription_id, invoices.subscription_id) as subscription_id,
         lines.subscription_item_id,
+        lines.invoice_item_id,
+        false as is_invoice_item,
         lines.price_id,
-        prices.product_id,
         lines.line_type,
         lines.is_proration,
         lines.currency,
         lines.quantity,
         lines.amount_cents,
         lines.discount_cents,
+        lines.discount_amounts,
         lines.inclusive_tax_cents,
-        lines.amount_cents - lines.discount_cents - lines.inclusive_tax_cents as net_cents,
-        coalesce(lines.unit_amount_cents, prices.unit_amount_cents) as unit_amount_cents,
-        prices.recurring_interval,
-        prices.recurring_interval_count,
-        prices.usage_type,
+        lines.unit_amount_cents,
         invoices.status as invoice_status,
         invoices.created_at as invoice_created_at,
         invoices.marked_uncollectible_at,
@@ -100,8 +127,76 @@ joined as (
     from lines
     inner join invoices
         on lines.invoice_id = invoices.invoice_id
+    union all
+    select
+        invoice_item_id,
+        invoice_item_id,
+        customer_id,
+        subscription_id,
+        subscription_item_id,
+        invoice_item_id,
+        true,
+        price_id,
+        'invoiceitem',
+        is_proration,
+        currency,
+        quantity,
+        amount_cents,
+        0,
+        null::jsonb,
+        0,
+        null,
+        case when is_deleted then 'deleted' when invoice_id is null then 'pending' else 'invoiced' end,
+        created_at,
+        null,
+        period_start_at,
+        period_end_at,
+        synced_at
+    from invoice_items
+),
+
+-- the full unit price comes from the price (Stripe's own objects), else from the line's embedded price
+joined as (
+    select
+        all_lines.invoice_line_id,
+        all_lines.invoice_id,
+        all_lines.customer_id,
+        all_lines.subscription_id,
+        all_lines.subscription_item_id,
+        all_lines.price_id,
+        prices.product_id,
+        all_lines.line_type,
+        all_lines.is_proration,
+        all_lines.currency,
+        all_lines.quantity,
+        all_lines.amount_cents,
+        all_lines.discount_cents,
+        all_lines.inclusive_tax_cents,
+        {% if mrr_methodology() == 'stripe' -%}
+        all_lines.amount_cents - coalesce((
+            select sum((discount ->> 'amount')::bigint)
+            from jsonb_array_elements(all_lines.discount_amounts) as discount
+            left join discount_durations on discount ->> 'discount' = discount_durations.discount_id
+            where coalesce(discount_durations.duration, 'forever') = 'forever'
+        ), 0) - all_lines.inclusive_tax_cents as net_cents,
+        {%- else -%}
+        all_lines.amount_cents - all_lines.discount_cents - all_lines.inclusive_tax_cents as net_cents,
+        {%- endif %}
+        coalesce(prices.unit_amount_cents, all_lines.unit_amount_cents) as unit_amount_cents,
+        prices.recurring_interval,
+        prices.recurring_interval_count,
+        prices.usage_type,
+        all_lines.invoice_status,
+        all_lines.invoice_created_at,
+        all_lines.marked_uncollectible_at,
+        all_lines.period_start_at,
+        all_lines.period_end_at,
+        all_lines.synced_at,
+        all_lines.invoice_item_id,
+        all_lines.is_invoice_item
+    from all_lines
     left join prices
-        on lines.price_id = prices.price_id
+        on all_lines.price_id = prices.price_id
 ),
 
 classified as (
@@ -117,9 +212,34 @@ classified as (
     from joined
 ),
 
--- a proration is valued at the new item's full price with the discount the subscription gets in that
--- period: the net-to-gross ratio of the period's cycle lines (a window, not a join: no plan can turn it
--- into a nested loop over the lines)
+-- the discount a proration takes: the net-to-gross ratio of the period's cycle lines of its own
+-- subscription item, else of its price, else of the whole subscription (METRICS.md "Coupons"); and the
+-- period's real start (its cycle lines'). Windows, not joins: no plan can turn them into nested loops.
+ratios as (
+    select
+        *,
+        coalesce(
+            sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over item_period
+                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over item_period, 0)::numeric,
+            sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over price_period
+                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over price_period, 0)::numeric,
+            sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines
+                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines, 0)::numeric
+        ) as period_net_ratio,
+        min(period_start_at) filter (where line_kind = 'recurring') over period_lines as cycle_period_start_at
+    from classified
+    window
+        period_lines as (partition by subscription_id, period_end_at),
+        item_period as (partition by subscription_id, period_end_at, subscription_item_id),
+        price_period as (partition by subscription_id, period_end_at, price_id)
+),
+
+-- a proration is valued at its item's full price (unit_amount x quantity, from the price: never the
+-- line's prorated per-unit field) with the discount its item gets in that period, whatever the line's
+-- own amount says (gross or net: flexible mode's `itemized` or `included`); a tiered price (no
+-- unit amount) scales the prorated net amount by the whole period against the line's part of it, the whole
+-- period being the cycle lines' (else the price's interval before the period end: a February change is
+-- scaled by February)
 valued as (
     select
         *,
@@ -128,24 +248,52 @@ valued as (
             when line_kind = 'proration' and amount_cents = 0 then 0
             when line_kind = 'proration' and unit_amount_cents is not null then
                 round(sign(amount_cents) * unit_amount_cents * quantity * coalesce(
-                    sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines
-                        / nullif(sum(amount_cents) filter (
-                            where line_kind = 'recurring' and amount_cents > 0
-                        ) over period_lines, 0)::numeric,
-                    net_cents::numeric / amount_cents
+                    period_net_ratio, net_cents::numeric / amount_cents
                 ))
             when line_kind = 'proration' then
-                -- no unit price (tiered): scale the prorated amount up to the whole period
-                round(net_cents * {{ average_interval_seconds('recurring_interval', 'recurring_interval_count') }}
+                -- an invoice line's own net (gross less its discount, or net already in flexible mode's
+                -- `included`); a pending item, not discounted yet, takes its period's ratio
+                round(case when is_invoice_item then amount_cents * coalesce(period_net_ratio, 1) else net_cents end
+                      * extract(epoch from period_end_at - coalesce(
+                          cycle_period_start_at,
+                          {{ interval_before('period_end_at', 'recurring_interval', 'recurring_interval_count') }}
+                      ))
                       / nullif(extract(epoch from period_end_at - period_start_at), 0))
         end as full_period_net_cents
-    from classified
-    window period_lines as (partition by subscription_id, period_end_at)
+    from ratios
 ),
 
 final as (
     select
-        *,
+        invoice_line_id,
+        invoice_id,
+        customer_id,
+        subscription_id,
+        subscription_item_id,
+        price_id,
+        product_id,
+        line_type,
+        is_proration,
+        currency,
+        quantity,
+        amount_cents,
+        discount_cents,
+        inclusive_tax_cents,
+        net_cents,
+        unit_amount_cents,
+        recurring_interval,
+        recurring_interval_count,
+        usage_type,
+        invoice_status,
+        invoice_created_at,
+        marked_uncollectible_at,
+        period_start_at,
+        period_end_at,
+        synced_at,
+        invoice_item_id,
+        is_invoice_item,
+        line_kind,
+        full_period_net_cents,
         case
             when line_kind in ('recurring', 'proration') then round(
                 {{ cents_to_major('full_period_net_cents', 'currency') }}

@@ -2,7 +2,8 @@
 -- header row (settings not null: what the build saw: "today", the settings, how far the loads went) and one row per
 -- subscription whose MRR history may have changed since the previous batch, with its customer; plus
 -- customers whose attributes changed, or with an invoice or credit note loaded (their revenue). A subscription may change because
---   one of its invoices was loaded again or for the first time (new, paid, voided, edited);
+--   one of its invoices was loaded again or for the first time (new, paid, voided, edited), or one of its
+--   proration invoice items (pending, invoiced, deleted);
 --   the subscription itself was loaded again (ended, cancelled, paused);
 --   "today" moved past one of its instants: a period starting, an unpaid invoice lapsing after
 --   past_due_grace_days, a draft going stale after draft_invoice_grace_hours, an end.
@@ -101,6 +102,15 @@ changed_subscriptions as (
     inner join refetched_invoices on lines.invoice_id = refetched_invoices.invoice_id
     where lines.subscription_id is not null
     union
+    -- invoice items (classified as rows of their own) loaded since: measured against the invoices' mark,
+    -- which every load that brings items also advances or leaves behind them (so none is missed)
+    select lines.subscription_id
+    from {{ ref('int_invoice_lines_classified') }} as lines
+    cross join header
+    where not header.is_full_batch
+        and lines.synced_at > {{ synced_after.invoices }}
+        and lines.is_invoice_item
+    union
     select subscriptions.subscription_id
     from {{ ref('stg_stripe__subscriptions') }} as subscriptions
     cross join header
@@ -111,8 +121,11 @@ changed_subscriptions as (
     from {{ ref('stg_stripe__subscriptions') }} as subscriptions
     cross join header
     where not header.is_full_batch
-        and subscriptions.ended_at > {{ previous_as_of }}
-        and subscriptions.ended_at <= header.as_of_at
+        and (
+            (subscriptions.ended_at > {{ previous_as_of }} and subscriptions.ended_at <= header.as_of_at)
+            -- the end under mrr_methodology 'stripe'
+            or (subscriptions.canceled_at > {{ previous_as_of }} and subscriptions.canceled_at <= header.as_of_at)
+        )
     union
     select subscription_id from recent_lines where subscription_id is not null
 ),

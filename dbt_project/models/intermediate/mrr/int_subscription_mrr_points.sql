@@ -3,11 +3,16 @@
 -- The rules (METRICS.md "When a subscription counts"):
 --   cycle     a cycle invoice's lines set the subscription's absolute level at the period start
 --             (paid, open and uncollectible invoices count; void ones and stale drafts set zero);
---   proration a mid-period change adds the full-period rate of its proration lines at the change;
+--   proration a mid-period change adds the full-period rate of its proration lines at the change; a
+--             proration still a pending invoice item counts the same, until a line of a finalized (not
+--             draft) invoice carries it (then the line counts instead); a deleted item counts nothing;
 --   lapse     unpaid (open, uncollectible) cycle invoices stop counting `past_due_grace_days` after
 --             the first unpaid period of the streak starts, or when one is marked uncollectible,
 --             whichever comes first; later unpaid invoices of the streak count nothing;
 --   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
+-- With mrr_methodology 'stripe' (METRICS.md "Methodology"): the end is the cancellation itself
+-- (`canceled_at`, also for a cancellation at period end, scheduled or reached), and an unpaid streak
+-- counts until an invoice of it is marked uncollectible (no past_due_grace_days limit).
 -- At one instant an absolute point wins over prorations, and later kinds win over earlier ones.
 -- Incremental: only the subscriptions int_mrr_engine_batches lists since the last build are recomputed.
 {{ config(
@@ -29,6 +34,8 @@ lines as not materialized (
         invoice_id,
         invoice_status,
         line_kind,
+        invoice_item_id,
+        is_invoice_item,
         price_id,
         period_start_at,
         period_end_at,
@@ -43,7 +50,14 @@ lines as not materialized (
 ),
 
 subscriptions as (
-    select subscription_id, ended_at from {{ ref('stg_stripe__subscriptions') }}
+    select
+        subscription_id,
+        {% if mrr_methodology() == 'stripe' -%}
+        least(ended_at, canceled_at) as ended_at
+        {%- else -%}
+        ended_at
+        {%- endif %}
+    from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
     {%- endif %}
@@ -86,7 +100,11 @@ streak_lapses as (
         subscription_id,
         streak_id,
         least(
+            {% if mrr_methodology() == 'stripe' -%}
+            'infinity'::timestamptz,
+            {%- else -%}
             min(period_start_at) + interval '{{ var("past_due_grace_days") }} days',
+            {%- endif %}
             coalesce(min(marked_uncollectible_at), 'infinity'::timestamptz)
         ) as lapse_at,
         max(period_end_at) as streak_end_at
@@ -135,19 +153,35 @@ cycle_points as (
     group by lines.subscription_id, lines.period_start_at, lines.price_id
 ),
 
+-- invoice items a line of a finalized invoice carries: the line counts, not the item
+invoiced_items as (
+    select distinct invoice_item_id
+    from lines
+    where not is_invoice_item and invoice_item_id is not null and invoice_status <> 'draft'
+),
+
 proration_points as (
     select
-        subscription_id,
-        period_start_at as point_at,
+        lines.subscription_id,
+        lines.period_start_at as point_at,
         2 as priority,
         false as is_absolute,
         null::boolean as period_counts,
-        price_id,
-        sum(mrr_local) as mrr_value
+        lines.price_id,
+        sum(lines.mrr_local) as mrr_value
     from lines
-    where line_kind = 'proration'
-        and invoice_status in ('paid', 'open', 'uncollectible')
-    group by subscription_id, period_start_at, price_id
+    left join invoiced_items
+        on lines.is_invoice_item and lines.invoice_item_id = invoiced_items.invoice_item_id
+    where lines.line_kind = 'proration'
+        and (
+            (not lines.is_invoice_item and lines.invoice_status in ('paid', 'open', 'uncollectible'))
+            or (
+                lines.is_invoice_item
+                and lines.invoice_status in ('pending', 'invoiced')
+                and invoiced_items.invoice_item_id is null
+            )
+        )
+    group by lines.subscription_id, lines.period_start_at, lines.price_id
 ),
 
 lapse_points as (

@@ -1,5 +1,8 @@
 -- Cohorts by month of first MRR: how many customers and how much MRR each cohort keeps
 -- (METRICS.md "Cohort retention"). One row per cohort and month since start, for a triangle.
+-- One population for logos and revenue: every customer whose first MRR fell in the cohort month, with the
+-- MRR it started at (its first `new` movement, at the rate of the month's end), so month 0 of both reads
+-- the same customers (one who joined and left within the month counts in both bases, and 0 in both).
 with
 
 -- not materialized: each use can then read the table's (customer_id, month) index
@@ -16,23 +19,36 @@ as_of as (
 ),
 
 cohorts as (
-    select
+    select distinct on (customer_id)
         customer_id,
-        min(movement_month) as cohort_month
+        movement_month as cohort_month,
+        currency,
+        mrr_after,
+        mrr_after_local
     from movements
     where movement_type = 'new'
-    group by customer_id
+    order by customer_id, movement_date
+),
+
+fx as (
+    select * from {{ ref('int_fx_rates_daily') }}
 ),
 
 starting as (
     select
         cohorts.customer_id,
         cohorts.cohort_month,
-        coalesce(customer_months.mrr, 0) as starting_mrr
+        coalesce(
+            round(cohorts.mrr_after_local * {{ fx_rate('cohorts.currency', 'fx.rate') }}, 4),
+            cohorts.mrr_after
+        ) as starting_mrr
     from cohorts
     left join customer_months
         on cohorts.customer_id = customer_months.customer_id
         and cohorts.cohort_month = customer_months.month
+    left join fx
+        on cohorts.currency = fx.currency
+        and customer_months.snapshot_date = fx.rate_date
 ),
 
 cohort_sizes as (

@@ -1,5 +1,8 @@
 -- Invoice lines in the current shape (pricing.price_details, parent.subscription_item_details,
--- discount_amounts, taxes) and the legacy one (price/plan, type, proration, subscription, tax_amounts).
+-- discount_amounts, taxes, quantity_decimal) and the legacy one (price/plan, type, proration, subscription,
+-- tax_amounts, quantity). unit_amount_cents is the full unit price a line names (its embedded legacy
+-- price or plan, else `pricing.unit_amount_decimal` of a line that is not a proration: on a proration that
+-- field is null in flexible billing mode and the prorated amount otherwise, so it is never read there).
 -- Incremental, not a view like the other staging models: a million and more invoice lines are read
 -- by several models and tests, so their JSON is parsed once, and later builds parse only the lines of
 -- invoices loaded since the last build. A re-fetched invoice replaces all its lines (as the load
@@ -45,6 +48,14 @@ final as (
             data -> 'parent' -> 'subscription_item_details' ->> 'subscription_item',
             data ->> 'subscription_item'
         ) as subscription_item_id,
+        -- the invoice item a line invoices (a proration left pending until this invoice); legacy lines of
+        -- invoice items have the item's id as their own
+        coalesce(
+            data -> 'parent' -> 'subscription_item_details' ->> 'invoice_item',
+            data -> 'parent' -> 'invoice_item_details' ->> 'invoice_item',
+            data ->> 'invoice_item',
+            case when data ->> 'type' = 'invoiceitem' and id like 'ii\_%' then id end
+        ) as invoice_item_id,
         coalesce(
             data -> 'pricing' -> 'price_details' ->> 'price',
             data -> 'price' ->> 'id',
@@ -64,19 +75,29 @@ final as (
         ) as is_proration,
         data ->> 'description' as description,
         lower(data ->> 'currency') as currency,
-        coalesce((data ->> 'quantity')::numeric, 1) as quantity,
+        coalesce((data ->> 'quantity_decimal')::numeric, (data ->> 'quantity')::numeric, 1) as quantity,
         -- amounts (minor units)
         (data ->> 'amount')::bigint as amount_cents,
         coalesce(
-            (data -> 'pricing' ->> 'unit_amount_decimal')::numeric,
             (data -> 'price' ->> 'unit_amount_decimal')::numeric,
-            (data -> 'plan' ->> 'amount_decimal')::numeric
+            (data -> 'plan' ->> 'amount_decimal')::numeric,
+            (data -> 'plan' ->> 'amount')::numeric,
+            case when not coalesce(
+                (data -> 'parent' -> 'subscription_item_details' ->> 'proration')::boolean,
+                (data -> 'parent' -> 'invoice_item_details' ->> 'proration')::boolean,
+                (data ->> 'proration')::boolean,
+                false
+            ) then (data -> 'pricing' ->> 'unit_amount_decimal')::numeric end
         ) as unit_amount_cents,
         coalesce(
             (select sum((discount ->> 'amount')::bigint)
              from jsonb_array_elements(data -> 'discount_amounts') as discount),
             0
         ) as discount_cents,
+        -- each discount's amount and id (null when none): the `stripe` methodology counts some only
+        case when jsonb_typeof(data -> 'discount_amounts') = 'array' then
+            case when jsonb_array_length(data -> 'discount_amounts') > 0 then data -> 'discount_amounts' end
+        end as discount_amounts,
         coalesce(
             (select sum((tax ->> 'amount')::bigint)
              from jsonb_array_elements(case when jsonb_typeof(data -> 'taxes') = 'array' then data -> 'taxes' end) as tax

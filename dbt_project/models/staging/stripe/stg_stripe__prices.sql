@@ -1,4 +1,6 @@
--- Prices, with legacy plans (the pre-2020 API) for ids that have no price object.
+-- Prices, with legacy plans (the pre-2020 API) for ids that have no price object, and the prices embedded
+-- in subscription items for ids neither list returned (a deleted legacy plan that subscriptions still bill:
+-- METRICS.md "Inputs"). Prices the lists miss that invoices name are also fetched by id at load time.
 with
 
 prices as (
@@ -42,10 +44,45 @@ from_plans as (
     where id not in (select price_id from from_prices)
 ),
 
+-- one embedded copy per id (a price never changes its amount or interval)
+embedded as (
+    select distinct on (price_id)
+        coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') as price_id,
+        coalesce(data -> 'price', data -> 'plan') as price,
+        data -> 'price' is not null as is_price
+    from {{ source('stripe', 'subscription_items') }}
+    where coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') is not null
+    order by price_id, synced_at desc
+),
+
+from_items as (
+    select
+        price_id,
+        price ->> 'product' as product_id,
+        lower(price ->> 'currency') as currency,
+        case
+            when is_price then (price ->> 'unit_amount_decimal')::numeric
+            else coalesce((price ->> 'amount_decimal')::numeric, (price ->> 'amount')::numeric)
+        end as unit_amount_cents,
+        price ->> 'billing_scheme' as billing_scheme,
+        case when is_price then price ->> 'type' else 'recurring' end as price_type,
+        coalesce(price -> 'recurring' ->> 'interval', price ->> 'interval') as recurring_interval,
+        coalesce((price -> 'recurring' ->> 'interval_count')::int, (price ->> 'interval_count')::int, 1)
+            as recurring_interval_count,
+        coalesce(price -> 'recurring' ->> 'usage_type', price ->> 'usage_type', 'licensed') as usage_type,
+        price ->> 'nickname' as nickname,
+        to_timestamp((price ->> 'created')::bigint) as created_at
+    from embedded
+    where price_id not in (select price_id from from_prices)
+        and price_id not in (select price_id from from_plans)
+),
+
 final as (
     select * from from_prices
     union all
     select * from from_plans
+    union all
+    select * from from_items
 )
 
 select * from final

@@ -1,0 +1,53 @@
+-- The coupon behind each discount id, from the discounts subscriptions and invoices were loaded with
+-- (expanded: `source.coupon` in the current shape, `coupon` in older ones) and the legacy single
+-- `discount` object. Read by the `stripe` methodology (METRICS.md "Methodology"), which counts only
+-- forever coupons' discounts. Parsed on every build that reads it: only that methodology does.
+with
+
+subscriptions as (
+    select data from {{ source('stripe', 'subscriptions') }}
+),
+
+invoices as (
+    select data from {{ source('stripe', 'invoices') }}
+),
+
+expanded as (
+    select discount
+    from subscriptions
+    cross join lateral jsonb_array_elements(
+        case when jsonb_typeof(data -> 'discounts') = 'array' then data -> 'discounts' else '[]' end
+    ) as discounts (discount)
+    union all
+    select discount
+    from invoices
+    cross join lateral jsonb_array_elements(
+        case when jsonb_typeof(data -> 'discounts') = 'array' then data -> 'discounts' else '[]' end
+    ) as discounts (discount)
+    union all
+    select data -> 'discount' from subscriptions where jsonb_typeof(data -> 'discount') = 'object'
+    union all
+    select data -> 'discount' from invoices where jsonb_typeof(data -> 'discount') = 'object'
+),
+
+final as (
+    select distinct on (discount_id)
+        discount_id,
+        coupon_id
+    from (
+        select
+            discount ->> 'id' as discount_id,
+            coalesce(
+                case when jsonb_typeof(discount -> 'source' -> 'coupon') = 'string'
+                    then discount -> 'source' ->> 'coupon' end,
+                discount -> 'source' -> 'coupon' ->> 'id',
+                discount -> 'coupon' ->> 'id'
+            ) as coupon_id
+        from expanded
+        where jsonb_typeof(discount) = 'object'
+    ) as discounts
+    where discount_id is not null and coupon_id is not null
+    order by discount_id, coupon_id
+)
+
+select * from final
