@@ -28,6 +28,15 @@ LISTS = {
     "credit_notes": ("/v1/credit_notes", {}, "credit_note"),
 }
 
+# object type of the rows of the tables that are not a list's own
+CHILD_OBJECT_TYPES = {"invoice_lines": "line_item", "subscription_items": "subscription_item", "events": "event"}
+
+
+def object_type_of(table: str) -> str:
+    """The Stripe object type whose objects are the rows of a raw table."""
+    return LISTS[table][2] if table in LISTS else CHILD_OBJECT_TYPES.get(table, table)
+
+
 # retrieve path for an object type named in events
 RETRIEVE_PATHS = {
     "customer": "/v1/customers/{id}",
