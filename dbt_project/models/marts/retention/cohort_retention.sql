@@ -20,7 +20,8 @@ cohorts as (
         customer_id,
         min(movement_month) as cohort_month
     from movements
-    where movement_type = 'new'
+    -- a customer billed in a currency without a rate is left out (METRICS.md "Currencies")
+    where movement_type = 'new' and mrr_change is not null
     group by customer_id
 ),
 
