@@ -207,6 +207,12 @@ def slowest_nodes(target: Path, count: int = 10) -> dict[str, float]:
     return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest}
 
 
+def hook_seconds(target: Path) -> float:
+    """Seconds the last dbt invocation that wrote `target` spent in its on-run-end hooks (publishing the marts)."""
+    run_results = json.loads((target / "run_results.json").read_text())
+    return round(sum(r["execution_time"] for r in run_results["results"] if "on-run-end" in r["unique_id"]), 3)
+
+
 def save(name: str, results: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

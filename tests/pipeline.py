@@ -30,6 +30,7 @@ def load_from(
     full_refresh: bool = False,
     pipeline_name: str = "stripe",
     max_retries: int | None = None,
+    cleaned=None,
 ):
     """One load by the dlt Stripe source from any server speaking Stripe's protocol."""
     pipeline = dlt.pipeline(
@@ -39,7 +40,9 @@ def load_from(
         pipelines_dir=str(work_dir / "dlt"),
     )
     kwargs = {"max_retries": max_retries} if max_retries is not None else {}
-    source = stripe_source(api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, **kwargs)
+    source = stripe_source(
+        api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, cleaned=cleaned, **kwargs
+    )
     info = pipeline.run(source)
     ensure_raw_tables(database_url)
     return info

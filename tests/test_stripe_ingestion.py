@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from saas_metrics.fakestripe.billing import Account, Item
 from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
 from saas_metrics.fakestripe.store import Store
 from tests.conftest import query
-from tests.pipeline import API_KEY, load_stripe
+from tests.pipeline import API_KEY, load_from, load_stripe
 
 DAY = 86400
 
@@ -324,3 +325,99 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
     incremental = [query(url, digest) for digest in digests]
     dbt_build(url, tmp_path, now, select=staged, full_refresh=True)
     assert [query(url, digest) for digest in digests] == incremental
+
+
+def nul_account(store: Store, now: int) -> str:
+    """Two customers; NULs in cus_nul's name, a metadata key and value, a product name, a setup fee's
+    line description, and in a customer.updated event of cus_nul. Returns the setup invoice's id."""
+    acct = Account(store, now)
+    product = acct.product("Pro\x00", now - 90 * DAY)
+    price = acct.price(product, 5000, now - 90 * DAY)
+    customer = acct.customer(now - 60 * DAY, id="cus_nul", metadata={"tenant_id": "acme\x00", "no\x00te": "x"})
+    customer["name"] = "Acme\x00 Corp"
+    acct.subscribe(customer, [Item(price)], now - 60 * DAY).finish()
+    setup = acct.one_off_invoice(customer, now - 50 * DAY, 1000, description="Setup\x00 fee")
+    acct.event("customer.updated", now - DAY, customer)
+    clean = acct.customer(now - 60 * DAY, id="cus_clean")
+    acct.subscribe(clean, [Item(price)], now - 60 * DAY).finish()
+    acct.flush()
+    return setup["id"]
+
+
+def test_nul_characters_are_removed_and_counted_not_fatal(tmp_path, fresh_database):
+    """PostgreSQL refuses U+0000 in text and jsonb (`unsupported Unicode escape sequence`): one NUL in
+    any string of any object used to fail the whole load. It is removed, and the objects changed are
+    counted by type (a line's NUL changes its line and the invoice embedding it)."""
+    from ingestion.cleaning import CleanedObjects
+
+    now = int(time.time())
+    store = Store(tmp_path / "stripe.sqlite")
+    setup = nul_account(store, now)
+    url = fresh_database()
+    cleaned = CleanedObjects()
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        load_from(server.url, API_KEY, url, tmp_path, cleaned=cleaned)
+    assert query(url, "select data ->> 'name', data -> 'metadata' from raw_stripe.customers where id = 'cus_nul'") == [
+        ("Acme Corp", {"tenant_id": "acme", "note": "x"})
+    ]
+    assert query(url, "select data ->> 'name' from raw_stripe.products") == [("Pro",)]
+    lines = "select data ->> 'description' from raw_stripe.invoice_lines where invoice_id = %s"
+    assert query(url, lines, (setup,)) == [("Setup fee",)]
+    assert query(url, "select count(*) from raw_stripe.customers")[0][0] == 2
+    # customers: cus_nul; products: Pro; invoice_lines: the setup fee's line; invoices: the setup
+    # invoice embedding it; events: customer.updated of cus_nul (the customer inside it is not counted
+    # again: the event is what is stored). Nothing else.
+    assert cleaned.counts() == {"customer": 1, "product": 1, "line_item": 1, "invoice": 1, "event": 1}
+
+
+def test_nul_counts_are_in_the_ingestion_assets_metadata(tmp_path, fresh_database, monkeypatch):
+    """The run's metadata: each stripe/<table> materialization says how many of its objects were
+    stored with NULs removed, and product/events how many events."""
+    import dagster as dg
+
+    from orchestration.defs.ingestion import product_assets, stripe_assets
+    from orchestration.defs.resources import build_resources
+    from saas_metrics import runtime
+
+    now = int(time.time())
+    store = Store(tmp_path / "stripe.sqlite")
+    nul_account(store, now)
+    events = tmp_path / "events"
+    events.mkdir()
+    rows = [
+        {"event_id": "e1", "account_id": "acme", "event_name": "login", "timestamp": "2026-01-01T00:00:00Z"},
+        {"event_id": "e2", "account_id": "acme", "event_name": "lo\x00gin", "timestamp": "2026-01-01T00:00:00Z"},
+    ]
+    (events / "a.ndjson").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    url = fresh_database()
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        for name, value in {
+            "DATABASE_URL": url,
+            "STRIPE_API_KEY": API_KEY,
+            "STRIPE_API_BASE": server.url,
+            "STRIPE_MAX_RPS": "2000",
+            "SAAS_METRICS_EVENTS_DIR": str(events),
+        }.items():
+            monkeypatch.setenv(name, value)
+        runtime.settings.cache_clear()
+        runtime.prepare_environment()
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([stripe_assets, product_assets], resources=build_resources(), instance=instance)
+    assert result.success
+    nul_removed = {
+        m.asset_key.to_user_string(): m.metadata.get(
+            "objects_with_nul_removed", m.metadata.get("events_with_nul_removed")
+        )
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+    assert {key: n.value for key, n in nul_removed.items() if n is not None and n.value} == {
+        "stripe/customers": 1,
+        "stripe/products": 1,
+        "stripe/invoices": 1,
+        "stripe/invoice_lines": 1,
+        "stripe/events": 1,
+        "product/events": 1,
+    }
+    assert nul_removed["stripe/subscriptions"].value == 0
+    assert query(url, "select event_name from raw_product.events order by event_id") == [("login",), ("login",)]

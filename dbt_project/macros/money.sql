@@ -50,7 +50,9 @@
 {%- endmacro %}
 
 {#- METRICS.md "Currencies": the rate from `currency` into the reporting currency (var reporting_currency):
-    1 for the reporting currency itself, else `rate` (a joined int_fx_rates_daily.rate). -#}
+    1 for the reporting currency itself, else `rate` (a joined int_fx_rates_daily.rate), null for a currency
+    the fx_rates seed has no rate for: every amount converted with it is null, so sums leave it out
+    (the fx_rates_cover_every_currency check names the currency and its customers). -#}
 {% macro fx_rate(currency, rate) -%}
     (case when {{ currency }} = lower('{{ var("reporting_currency") }}') then 1::numeric else {{ rate }} end)
 {%- endmacro %}

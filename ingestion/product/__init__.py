@@ -19,6 +19,7 @@ from pathlib import Path
 import dlt
 from dlt.sources import DltResource
 
+from ingestion.cleaning import CleanedObjects
 from ingestion.product import settings
 from ingestion.product.helpers import (
     ProductEventsError,
@@ -57,7 +58,9 @@ def _batched(rows: Iterator[dict]) -> Iterator[list[dict]]:
         yield batch
 
 
-def _sql_events(database_url: str, table: str, columns: dict[str, str], late_window_hours: float) -> DltResource:
+def _sql_events(
+    database_url: str, table: str, columns: dict[str, str], late_window_hours: float, cleaned: CleanedObjects
+) -> DltResource:
     from dlt.sources.sql_database import sql_table
 
     scheme, sep, rest = database_url.partition("://")
@@ -79,7 +82,7 @@ def _sql_events(database_url: str, table: str, columns: dict[str, str], late_win
     )
     where = f"table {table}"
     # after the incremental step, which reads the cursor under its source name
-    resource.add_map(lambda row: to_event(row, columns, where), insert_at=len(resource._pipe.steps))
+    resource.add_map(lambda row: to_event(row, columns, where, cleaned), insert_at=len(resource._pipe.steps))
     resource.apply_hints(columns={})  # the source table's own columns are not the raw table's
     resource.apply_hints(table_name="events", columns=EVENT_TABLE_COLUMNS, primary_key="event_id")
     return resource.with_name("events")
@@ -94,6 +97,7 @@ def product_source(
     file_columns: str | None = None,
     late_window_hours: float = settings.DEFAULT_LATE_WINDOW_HOURS,
     mapping_csv: str | None = None,
+    cleaned: CleanedObjects | None = None,
 ) -> list[DltResource]:
     """Args:
     database_url: the application's database (any SQLAlchemy URL) holding the events table.
@@ -103,14 +107,16 @@ def product_source(
     file_columns: renames for the files, like `columns`.
     late_window_hours: how far back the SQL cursor is re-read for events written late.
     mapping_csv: account_id,customer_id rows for accounts whose Stripe customer has no tenant metadata.
+    cleaned: records the events stored with NUL characters removed (PostgreSQL cannot store them).
     """
+    cleaned = cleaned if cleaned is not None else CleanedObjects()
     column_map = parse_column_map(columns)
     file_column_map = parse_column_map(file_columns)
     if late_window_hours < 0:
         raise ProductEventsError(f"the late-event window must not be negative, got {late_window_hours}")
     resources: list[DltResource] = []
     if database_url:
-        resources.append(_sql_events(database_url, table, column_map, late_window_hours))
+        resources.append(_sql_events(database_url, table, column_map, late_window_hours, cleaned))
 
     def event_files_resource() -> Iterator[list[dict]]:
         if not events_dir:
@@ -122,7 +128,7 @@ def product_source(
         logger.info("product events: %d of %d files in %s are new or changed", len(todo), len(files), folder)
         for path in todo:
             signature = file_signature(path)
-            yield from _batched(read_event_file(path, file_column_map))
+            yield from _batched(read_event_file(path, file_column_map, cleaned))
             state[str(path.relative_to(folder))] = signature
 
     resources.append(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ingestion.cleaning import NUL_IN_JSON, CleanedObjects, strip_nul
 from ingestion.product import settings
 
 
@@ -53,8 +54,13 @@ def parse_timestamp(value) -> datetime | None:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
-def to_event(raw: dict, columns: dict[str, str], where: str) -> dict:
-    """One source row -> one raw_product.events row; a clear error for a row that cannot be one."""
+def to_event(
+    raw: dict, columns: dict[str, str], where: str, cleaned: CleanedObjects | None = None, may_have_nul: bool = True
+) -> dict:
+    """One source row -> one raw_product.events row; a clear error for a row that cannot be one.
+
+    NUL characters (PostgreSQL cannot store them) are removed and the event recorded in `cleaned`;
+    may_have_nul=False skips that walk (the caller saw the row's JSON text without one)."""
     row = {}
     for target, source in columns.items():
         row[target] = raw.get(source)
@@ -80,6 +86,10 @@ def to_event(raw: dict, columns: dict[str, str], where: str) -> dict:
     for name in ("event_id", "account_id", "user_id", "event_name"):
         if row[name] is not None:
             row[name] = str(row[name])
+    if may_have_nul:
+        row, changed = strip_nul(row)
+        if changed and cleaned is not None:
+            cleaned.add("event", row["event_id"])
     return row
 
 
@@ -94,7 +104,7 @@ def file_signature(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def read_event_file(path: Path, columns: dict[str, str]) -> Iterator[dict]:
+def read_event_file(path: Path, columns: dict[str, str], cleaned: CleanedObjects | None = None) -> Iterator[dict]:
     """Rows of one NDJSON (optionally gzipped) or Parquet file, as raw events."""
     if path.name.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -107,7 +117,7 @@ def read_event_file(path: Path, columns: dict[str, str]) -> Iterator[dict]:
         for batch in parquet.iter_batches(batch_size=settings.BATCH_SIZE):
             for raw in batch.to_pylist():
                 n += 1
-                yield to_event(raw, columns, f"{path} row {n}")
+                yield to_event(raw, columns, f"{path} row {n}", cleaned)
         return
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:
@@ -120,7 +130,7 @@ def read_event_file(path: Path, columns: dict[str, str]) -> Iterator[dict]:
                 raise ProductEventsError(f"{path} line {line_number}: not JSON ({exc.msg})") from None
             if not isinstance(raw, dict):
                 raise ProductEventsError(f"{path} line {line_number}: expected a JSON object")
-            yield to_event(raw, columns, f"{path} line {line_number}")
+            yield to_event(raw, columns, f"{path} line {line_number}", cleaned, may_have_nul=NUL_IN_JSON in line)
 
 
 def ensure_product_tables(database_url: str, schema: str = settings.RAW_SCHEMA) -> None:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import dlt
 from dlt.sources import DltResource
 
+from ingestion.cleaning import CleanedObjects
 from ingestion.stripe import settings
 from ingestion.stripe.helpers import StripeApi, StripeAuthError, StripeFetchError
 
@@ -169,6 +170,7 @@ def stripe_source(
     max_rps: float = 25.0,
     concurrency: int = 4,
     max_retries: int = settings.MAX_RETRIES,
+    cleaned: CleanedObjects | None = None,
 ) -> list[DltResource]:
     """Customers, products, prices, plans, coupons, subscriptions (with canceled ones) and their
     items, invoices with every line, credit notes, and the events Stripe still keeps.
@@ -180,8 +182,12 @@ def stripe_source(
         max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
         concurrency: threads fetching objects by id.
         max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
+        cleaned: records the objects stored with NUL characters removed (PostgreSQL cannot store
+            them), by Stripe object type; the caller reads the counts after the load.
     """
-    api = StripeApi(api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries)
+    api = StripeApi(
+        api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries, cleaned=cleaned
+    )
     plan = SyncPlan(api, full_refresh)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
     resources.append(_events_resource(api, plan))

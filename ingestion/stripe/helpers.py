@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import stripe
 
+from ingestion.cleaning import NUL_IN_JSON, CleanedObjects, strip_nul
 from ingestion.stripe import settings
 
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
@@ -51,6 +52,7 @@ class StripeApi:
         max_rps: float = 25.0,
         concurrency: int = 4,
         max_retries: int = settings.MAX_RETRIES,
+        cleaned: CleanedObjects | None = None,
     ):
         options = {"base_addresses": {"api": api_base}} if api_base else {}
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
@@ -58,6 +60,8 @@ class StripeApi:
         self.limiter = RateLimiter(max_rps)
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
+        # objects whose NUL characters were removed (PostgreSQL cannot store them)
+        self.cleaned = cleaned if cleaned is not None else CleanedObjects()
         self.requests = 0
         self.retries = 0
         self._count_lock = threading.Lock()
@@ -74,7 +78,7 @@ class StripeApi:
             with self._count_lock:
                 self.requests += 1
             try:
-                return self.client.raw_request("get", path, **params).data
+                return self._without_nul(self.client.raw_request("get", path, **params))
             except stripe.AuthenticationError as exc:
                 self.aborted.set()
                 raise StripeAuthError("invalid Stripe API key (the server answered 401)") from exc
@@ -111,6 +115,15 @@ class StripeApi:
                 )
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc
+
+    def _without_nul(self, response) -> dict:
+        """The response's objects, NUL characters removed (and the objects changed recorded). Only a
+        response whose JSON text has one is walked: the test of the text is all the others cost."""
+        body = response.body
+        if (NUL_IN_JSON if isinstance(body, str) else NUL_IN_JSON.encode()) not in body:
+            return response.data
+        data, _ = strip_nul(response.data, self.cleaned)
+        return data
 
     def paginate(
         self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False

@@ -39,6 +39,14 @@ DELETED_EVENTS = {"invoiceitems": "invoiceitem.deleted"}
 # are fetched by id, once: the ids known are kept in the source state. A list of prices waits at most this
 # long for the price and plan lists of the same run before fetching what they did not return.
 PRICE_LISTS_WAIT_SECONDS = 120
+# object type of the rows of the tables that are not a list's own
+CHILD_OBJECT_TYPES = {"invoice_lines": "line_item", "subscription_items": "subscription_item", "events": "event"}
+
+
+def object_type_of(table: str) -> str:
+    """The Stripe object type whose objects are the rows of a raw table."""
+    return LISTS[table][2] if table in LISTS else CHILD_OBJECT_TYPES.get(table, table)
+
 
 # retrieve path for an object type named in events
 RETRIEVE_PATHS = {

@@ -6,7 +6,9 @@
 - raw_stripe_fresh: raw Stripe tables loaded within the last 26 hours (after each load, and hourly
   by freshness_schedule between runs);
 - marts_not_older_than_raw: the marts were built after the raw data they read was last loaded;
-- volume anomalies: new invoices and events on the last complete day vs their trailing average.
+- volume anomalies: new invoices and events on the last complete day vs their trailing average;
+- fx_rates_cover_every_currency (warns): currencies billed without a rate in the fx_rates seed, with
+  their customers (their amounts are left out of the reporting-currency totals).
 """
 
 import datetime as dt
@@ -333,8 +335,50 @@ def product_accounts_mapped(warehouse: WarehouseResource) -> dg.AssetCheckResult
     )
 
 
+MISSING_RATES_SQL = """
+select
+    current_mrr.currency,
+    count(*) as customers,
+    count(*) filter (where current_mrr.is_paying) as paying_customers,
+    coalesce(sum(current_mrr.mrr_local) filter (where current_mrr.is_paying), 0) as mrr_local,
+    string_agg(current_mrr.customer_id, ', ' order by current_mrr.customer_id) as customer_ids
+from marts.customer_mrr_current as current_mrr
+where current_mrr.currency <> %(reporting)s
+    and current_mrr.currency not in (select distinct currency from intermediate.int_fx_rates_daily)
+group by current_mrr.currency
+order by current_mrr.currency
+"""
+MAX_NAMED_CUSTOMERS = 20
+
+
+@dg.asset_check(
+    asset=MRR_MONTHLY,
+    name="fx_rates_cover_every_currency",
+    description="Every currency customers are billed in has a rate into the reporting currency in the fx_rates "
+    "seed; warns naming each currency without one and its customers, whose amounts are left out of the "
+    'reporting-currency totals until the rate is added (METRICS.md "Currencies").',
+)
+def fx_rates_cover_every_currency(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    reporting = reporting_currency()
+    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+        cur.execute(MISSING_RATES_SQL, {"reporting": reporting})
+        rows = cur.fetchall()
+    metadata: dict = {"currencies_without_rate": ", ".join(row[0] for row in rows) or "none"}
+    for currency, customers, paying, mrr_local, customer_ids in rows:
+        names = customer_ids.split(", ")
+        named = ", ".join(names[:MAX_NAMED_CUSTOMERS]) + (
+            f" and {len(names) - MAX_NAMED_CUSTOMERS} more" if len(names) > MAX_NAMED_CUSTOMERS else ""
+        )
+        metadata[f"missing_rate_{currency}"] = (
+            f"{customers} customers ({paying} paying, MRR {mrr_local:.2f} {currency.upper()} today) left out of "
+            f"the {reporting.upper()} totals: {named}. Add {currency} rows to dbt_project/seeds/fx_rates.csv."
+        )
+    return dg.AssetCheckResult(passed=not rows, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+
+
 asset_checks = [
     stripe_reconciliation,
+    fx_rates_cover_every_currency,
     marts_not_older_than_raw,
     raw_stripe_fresh,
     *volume_checks,

@@ -6,8 +6,10 @@ import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from ingestion.cleaning import CleanedObjects
 from ingestion.finance import ensure_finance_tables, finance_source
 from ingestion.product import ProductEventsError, ensure_product_tables, product_source
+from ingestion.stripe import settings as stripe_settings
 from ingestion.stripe import stripe_source
 from ingestion.stripe.helpers import StripeAuthError, ensure_raw_tables
 from orchestration.defs.resources import SettingsResource, WarehouseResource
@@ -108,31 +110,48 @@ def stripe_assets(
     if not settings.stripe_configured:
         raise dg.Failure("STRIPE_API_KEY is not set: cannot load Stripe")
     url = warehouse.url()
+    cleaned = CleanedObjects()
     source = stripe_source(
         api_key=settings.stripe_api_key,
         api_base=settings.stripe_api_base,
         full_refresh=config.full_refresh,
         max_rps=settings.stripe_max_rps,
         concurrency=settings.stripe_concurrency,
+        cleaned=cleaned,
     )
     try:
-        yield from dlt.run(
-            context=context,
-            dlt_source=source,
-            dlt_pipeline=stripe_pipeline(),
-            dagster_dlt_translator=StripeTranslator(),
-            credentials=url,
+        results = list(
+            dlt.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=stripe_pipeline(),
+                dagster_dlt_translator=StripeTranslator(),
+                credentials=url,
+            )
         )
     except Exception as exc:
         auth = _not_retryable(exc)
         if auth is None:
             raise
         raise dg.Failure(str(auth), allow_retries=False) from exc
+    if cleaned.total():
+        context.log.warning(
+            "stored with NUL characters removed (PostgreSQL cannot store them): "
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(cleaned.counts().items()))
+        )
+    for result in results:
+        table = result.asset_key.path[-1]
+        yield result._replace(metadata={**(result.metadata or {}), **_nul_metadata(cleaned, table)})
     for table in CHILD_TABLES:
-        yield dg.MaterializeResult(asset_key=["stripe", table])
+        yield dg.MaterializeResult(asset_key=["stripe", table], metadata=_nul_metadata(cleaned, table))
     created = ensure_raw_tables(url, RAW_STRIPE_SCHEMA)
     if created:
         context.log.info(f"created empty raw tables with nothing to load yet: {', '.join(created)}")
+
+
+def _nul_metadata(cleaned: CleanedObjects, table: str) -> dict:
+    """How many of this load's objects of a table were stored with NUL characters removed."""
+    return {"objects_with_nul_removed": cleaned.count(stripe_settings.object_type_of(table))}
 
 
 FINANCE_DESCRIPTIONS = {
@@ -217,6 +236,7 @@ def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     """One dlt load of product events (the SQL table and the event files both land in raw_product.events)."""
     settings = runtime_settings.get().product
     url = warehouse.url()
+    cleaned = CleanedObjects()
     if not settings.configured and not settings.mapping_csv:
         context.log.info(
             "no product events configured (SAAS_METRICS_EVENTS_DB_URL, SAAS_METRICS_EVENTS_DIR): "
@@ -233,6 +253,7 @@ def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 file_columns=settings.file_columns,
                 late_window_hours=settings.late_window_hours,
                 mapping_csv=str(settings.mapping_csv) if settings.mapping_csv else None,
+                cleaned=cleaned,
             )
             pipeline.run(source, credentials=url)
         except Exception as exc:
@@ -243,8 +264,14 @@ def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             raise dg.Failure(str(bad_input), allow_retries=False) from exc
         counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
         context.log.info(f"product events loaded: {counts.get('events', 0)} rows (merged on event_id)")
+        if cleaned.total():
+            context.log.warning(
+                f"{cleaned.count('event')} product events stored with NUL characters removed "
+                "(PostgreSQL cannot store them)"
+            )
     ensure_product_tables(url, RAW_PRODUCT_SCHEMA)
     stats = _product_stats(url)
+    stats["events_with_nul_removed"] = cleaned.count("event")
     yield dg.MaterializeResult(asset_key=["product", "events"], metadata=stats)
     yield dg.MaterializeResult(asset_key=["product", "account_mapping"])
 

@@ -96,6 +96,7 @@ final as (
         customers.metadata ->> 'channel' as acquisition_channel,
         case
             when in_span.mrr_after_local <= 0 then 'churned'
+            when {{ fx_rate('in_span.currency', 'fx.rate') }} is null then null
             when in_span.mrr_after_local * coalesce(fx.rate, 1) < 100 then 'under 100'
             when in_span.mrr_after_local * coalesce(fx.rate, 1) < 500 then '100-500'
             when in_span.mrr_after_local * coalesce(fx.rate, 1) < 2000 then '500-2000'

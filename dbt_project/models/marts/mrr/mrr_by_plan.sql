@@ -22,6 +22,8 @@ per_price as (
         sum(subscriptions)::bigint as subscriptions,
         count(*) as customers
     from customer_prices
+    -- a customer billed in a currency without a rate is left out (METRICS.md "Currencies")
+    where mrr is not null
     group by month, price_id
 ),
 

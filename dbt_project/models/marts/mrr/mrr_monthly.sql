@@ -1,7 +1,8 @@
 -- The monthly MRR waterfall (METRICS.md "The waterfall"). For every month:
 --   ending_mrr = starting_mrr + new + expansion + reactivation - contraction - churned + fx_impact
 -- and ending_mrr equals the next month's starting_mrr. Movements are valued at the rate of their
--- day; fx_impact is what rate changes did to the rest.
+-- day; fx_impact is what rate changes did to the rest. Customers billed in a currency without a rate
+-- (mrr_change and mrr null) are left out, amounts and counts alike (METRICS.md "Currencies").
 with
 
 customer_months as (
@@ -41,9 +42,9 @@ moved as (
         sum(mrr_change) filter (where movement_type = 'reactivation') as reactivation_mrr,
         -sum(mrr_change) filter (where movement_type = 'contraction') as contraction_mrr,
         -sum(mrr_change) filter (where movement_type = 'churn') as churned_mrr,
-        count(*) filter (where movement_type = 'new') as new_customers,
-        count(*) filter (where movement_type = 'reactivation') as reactivated_customers,
-        count(*) filter (where movement_type = 'churn') as churned_customers
+        count(*) filter (where movement_type = 'new' and mrr_change is not null) as new_customers,
+        count(*) filter (where movement_type = 'reactivation' and mrr_change is not null) as reactivated_customers,
+        count(*) filter (where movement_type = 'churn' and mrr_change is not null) as churned_customers
     from movements
     group by movement_month
 ),

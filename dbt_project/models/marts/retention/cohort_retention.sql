@@ -26,7 +26,8 @@ cohorts as (
         mrr_after,
         mrr_after_local
     from movements
-    where movement_type = 'new'
+    -- a customer billed in a currency without a rate is left out (METRICS.md "Currencies")
+    where movement_type = 'new' and mrr_change is not null
     order by customer_id, movement_date
 ),
 
