@@ -70,7 +70,12 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_pnl_rows_are_validated_with_file_and_line(tmp_path):
+    from pathlib import Path
+
     from ingestion.finance.helpers import pnl_rows
+
+    sample = Path(__file__).parent.parent / "ingestion" / "finance" / "sample" / "pnl.csv"
+    assert [r["net_burn"] for r in pnl_rows(sample)] == [Decimal("27500.00"), Decimal("25000.00")]
 
     good = write(tmp_path, "pnl.csv", "month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,-20,USD\n")
     assert list(pnl_rows(good)) == [
