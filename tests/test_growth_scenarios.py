@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import psycopg2
 import pytest
 
 from saas_metrics.fakestripe.billing import Account, Item, ts
@@ -483,3 +484,41 @@ def test_efficiency_per_quarter(warehouse):
     )
     # Q2 2025: only April in the P&L file - a quarter's P&L needs all three months
     assert efficiency(warehouse, "quarter", "2025-04-01")[2:5] == ("null", "null", "null")
+
+
+def test_segments_rebuild_only_changed_customers_and_equal_a_rebuild(warehouse, tmp_path):
+    """Last in this file: it changes the warehouse. I's industry is edited in Stripe (a re-loaded
+    customer): the nightly build recomputes I alone, and every growth table equals a rebuild."""
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute(
+            "update raw_stripe.customers set data = jsonb_set(data, '{metadata,industry}', '\"retail\"'), "
+            "synced_at = now() where id = 'cus_I'"
+        )
+    columns = "customer_id, month, plan, billing_interval, mrr_band, segment_metadata, starting_mrr, mrr"
+    before = dict(
+        ((r[0], r[1]), r) for r in query(warehouse, f"select {columns} from intermediate.int_customer_segments_monthly")
+    )
+    dbt_build(warehouse, tmp_path, NOW)
+    after = {
+        (r[0], r[1]): r for r in query(warehouse, f"select {columns} from intermediate.int_customer_segments_monthly")
+    }
+    changed = {key[0] for key in after if after[key] != before.get(key)}
+    assert changed == {"cus_I"} and set(after) == set(before)
+    assert segment(warehouse, "2025-06-01", "metadata.industry")["retail"][:2] == ("100", "1")
+    tables = [
+        "intermediate.int_customer_segments_monthly",
+        "marts.mrr_by_segment",
+        "marts.cohort_retention_by_segment",
+        "marts.renewals",
+    ]
+
+    def rows_of(table):
+        found = query(warehouse, f"select * from {table}")
+        if table.startswith("intermediate"):  # without the stamps of when the rows were computed
+            found = [r[:-2] for r in found]
+        return sorted(found, key=repr)
+
+    incremental = {table: rows_of(table) for table in tables}
+    dbt_build(warehouse, tmp_path, NOW, select="int_customer_segments_monthly+ renewals", full_refresh=True)
+    for table in tables:
+        assert incremental[table] == rows_of(table), table

@@ -3,18 +3,53 @@
 -- A segment is the value at the month's end; a customer without MRR then (it churned in the month)
 -- keeps the plan, billing interval and MRR band of the previous month's end; a missing value is '(none)'.
 -- One pass over the customer months (a window per customer, read in index order), no self-join.
+-- Incremental per customer (macros/growth.sql): only the customers whose engine rows were rewritten
+-- since the last build (a newer engine_batch_at, or listed by the engine's ledger) or whose Stripe
+-- customer was loaded again are recomputed, all their months at once. A change of var
+-- segment_metadata_keys or of a product's name needs a full refresh (`saas-metrics run --full-refresh`).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[{'columns': ['customer_id', 'month'], 'unique': True}],
+    pre_hook="{{ growth_delete_changed(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}",
+) }}
+
 with
+
+{% if is_incremental() -%}
+-- the customers the pre-hook deleted: changed ones without rows left (the pre-hook may have removed the
+-- rows that held the newest stamp, so changed customers whose rows are still there are left alone)
+changed_customers as (
+    select changed.customer_id
+    from (
+        {{ growth_changed_customers(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}
+    ) as changed
+    where not exists (
+        select 1 from {{ this }} as existing where existing.customer_id = changed.customer_id
+    )
+),
+{%- endif %}
 
 customer_months as (
     select * from {{ ref('int_customer_mrr_monthly') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from changed_customers)
+    {%- endif %}
 ),
 
 movements as (
     select * from {{ ref('int_customer_mrr_movements') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from changed_customers)
+    {%- endif %}
 ),
 
 customer_prices as (
     select * from {{ ref('int_customer_price_mrr_monthly') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from changed_customers)
+    {%- endif %}
 ),
 
 prices as (
@@ -61,6 +96,8 @@ joined as (
         customer_months.customer_id,
         customer_months.month,
         customer_months.mrr,
+        customer_months.engine_batch_at as source_batch_at,
+        customers.synced_at as customer_synced_at,
         coalesce(monthly_movements.new_mrr, 0) as new_mrr,
         coalesce(monthly_movements.expansion_mrr, 0) as expansion_mrr,
         coalesce(monthly_movements.reactivation_mrr, 0) as reactivation_mrr,
@@ -138,7 +175,10 @@ final as (
         country,
         acquisition_channel,
         coalesce(mrr_band, case when previous_mrr > 0 then previous_mrr_band end, '(none)') as mrr_band,
-        segment_metadata
+        segment_metadata,
+        -- what the next incremental build compares
+        source_batch_at,
+        customer_synced_at
     from with_previous
 )
 
