@@ -133,6 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.setdefault("STRIPE_MAX_RPS", "1000")
         os.environ["SAAS_METRICS_SPEND_CSV"] = str(settings.home / "demo" / "finance" / "marketing_spend.csv")
         os.environ["SAAS_METRICS_GROSS_MARGIN_CSV"] = str(settings.home / "demo" / "finance" / "gross_margin.csv")
+        os.environ["SAAS_METRICS_PNL_CSV"] = str(settings.home / "demo" / "finance" / "pnl.csv")
         os.environ["SAAS_METRICS_EVENTS_DIR"] = str(settings.home / "demo" / "events")
         os.environ.pop("SAAS_METRICS_EVENTS_DB_URL", None)
         runtime.settings.cache_clear()

@@ -82,6 +82,7 @@ class Settings:
     stripe_concurrency: int
     spend_csv: Path | None = None
     gross_margin_csv: Path | None = None
+    pnl_csv: Path | None = None
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
     product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
@@ -160,6 +161,7 @@ def load_settings() -> Settings:
         stripe_concurrency=_int_env("STRIPE_CONCURRENCY", 4),
         spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
         gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
+        pnl_csv=_path_env("SAAS_METRICS_PNL_CSV"),
         alerts=_alert_settings(),
         product=_product_settings(),
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),

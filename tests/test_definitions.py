@@ -70,7 +70,7 @@ def test_marts_are_grouped_and_described(repo):
 
 def test_every_asset_is_in_one_of_the_five_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product"}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth"}
 
 
 def test_jobs_and_schedule(repo):
@@ -105,7 +105,7 @@ RETENTION_MARTS = {
 
 def test_finance_files_are_ingestion_assets_feeding_the_kpis(repo):
     graph = repo.asset_graph
-    for table in ("marketing_spend", "gross_margin"):
+    for table in ("marketing_spend", "gross_margin", "pnl"):
         key = dg.AssetKey(["finance", table])
         assert graph.get(key).group_name == "ingestion"
         assert key in graph.get(dg.AssetKey(["staging", f"stg_finance__{table}"])).parent_keys

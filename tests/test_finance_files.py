@@ -67,3 +67,47 @@ def test_gross_margin_is_a_fraction(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FinanceFileError, match="no such file"):
         list(spend_rows(tmp_path / "nope.csv"))
+
+
+def test_pnl_rows_are_validated_with_file_and_line(tmp_path):
+    from pathlib import Path
+
+    from ingestion.finance.helpers import pnl_rows
+
+    sample = Path(__file__).parent.parent / "ingestion" / "finance" / "sample" / "pnl.csv"
+    assert [r["net_burn"] for r in pnl_rows(sample)] == [Decimal("27500.00"), Decimal("25000.00")]
+
+    good = write(tmp_path, "pnl.csv", "month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,-20,USD\n")
+    assert list(pnl_rows(good)) == [
+        {
+            "month": "2025-01-01",
+            "revenue": Decimal("1000"),
+            "operating_expenses": Decimal("1500"),
+            "net_burn": Decimal("-20"),
+            "currency": "usd",
+        }
+    ]
+    cases = [
+        (
+            "month,revenue,operating_expenses,net_burn,currency\n2025-01,1,2,3,usd\n2025-02,x,2,3,usd\n",
+            "line 3: revenue must be a number, got 'x'",
+        ),
+        (
+            "month,revenue,operating_expenses,net_burn,currency\n2025-01,1,-2,3,usd\n",
+            "line 2: operating_expenses must not be negative",
+        ),
+        (
+            "month,revenue,operating_expenses,net_burn,currency\n2025-01,1,2,3,usd\n2025-01,1,2,3,usd\n",
+            "line 3: 2025-01 repeats line 2",
+        ),
+        (
+            "month,revenue,opex,net_burn,currency\n",
+            "line 1: header must be month,revenue,operating_expenses,net_burn,currency",
+        ),
+        ("month,revenue,operating_expenses,net_burn,currency\n2025-1,1,2,3,usd\n", "line 2: month must be YYYY-MM"),
+    ]
+    for text, message in cases:
+        path = write(tmp_path, "bad.csv", text)
+        with pytest.raises(FinanceFileError, match=message) as error:
+            list(pnl_rows(path))
+        assert str(error.value).startswith(str(path))

@@ -431,3 +431,66 @@ def test_bad_files_and_settings_fail_with_the_place_named(tmp_path, fresh_databa
         load_product(url, tmp_path / "2", events_dir=str(folder))
     with pytest.raises(ProductEventsError, match="unknown column 'when'"):
         product_source(events_dir=str(folder), columns="when=created_at")
+
+
+def test_signup_funnel(scenario):
+    """The journey per signup month (METRICS.md "Customer journey")."""
+    funnel = {
+        (str(r["signup_month"]), r["step"]): (
+            r["signups"],
+            r["customers"],
+            r["share_of_signups"],
+            r["share_of_previous_step"],
+            r["median_days_from_previous_step"],
+            r["median_days_from_signup"],
+        )
+        for r in rows_of(scenario["url"], "select * from marts.signup_funnel")
+    }
+    # January 2026: C signs up and starts its trial on Jan 20, is activated Jan 25 (invite Jan 21, integration
+    # Jan 25: the last of the two), first pays Feb 3 (9 days after activation, 14 after signup), churns Feb 20
+    # (31 days after signup; never expanded, so no "from previous step")
+    jan = {step: v for (month, step), v in funnel.items() if month == "2026-01-01"}
+    assert jan["signup"] == (1, 1, d("1"), None, None, d("0"))
+    assert jan["trial"] == (1, 1, d("1"), d("1"), d("0"), d("0"))
+    assert jan["activated"] == (1, 1, d("1"), d("1"), d("5"), d("5"))
+    assert jan["first_paid"] == (1, 1, d("1"), d("1"), d("9"), d("14"))
+    assert jan["first_expansion"] == (1, 0, d("0"), d("0"), None, None)
+    assert jan["churn"] == (1, 1, d("1"), None, None, d("31"))
+    # February: E's trial lapsed unactivated and unpaid
+    assert funnel[("2026-02-01", "activated")] == (1, 0, d("0"), d("0"), None, None)
+    assert funnel[("2026-02-01", "first_paid")][1] == 0
+    # December 2025 (A, F): signed up before product events began - activation unknown, not "0"
+    assert funnel[("2025-12-01", "activated")][1:4] == (None, None, None)
+    assert funnel[("2025-12-01", "first_paid")] == (2, 2, d("1"), None, None, d("0"))
+
+
+def test_customer_timeline_lists_one_customers_life_in_order(scenario):
+    events = rows_of(
+        scenario["url"],
+        "select event_order, event_date::text, event_type, mrr_before, mrr_after, plans_added, plans_removed, detail "
+        "from marts.customer_timeline where customer_id = 'cus_PC' order by event_order",
+    )
+    assert [r["event_order"] for r in events] == list(range(1, len(events) + 1))
+    assert [(r["event_date"], r["event_type"]) for r in events if r["event_type"] != "health_band_changed"] == [
+        ("2026-01-20", "signup"),
+        ("2026-01-20", "trial_started"),
+        ("2026-01-25", "activated"),
+        ("2026-02-03", "new"),
+        ("2026-02-20", "cancellation_requested"),
+        ("2026-02-20", "subscription_ended"),
+        ("2026-02-20", "churn"),
+    ]
+    new = next(r for r in events if r["event_type"] == "new")
+    assert (new["mrr_before"], new["mrr_after"], new["plans_added"], new["plans_removed"]) == (
+        d("0"),
+        d("100"),
+        "Team",
+        None,
+    )
+    churn = next(r for r in events if r["event_type"] == "churn")
+    assert (churn["mrr_after"], churn["plans_removed"]) == (d("0"), "Team")
+    # week of Jan 19: 2 events, 2 features, 1 user of 1 seat, no baseline -> 50 + 10 + 25 = 85 champion;
+    # week of Jan 26: nothing -> 0 at_risk (and it stays there)
+    assert [(r["event_date"], r["detail"]) for r in events if r["event_type"] == "health_band_changed"] == [
+        ("2026-01-26", "champion -> at_risk")
+    ]

@@ -10,16 +10,19 @@ from pathlib import Path
 import dlt
 from dlt.sources import DltResource
 
-from ingestion.finance.helpers import FinanceFileError, gross_margin_rows, spend_rows
+from ingestion.finance.helpers import FinanceFileError, gross_margin_rows, pnl_rows, spend_rows
 
 __all__ = ["finance_source", "FinanceFileError"]
 
 
 @dlt.source(name="finance", max_table_nesting=0)
-def finance_source(spend_csv: str | None = None, gross_margin_csv: str | None = None) -> list[DltResource]:
+def finance_source(
+    spend_csv: str | None = None, gross_margin_csv: str | None = None, pnl_csv: str | None = None
+) -> list[DltResource]:
     """Args:
     spend_csv: path of month,channel,amount,currency rows (sales and marketing spend).
     gross_margin_csv: path of month,gross_margin rows (a fraction, 0.8 = 80%).
+    pnl_csv: path of month,revenue,operating_expenses,net_burn,currency rows (the monthly P&L; optional).
     """
 
     def spend():
@@ -29,6 +32,10 @@ def finance_source(spend_csv: str | None = None, gross_margin_csv: str | None = 
     def gross_margin():
         if gross_margin_csv:
             yield from gross_margin_rows(Path(gross_margin_csv))
+
+    def pnl():
+        if pnl_csv:
+            yield from pnl_rows(Path(pnl_csv))
 
     return [
         dlt.resource(
@@ -50,6 +57,19 @@ def finance_source(spend_csv: str | None = None, gross_margin_csv: str | None = 
             primary_key="month",
             columns={"month": {"data_type": "date"}, "gross_margin": {"data_type": "decimal"}},
         ),
+        dlt.resource(
+            pnl,
+            name="pnl",
+            write_disposition="replace",
+            primary_key="month",
+            columns={
+                "month": {"data_type": "date"},
+                "revenue": {"data_type": "decimal"},
+                "operating_expenses": {"data_type": "decimal"},
+                "net_burn": {"data_type": "decimal"},
+                "currency": {"data_type": "text"},
+            },
+        ),
     ]
 
 
@@ -65,5 +85,10 @@ def ensure_finance_tables(database_url: str, schema: str = "raw_finance") -> Non
         )
         cur.execute(
             f'create table if not exists "{schema}".gross_margin (month date, gross_margin numeric(38, 9), '
+            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
+        )
+        cur.execute(
+            f'create table if not exists "{schema}".pnl (month date, revenue numeric(38, 9), '
+            "operating_expenses numeric(38, 9), net_burn numeric(38, 9), currency varchar, "
             "_dlt_load_id varchar not null, _dlt_id varchar not null)"
         )

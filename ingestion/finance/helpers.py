@@ -81,3 +81,20 @@ def gross_margin_rows(path: Path) -> Iterator[dict]:
             raise FinanceFileError(f"{path} line {line}: {row['month']} repeats line {seen[month]}")
         seen[month] = line
         yield {"month": month, "gross_margin": margin}
+
+
+def pnl_rows(path: Path) -> Iterator[dict]:
+    """The monthly P&L: revenue and operating expenses not negative; net burn may be (cash generated)."""
+    seen: dict[str, int] = {}
+    for line, row in read_rows(path, ["month", "revenue", "operating_expenses", "net_burn", "currency"]):
+        month = _month(path, line, row["month"])
+        values = {name: _number(path, line, name, row[name]) for name in ("revenue", "operating_expenses", "net_burn")}
+        for name in ("revenue", "operating_expenses"):
+            if values[name] < 0:
+                raise FinanceFileError(f"{path} line {line}: {name} must not be negative, got {row[name]!r}")
+        if not re.fullmatch(r"[A-Za-z]{3}", row["currency"]):
+            raise FinanceFileError(f"{path} line {line}: currency must be a 3-letter code, got {row['currency']!r}")
+        if month in seen:
+            raise FinanceFileError(f"{path} line {line}: {row['month']} repeats line {seen[month]}")
+        seen[month] = line
+        yield {"month": month, **values, "currency": row["currency"].lower()}

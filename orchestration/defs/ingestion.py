@@ -157,6 +157,7 @@ def _nul_metadata(cleaned: CleanedObjects, table: str) -> dict:
 FINANCE_DESCRIPTIONS = {
     "marketing_spend": "Sales and marketing spend by month and channel (SAAS_METRICS_SPEND_CSV).",
     "gross_margin": "Gross margin by month (SAAS_METRICS_GROSS_MARGIN_CSV).",
+    "pnl": "Monthly P&L: revenue, operating expenses, net burn (SAAS_METRICS_PNL_CSV; optional).",
 }
 
 
@@ -200,6 +201,7 @@ def finance_assets(
     source = finance_source(
         spend_csv=str(settings.spend_csv) if settings.spend_csv else None,
         gross_margin_csv=str(settings.gross_margin_csv) if settings.gross_margin_csv else None,
+        pnl_csv=str(settings.pnl_csv) if settings.pnl_csv else None,
     )
     yield from dlt.run(
         context=context,

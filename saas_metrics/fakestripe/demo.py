@@ -29,7 +29,7 @@ log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
 DAY = 86400
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 
 @dataclass
@@ -157,9 +157,26 @@ def _pick_plan(rng: random.Random, cat: Catalogue, currency: str):
 
 CHANNELS = ["organic", "paid_search", "referral", "outbound", "partner"]
 CHANNEL_WEIGHTS = [40, 25, 15, 12, 8]
-# what a new customer costs by channel (USD), and the monthly content budget behind organic
-CHANNEL_CAC = {"paid_search": 380.0, "outbound": 900.0, "partner": 250.0, "referral": 60.0}
+# what a new customer costs by channel (USD), and the monthly content budget behind organic;
+# referral has no spend (a channel without a row in the spend file: zero spend, not a missing row)
+CHANNEL_CAC = {"paid_search": 380.0, "outbound": 900.0, "partner": 250.0}
 ORGANIC_MONTHLY_BUDGET = 4000.0
+# customer attributes kept in Stripe metadata (segment dimensions: var segment_metadata_keys); some
+# customers lack them, which the segment marts show as '(none)'
+INDUSTRIES = ["software", "fintech", "healthcare", "retail", "education", "media"]
+COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
+
+
+def _attributes(n: int) -> dict:
+    """Industry and company size of customer n, from their own seeded generator (the main one, and so
+    the rest of the account, is untouched)."""
+    rng = random.Random(f"attributes-{n}")
+    attributes = {}
+    if rng.random() < 0.9:
+        attributes["industry"] = rng.choice(INDUSTRIES)
+    if rng.random() < 0.8:
+        attributes["company_size"] = rng.choices(COMPANY_SIZES, weights=[35, 30, 20, 10, 5])[0]
+    return attributes
 
 
 def _simulate_customer(
@@ -188,7 +205,7 @@ def _simulate_customer(
         signup,
         currency=currency,
         country=country,
-        metadata={"tenant_id": f"acct_{n:06d}", "channel": channel},
+        metadata={"tenant_id": f"acct_{n:06d}", "channel": channel, **_attributes(n)},
         id=f"cus_demo{n:06d}",
     )
     if currency == "usd" and rng.random() < 0.06:  # free plan forever
@@ -304,7 +321,8 @@ def _simulate_customer(
 
 
 def write_finance_files(folder: Path, signups: dict[tuple[str, str], int], rng: random.Random) -> None:
-    """Spend by month and channel that follows the sign-ups, and a gross margin near 80%."""
+    """Spend by month and channel that follows the sign-ups, a gross margin near 80%, and a monthly P&L
+    (revenue growing with the customer base, expenses above it: a company burning cash)."""
     folder.mkdir(parents=True, exist_ok=True)
     months = sorted({month for month, _ in signups})
     with (folder / "marketing_spend.csv").open("w") as spend:
@@ -319,6 +337,20 @@ def write_finance_files(folder: Path, signups: dict[tuple[str, str], int], rng: 
         margin.write("month,gross_margin\n")
         for i, month in enumerate(months):
             margin.write(f"{month},{min(0.86, 0.74 + i * 0.004 + rng.uniform(-0.01, 0.01)):.4f}\n")
+    with (folder / "pnl.csv").open("w") as pnl:
+        pnl.write("month,revenue,operating_expenses,net_burn,currency\n")
+        customers = 0
+        for month in months:
+            customers += sum(count for (m, _), count in signups.items() if m == month)
+            revenue = customers * 0.65 * 110 * rng.uniform(0.95, 1.05)
+            expenses = (
+                revenue * 0.85
+                + 30000
+                + ORGANIC_MONTHLY_BUDGET
+                + sum(signups.get((month, channel), 0) * cac for channel, cac in CHANNEL_CAC.items())
+            )
+            burn = (expenses - revenue) * rng.uniform(0.9, 1.1)
+            pnl.write(f"{month},{revenue:.2f},{expenses:.2f},{burn:.2f},usd\n")
 
 
 def generate(
@@ -374,7 +406,7 @@ def generate(
 
 def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
     """The demo store for these parameters and today, generated once and reused; the finance files
-    (marketing_spend.csv, gross_margin.csv) are written beside it, in `folder / "finance"`, and the
+    (marketing_spend.csv, gross_margin.csv, pnl.csv) are written beside it, in `folder / "finance"`, and the
     product events in `folder / "events"`."""
     import shutil
 
