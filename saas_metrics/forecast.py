@@ -11,7 +11,8 @@ The forecast is built from the movements, not from a curve fitted to total MRR:
   months as a pooled ratio (sum of the movement / sum of starting MRR: a month with little MRR
   weighs little);
 - new business is an amount, not a rate: a geometric curve whose growth compares the last 6 months'
-  new MRR with 6 months up to a year earlier, and whose level matches the window's total;
+  new MRR with 6 months up to a year earlier (shrunk towards none by its noise), and whose level
+  matches the window's total;
 - what is already committed is a floor: a month's churn is at least the MRR whose cancellation is
   scheduled for that month;
 - the intervals come from simulation over the rates' history (SIMULATIONS paths, seeded): each path
@@ -88,27 +89,38 @@ def _rates(window: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return flows, bases
 
 
-def new_business_curve(new_mrr: np.ndarray, level_months: int = WINDOW_MONTHS) -> tuple[float, float]:
-    """(growth, level): new MRR grows geometrically by `growth` a month; `level` is the curve's value
-    at the last month, chosen so the curve's total over the last `level_months` months equals theirs.
+def new_business_growth(new_mrr: np.ndarray) -> tuple[float, float]:
+    """(log growth a month, its standard error) of new MRR.
 
-    Growth is (recent / earlier)^(1/lag) - 1, recent being the last 6 months' sum and earlier the sum
-    of the 6 months `lag` months before, with the longest lag the history allows up to 12 (a year
-    apart, so a strong January does not pass for growth); capped at +-MAX_MONTHLY_GROWTH; 0 with
-    fewer than 12 months. A geometric series is reproduced exactly."""
+    The raw estimate is log(recent / earlier) / lag, recent being the last 6 months' sum and earlier
+    the sum of the 6 months `lag` months before, with the longest lag the history allows up to 12 (a
+    year apart, so a strong January does not pass for growth). Its standard error comes from the
+    months' scatter (log scale, from month-to-month changes): sd * sqrt(1/6 + 1/6) / lag. The estimate
+    is shrunk towards no growth by its noise, log * max(0, 1 - se^2 / log^2): growth that noise could
+    explain is not extrapolated. Capped at +-MAX_MONTHLY_GROWTH; (0, 0) with fewer than 12 months."""
     half = NEW_BUSINESS_HALF
     lag = min(len(new_mrr) - half, 2 * half)
-    recent = new_mrr[-half:].sum()
-    growth = 0.0
-    if lag >= half:
-        earlier = new_mrr[-half - lag : len(new_mrr) - lag].sum()
-        if earlier > 0 and recent > 0:
-            growth = float(np.clip((recent / earlier) ** (1 / lag) - 1, -MAX_MONTHLY_GROWTH, MAX_MONTHLY_GROWTH))
-    n = min(level_months, len(new_mrr))
-    recent = new_mrr[-n:].sum()
-    # the level solves sum_{k=0}^{n-1} level * r^(k-n+1) = recent
-    weights = (1 + growth) ** (np.arange(n) - n + 1.0)
-    return growth, float(recent / weights.sum())
+    if lag < half:
+        return 0.0, 0.0
+    recent, earlier = new_mrr[-half:].sum(), new_mrr[-half - lag : len(new_mrr) - lag].sum()
+    if recent <= 0 or earlier <= 0:
+        return 0.0, 0.0
+    log_ratio = np.log(recent / earlier)
+    # the months' scatter: month-to-month changes of log new MRR have twice its variance, whatever
+    # the trend (a ramp-up is not noise)
+    scatter = float(np.std(np.diff(np.log(new_mrr[-(half + lag) :] + 1)), ddof=1)) / np.sqrt(2)
+    se = scatter * np.sqrt(2 / half)
+    shrunk = log_ratio * max(0.0, 1 - se**2 / log_ratio**2) if log_ratio else 0.0
+    cap = np.log1p(MAX_MONTHLY_GROWTH)
+    return float(np.clip(shrunk / lag, -cap, cap)), se / lag
+
+
+def new_business_level(new_mrr: np.ndarray, log_growth: np.ndarray | float, months: int) -> np.ndarray:
+    """The curve's value at the last month such that its total over the last `months` months equals
+    theirs: sum_{k=0}^{n-1} level * exp(g * (k - n + 1)) = recent."""
+    n = min(months, len(new_mrr))
+    g = np.asarray(log_growth, dtype=float)[..., None]
+    return new_mrr[-n:].sum() / np.exp(g * (np.arange(n) - n + 1.0)).sum(axis=-1)
 
 
 def forecast(
@@ -145,19 +157,22 @@ def forecast(
     noise = deviations[rng.choice(n_months, size=(sims, horizon), p=weights)]
     rates = np.clip(path_rates[:, None, :] + noise, 0, None)  # (sims, horizon, rates)
 
-    # new business: a geometric curve through the last 18 months' new MRR; each month's ratio to the
-    # curve (its factor) gives the level's uncertainty and the month-to-month noise
+    # new business: a geometric curve through the last 18 months' new MRR; each path draws its growth
+    # (the estimate and its standard error) and its level (the window's total times the mean of a
+    # bootstrap sample of the months' ratios to the curve); each future month is one more such ratio
     new_hist = history["new_mrr"].tail(NEW_BUSINESS_HALF + 2 * NEW_BUSINESS_HALF).to_numpy(dtype=float)
-    growth, level = new_business_curve(new_hist, settings.window)
-    fitted = level * (1 + growth) ** (np.arange(len(new_hist)) - len(new_hist) + 1.0)
-    in_window = slice(-settings.window, None)
-    factors = (new_hist[in_window] + 1) / (fitted[in_window] + 1)
+    log_growth, growth_se = new_business_growth(new_hist)
+    level = float(new_business_level(new_hist, log_growth, settings.window))
+    n_new = min(settings.window, len(new_hist))
+    fitted = level * np.exp(log_growth * (np.arange(n_new) - n_new + 1.0))
+    factors = (new_hist[-n_new:] + 1) / (fitted + 1)
     factors = factors / factors.mean()  # a month's new MRR over the curve's value: 1 on average
-    # the level's uncertainty: the mean of a bootstrap sample of the window's factors
-    path_level = level * factors[rng.integers(0, len(factors), size=(sims, len(factors)))].mean(axis=1)
+    path_growth = log_growth + growth_se * rng.standard_normal(sims)
+    path_level = new_business_level(new_hist, path_growth, settings.window)
+    path_level = path_level * factors[rng.integers(0, n_new, size=(sims, n_new))].mean(axis=1)
     steps = np.arange(1, horizon + 1)
-    month_factor = factors[rng.integers(0, len(factors), size=(sims, horizon))]
-    new_paths = path_level[:, None] * (1 + growth) ** steps * month_factor
+    month_factor = factors[rng.integers(0, n_new, size=(sims, horizon))]
+    new_paths = path_level[:, None] * np.exp(path_growth[:, None] * steps) * month_factor
     new_customers_sum = window["new_customers"].sum()
     arpa_new = window["new_mrr"].sum() / new_customers_sum if new_customers_sum else 0.0
 
