@@ -4,13 +4,18 @@ They read marts (aggregated in SQL), compute in pandas (saas_metrics/forecast.py
 saas_metrics/churn_model.py) and write their own tables in `marts`, each replaced in one transaction.
 """
 
+import datetime as dt
+import json
 import time
+from contextlib import closing
 
 import dagster as dg
 import pandas as pd
 import psycopg2
+from threadpoolctl import threadpool_limits
 
 from orchestration.defs.resources import WarehouseResource
+from saas_metrics import churn_model as cm
 from saas_metrics import forecast as fc
 from saas_metrics.config import MARTS_SCHEMA
 from saas_metrics.warehouse import replace_table
@@ -124,7 +129,7 @@ FORECAST_DEPS = [dg.AssetKey([MARTS_SCHEMA, "mrr_monthly"]), dg.AssetKey([MARTS_
 )
 def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
-    with psycopg2.connect(warehouse.url()) as conn:
+    with closing(psycopg2.connect(warehouse.url())) as conn, conn:
         history, scheduled = read_forecast_inputs(conn)
         try:
             frame = fc.forecast(history, scheduled)
@@ -159,4 +164,271 @@ def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     yield dg.MaterializeResult(asset_key=BACKTEST_KEY, metadata=backtest_metadata)
 
 
-ml_assets = [mrr_forecast]
+# --- churn prediction ---------------------------------------------------------------------------
+
+PREDICTIONS_KEY = dg.AssetKey([MARTS_SCHEMA, "churn_predictions"])
+EVALUATIONS_KEY = dg.AssetKey([MARTS_SCHEMA, "churn_model_evaluations"])
+CHURN_DEPS = (
+    [
+        dg.AssetKey([MARTS_SCHEMA, name])
+        for name in (
+            "customer_mrr_monthly",
+            "customer_mrr_current",
+            "mrr_movements",
+            "account_engagement_weekly",
+            "churn_risk",
+        )
+    ]
+    + [
+        dg.AssetKey(["staging", name])
+        for name in (
+            "stg_stripe__invoices",
+            "stg_stripe__subscriptions",
+            "stg_stripe__subscription_items",
+            "stg_stripe__prices",
+            "stg_stripe__customers",
+        )
+    ]
+    + [dg.AssetKey(["intermediate", name]) for name in ("int_product_user_days", "int_product_accounts")]
+)
+
+MODELS_TABLE = "ops.churn_models"
+
+CHURN_PREDICTIONS_COLUMNS = [
+    ("customer_id", "text"),
+    ("scoring_date", "date"),
+    ("churn_probability", "numeric(6,4)"),
+    ("risk_band", "text"),
+    ("top_reason_1", "text"),
+    ("top_reason_2", "text"),
+    ("top_reason_3", "text"),
+    ("mrr_at_risk", "numeric(18,4)"),
+    ("model_id", "integer"),
+]
+
+CHURN_EVALUATIONS_DDL = f"""
+create table if not exists {MARTS_SCHEMA}.churn_model_evaluations (
+    model_id integer primary key,
+    trained_at timestamptz not null,
+    evaluated_at date not null,
+    train_from date not null,
+    train_to date not null,
+    train_rows integer not null,
+    train_churns integer not null,
+    eval_rows integer not null,
+    eval_churns integer not null,
+    model_roc_auc numeric(6,4),
+    model_precision_high numeric(6,4),
+    model_recall_high numeric(6,4),
+    model_precision_medium numeric(6,4),
+    model_recall_medium numeric(6,4),
+    rules_roc_auc numeric(6,4),
+    rules_precision_high numeric(6,4),
+    rules_recall_high numeric(6,4),
+    rules_precision_medium numeric(6,4),
+    rules_recall_medium numeric(6,4),
+    beats_rules boolean
+);
+comment on table {MARTS_SCHEMA}.churn_model_evaluations is 'METRICS.md: Churn prediction (backtest per training)';
+create schema if not exists ops;
+create table if not exists {MODELS_TABLE} (
+    model_id serial primary key,
+    trained_at timestamptz not null default now(),
+    scoring_date date not null,
+    trained_on_from date not null,
+    trained_on_to date not null,
+    training_rows integer not null,
+    training_churns integer not null,
+    seed integer not null,
+    features text[] not null,
+    params jsonb not null,
+    model bytea not null
+);
+"""
+
+
+class ChurnModelConfig(dg.Config):
+    """seed makes training reproducible; retrain trains a new model tonight even when it is not the
+    first night of a month."""
+
+    seed: int = 16
+    retrain: bool = False
+
+
+def _round(value):
+    return None if value is None else round(float(value), 4)
+
+
+def _latest_model(cur) -> tuple[int, cm.TrainedModel] | None:
+    cur.execute(f"select model_id, model from {MODELS_TABLE} order by model_id desc limit 1")
+    row = cur.fetchone()
+    return (row[0], cm.TrainedModel.from_bytes(bytes(row[1]))) if row else None
+
+
+def _history_start(cur, today: dt.date) -> dt.date:
+    """Scoring dates start at the first month with MRR, or 8 weeks into the product events when
+    there are any (before that, every usage feature would read zero)."""
+    cur.execute(f"select min(month) from {MARTS_SCHEMA}.customer_mrr_monthly")
+    first = cur.fetchone()[0] or today
+    cur.execute(f"select min(week_start) + 56 from {MARTS_SCHEMA}.account_engagement_weekly")
+    product = cur.fetchone()[0]
+    return max(first, product) if product else first
+
+
+@dg.multi_asset(
+    name="churn_model",
+    specs=[
+        dg.AssetSpec(
+            PREDICTIONS_KEY,
+            deps=CHURN_DEPS,
+            group_name=GROUP,
+            description="Every paying customer's probability of churning within 90 days, scored tonight by "
+            "the latest churn model: risk band, the three features that raise its risk most, MRR at risk, and "
+            'the model_id that scored it (METRICS.md "Churn prediction").',
+        ),
+        dg.AssetSpec(
+            EVALUATIONS_KEY,
+            deps=CHURN_DEPS,
+            group_name=GROUP,
+            description="One row per training of the churn model: its time-split backtest (ROC AUC, precision "
+            "and recall at the band thresholds) next to the churn_risk rules' on the same customers.",
+        ),
+    ],
+    op_tags={"saas_metrics/step": "predict"},
+)
+def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, warehouse: WarehouseResource):
+    started = time.monotonic()
+    metadata: dict = {}
+    evaluation_metadata: dict = {}
+    with closing(psycopg2.connect(warehouse.url())) as conn, conn, conn.cursor() as cur, threadpool_limits(1):
+        cur.execute(CHURN_EVALUATIONS_DDL)
+        cur.execute(f"select max(snapshot_date) from {MARTS_SCHEMA}.customer_mrr_monthly")
+        today = cur.fetchone()[0]
+        latest = _latest_model(cur)
+        if today is not None and (latest is None or today.day == 1 or config.retrain):
+            reason = "no model yet" if latest is None else ("retrain asked" if config.retrain else "first of the month")
+            dates = cm.scoring_dates(_history_start(cur, today), today)
+            history = cm.read_features(conn, dates[:-1], today) if len(dates) > 1 else pd.DataFrame()
+            try:
+                model = cm.train(history, config.seed)
+            except (cm.NotEnoughHistory, KeyError) as exc:
+                message = (
+                    f"churn model not trained ({reason}): {exc}"
+                    if len(history)
+                    else (f"churn model not trained ({reason}): no complete month of history")
+                )
+                context.log.warning(message)
+                metadata["training_skipped"] = message
+            else:
+                cur.execute(
+                    f"insert into {MODELS_TABLE} (scoring_date, trained_on_from, trained_on_to, training_rows,"
+                    " training_churns, seed, features, params, model) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " returning model_id",
+                    (
+                        today,
+                        min(model.trained_on),
+                        max(model.trained_on),
+                        model.rows,
+                        model.churns,
+                        model.seed,
+                        model.features,
+                        json.dumps(model.params),
+                        psycopg2.Binary(model.to_bytes()),
+                    ),
+                )
+                model_id = cur.fetchone()[0]
+                latest = (model_id, model)
+                metadata.update(trained_model_id=model_id, training_rows=model.rows, training_churns=model.churns)
+                try:
+                    result = cm.backtest(history, config.seed)
+                except cm.NotEnoughHistory as exc:
+                    evaluation_metadata["backtest_skipped"] = f"no backtest: {exc}"
+                    context.log.warning(evaluation_metadata["backtest_skipped"])
+                else:
+                    m, r = result["model"], result["rules"]
+                    beats = None if m["roc_auc"] is None or r["roc_auc"] is None else m["roc_auc"] > r["roc_auc"]
+                    cur.execute(
+                        f"insert into {MARTS_SCHEMA}.churn_model_evaluations values"
+                        " (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (
+                            model_id,
+                            result["evaluated_at"],
+                            result["train_from"],
+                            result["train_to"],
+                            result["train_rows"],
+                            result["train_churns"],
+                            m["rows"],
+                            m["churns"],
+                            *[_round(m[k]) for k in ("roc_auc", "precision_high", "recall_high")],
+                            *[_round(m[k]) for k in ("precision_medium", "recall_medium")],
+                            *[_round(r[k]) for k in ("roc_auc", "precision_high", "recall_high")],
+                            *[_round(r[k]) for k in ("precision_medium", "recall_medium")],
+                            beats,
+                        ),
+                    )
+                    evaluation_metadata.update(
+                        model_id=model_id,
+                        evaluated_at=str(result["evaluated_at"]),
+                        model_roc_auc=_round(m["roc_auc"]),
+                        rules_roc_auc=_round(r["roc_auc"]),
+                        beats_rules=beats,
+                        eval_rows=m["rows"],
+                        eval_churns=m["churns"],
+                    )
+                    context.log.info(f"churn model {model_id} backtest: {evaluation_metadata}")
+            metadata["training_seconds"] = round(time.monotonic() - started, 2)
+
+        scoring_started = time.monotonic()
+        frame = pd.DataFrame(columns=[name for name, _ in CHURN_PREDICTIONS_COLUMNS])
+        if latest is None or today is None:
+            metadata["skipped"] = metadata.get("training_skipped", "no churn model: nothing to score with")
+        else:
+            model_id, model = latest
+            current = cm.read_features(conn, [today], today)
+            probability = cm.predict(model, current)
+            reasons = cm.top_reasons(model, current, probability)
+            frame = pd.DataFrame(
+                {
+                    "customer_id": current["customer_id"],
+                    "scoring_date": current["scoring_date"],
+                    "churn_probability": probability.round(4),
+                    "risk_band": cm.risk_band(probability),
+                    "top_reason_1": [r[0] if len(r) > 0 else None for r in reasons],
+                    "top_reason_2": [r[1] if len(r) > 1 else None for r in reasons],
+                    "top_reason_3": [r[2] if len(r) > 2 else None for r in reasons],
+                    "mrr_at_risk": current["mrr"],
+                    "model_id": model_id,
+                }
+            )
+            metadata.update(
+                model_id=model_id,
+                scored_customers=len(frame),
+                high_risk_customers=int((frame["risk_band"] == "high").sum()),
+                high_risk_mrr=round(float(frame.loc[frame["risk_band"] == "high", "mrr_at_risk"].sum()), 2),
+            )
+        replace_table(
+            conn,
+            MARTS_SCHEMA,
+            "churn_predictions",
+            CHURN_PREDICTIONS_COLUMNS,
+            frame,
+            "METRICS.md: Churn prediction",
+        )
+        metadata["scoring_seconds"] = round(time.monotonic() - scoring_started, 2)
+        if not evaluation_metadata:
+            cur.execute(
+                f"select model_id, evaluated_at::text, model_roc_auc::float8, rules_roc_auc::float8, beats_rules"
+                f" from {MARTS_SCHEMA}.churn_model_evaluations order by model_id desc limit 1"
+            )
+            row = cur.fetchone()
+            if row:
+                keys = ("model_id", "evaluated_at", "model_roc_auc", "rules_roc_auc", "beats_rules")
+                evaluation_metadata = dict(zip(keys, row, strict=True))
+    if "skipped" in metadata:
+        context.log.warning(metadata["skipped"])
+    context.log.info(f"churn_model: {metadata}")
+    yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={**metadata, **evaluation_metadata})
+    yield dg.MaterializeResult(asset_key=EVALUATIONS_KEY, metadata=evaluation_metadata)
+
+
+ml_assets = [mrr_forecast, churn_model]
