@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
 LABEL_DAYS = 90
 MIN_CHURNS = 20  # fewer churns than this among the labelled rows: no model
@@ -296,6 +297,10 @@ class TrainedModel:
         return pickle.loads(data)
 
 
+# one OpenMP thread: on a machine shared with the database (or other jobs) more threads than free cores
+# made fitting 100x slower; one thread is predictable and reproducible
+THREADS = 1
+
 MODEL_PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 20}
 
 
@@ -324,7 +329,8 @@ def train(frame: pd.DataFrame, seed: int = 16) -> TrainedModel:
             f"(at least {MIN_CHURNS} churns over {MIN_SCORING_DATES} dates are needed)"
         )
     estimator = HistGradientBoostingClassifier(random_state=seed, **MODEL_PARAMS)
-    estimator.fit(matrix(rows, FEATURE_NAMES), y)
+    with threadpool_limits(THREADS):
+        estimator.fit(matrix(rows, FEATURE_NAMES), y)
     reference = {name: float(rows[name].median()) if rows[name].notna().any() else np.nan for name in FEATURE_NAMES}
     return TrainedModel(
         estimator=estimator,
@@ -341,7 +347,8 @@ def train(frame: pd.DataFrame, seed: int = 16) -> TrainedModel:
 def predict(model: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
     if not len(frame):
         return np.zeros(0)
-    return model.estimator.predict_proba(matrix(frame, model.features))[:, 1]
+    with threadpool_limits(THREADS):
+        return model.estimator.predict_proba(matrix(frame, model.features))[:, 1]
 
 
 def risk_band(probability: np.ndarray) -> np.ndarray:
@@ -356,10 +363,11 @@ def top_reasons(model: TrainedModel, frame: pd.DataFrame, probability: np.ndarra
         return []
     x = matrix(frame, model.features)
     lifts = np.zeros_like(x)
-    for j, name in enumerate(model.features):
-        changed = x.copy()
-        changed[:, j] = MISSING if np.isnan(model.reference[name]) else model.reference[name]
-        lifts[:, j] = probability - model.estimator.predict_proba(changed)[:, 1]
+    with threadpool_limits(THREADS):
+        for j, name in enumerate(model.features):
+            changed = x.copy()
+            changed[:, j] = MISSING if np.isnan(model.reference[name]) else model.reference[name]
+            lifts[:, j] = probability - model.estimator.predict_proba(changed)[:, 1]
     order = np.argsort(-lifts, axis=1)[:, :top]
     return [[model.features[j] for j in row if lifts[i, j] > 1e-6] for i, row in enumerate(order)]
 

@@ -195,6 +195,21 @@ def test_demo_churners_show_declining_health_before_they_churn(demo):
     assert query(url, "select count(*) from marts.activation where activation_rate > 0")[0][0] > 3
 
 
+def test_demo_refresh_forecasts_and_scores_churn(demo):
+    # the refresh ends with the prediction assets: a 12-month forecast, its backtest (18 months of
+    # history: origins 12 .. 17), and either churn scores by a stored model or a skip with no rows
+    _, url = demo
+    assert query(url, "select count(*) from marts.mrr_forecast")[0][0] == 12
+    methods = query(url, "select distinct method from marts.mrr_forecast_backtest order by 1")
+    assert methods == [("last_value",), ("linear_trend",), ("model",)]
+    scored = query(url, "select count(*), count(distinct model_id) from marts.churn_predictions")[0]
+    models = query(url, "select count(*) from ops.churn_models")[0][0]
+    assert scored[1] == (1 if models else 0)
+    if models:
+        paying = query(url, "select count(*) from marts.customer_mrr_current where is_paying")[0][0]
+        assert scored[0] == paying
+
+
 def test_psql_reads_the_marts_with_the_printed_url(demo):
     _, url = demo
     out = subprocess.run(

@@ -12,7 +12,6 @@ from contextlib import closing
 import dagster as dg
 import pandas as pd
 import psycopg2
-from threadpoolctl import threadpool_limits
 
 from orchestration.defs.resources import WarehouseResource
 from saas_metrics import churn_model as cm
@@ -300,7 +299,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, war
     started = time.monotonic()
     metadata: dict = {}
     evaluation_metadata: dict = {}
-    with closing(psycopg2.connect(warehouse.url())) as conn, conn, conn.cursor() as cur, threadpool_limits(1):
+    with closing(psycopg2.connect(warehouse.url())) as conn, conn, conn.cursor() as cur:
         cur.execute(CHURN_EVALUATIONS_DDL)
         cur.execute(f"select max(snapshot_date) from {MARTS_SCHEMA}.customer_mrr_monthly")
         today = cur.fetchone()[0]
