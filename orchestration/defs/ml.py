@@ -127,8 +127,16 @@ FORECAST_DEPS = [dg.AssetKey([MARTS_SCHEMA, "mrr_monthly"]), dg.AssetKey([MARTS_
     op_tags={"saas_metrics/step": "predict"},
 )
 def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    metadata, backtest_metadata = write_forecast(warehouse.url(), context.log)
+    yield dg.MaterializeResult(asset_key=FORECAST_KEY, metadata=metadata)
+    yield dg.MaterializeResult(asset_key=BACKTEST_KEY, metadata=backtest_metadata)
+
+
+def write_forecast(url: str, log) -> tuple[dict, dict]:
+    """Forecast and backtest from the warehouse's marts, both tables replaced in one transaction;
+    returns the two assets' metadata."""
     started = time.monotonic()
-    with closing(psycopg2.connect(warehouse.url())) as conn, conn:
+    with closing(psycopg2.connect(url)) as conn, conn:
         history, scheduled = read_forecast_inputs(conn)
         try:
             frame = fc.forecast(history, scheduled)
@@ -136,7 +144,7 @@ def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         except fc.NotEnoughHistory as exc:
             frame = pd.DataFrame(columns=[name for name, _ in MRR_FORECAST_COLUMNS])
             message = f"no forecast: {exc}"
-            context.log.warning(message)
+            log.warning(message)
         backtest_rows = fc.backtest(history)
         summary = fc.backtest_summary(backtest_rows)
         replace_table(conn, MARTS_SCHEMA, "mrr_forecast", MRR_FORECAST_COLUMNS, frame, "METRICS.md: MRR forecast")
@@ -158,9 +166,8 @@ def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             f"{frame['mrr_lower_80'].iloc[-1]:,.2f} - {frame['mrr_upper_80'].iloc[-1]:,.2f}"
         )
     backtest_metadata = {**summary, "rows": len(backtest_rows)}
-    context.log.info(f"mrr_forecast: {metadata}; backtest: {backtest_metadata}")
-    yield dg.MaterializeResult(asset_key=FORECAST_KEY, metadata={**metadata, **summary})
-    yield dg.MaterializeResult(asset_key=BACKTEST_KEY, metadata=backtest_metadata)
+    log.info(f"mrr_forecast: {metadata}; backtest: {backtest_metadata}")
+    return {**metadata, **summary}, backtest_metadata
 
 
 # --- churn prediction ---------------------------------------------------------------------------
@@ -296,27 +303,40 @@ def _history_start(cur, today: dt.date) -> dt.date:
     op_tags={"saas_metrics/step": "predict"},
 )
 def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, warehouse: WarehouseResource):
+    metadata, evaluation_metadata = write_churn_model(warehouse.url(), context.log, config.seed, config.retrain)
+    yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={**metadata, **evaluation_metadata})
+    yield dg.MaterializeResult(asset_key=EVALUATIONS_KEY, metadata=evaluation_metadata)
+
+
+def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, train: bool | None = None):
+    """Train when it is due (no model yet, the first of the month, `retrain`; `train` overrides),
+    then score today's paying customers with the latest model; one transaction. Returns the two
+    assets' metadata."""
     started = time.monotonic()
     metadata: dict = {}
     evaluation_metadata: dict = {}
-    with closing(psycopg2.connect(warehouse.url())) as conn, conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
         cur.execute(CHURN_EVALUATIONS_DDL)
         cur.execute(f"select max(snapshot_date) from {MARTS_SCHEMA}.customer_mrr_monthly")
         today = cur.fetchone()[0]
         latest = _latest_model(cur)
-        if today is not None and (latest is None or today.day == 1 or config.retrain):
-            reason = "no model yet" if latest is None else ("retrain asked" if config.retrain else "first of the month")
+        if train is None:
+            due = latest is None or retrain or (today is not None and today.day == 1)
+        else:
+            due = train
+        if today is not None and due:
+            reason = "no model yet" if latest is None else ("retrain asked" if retrain else "first of the month")
             dates = cm.scoring_dates(_history_start(cur, today), today)
             history = cm.read_features(conn, dates[:-1], today) if len(dates) > 1 else pd.DataFrame()
             try:
-                model = cm.train(history, config.seed)
+                model = cm.train(history, seed)
             except (cm.NotEnoughHistory, KeyError) as exc:
                 message = (
                     f"churn model not trained ({reason}): {exc}"
                     if len(history)
                     else (f"churn model not trained ({reason}): no complete month of history")
                 )
-                context.log.warning(message)
+                log.warning(message)
                 metadata["training_skipped"] = message
             else:
                 cur.execute(
@@ -339,10 +359,10 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, war
                 latest = (model_id, model)
                 metadata.update(trained_model_id=model_id, training_rows=model.rows, training_churns=model.churns)
                 try:
-                    result = cm.backtest(history, config.seed)
+                    result = cm.backtest(history, seed)
                 except cm.NotEnoughHistory as exc:
                     evaluation_metadata["backtest_skipped"] = f"no backtest: {exc}"
-                    context.log.warning(evaluation_metadata["backtest_skipped"])
+                    log.warning(evaluation_metadata["backtest_skipped"])
                 else:
                     m, r = result["model"], result["rules"]
                     beats = None if m["roc_auc"] is None or r["roc_auc"] is None else m["roc_auc"] > r["roc_auc"]
@@ -374,7 +394,7 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, war
                         eval_rows=m["rows"],
                         eval_churns=m["churns"],
                     )
-                    context.log.info(f"churn model {model_id} backtest: {evaluation_metadata}")
+                    log.info(f"churn model {model_id} backtest: {evaluation_metadata}")
             metadata["training_seconds"] = round(time.monotonic() - started, 2)
 
         scoring_started = time.monotonic()
@@ -424,10 +444,9 @@ def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, war
                 keys = ("model_id", "evaluated_at", "model_roc_auc", "rules_roc_auc", "beats_rules")
                 evaluation_metadata = dict(zip(keys, row, strict=True))
     if "skipped" in metadata:
-        context.log.warning(metadata["skipped"])
-    context.log.info(f"churn_model: {metadata}")
-    yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={**metadata, **evaluation_metadata})
-    yield dg.MaterializeResult(asset_key=EVALUATIONS_KEY, metadata=evaluation_metadata)
+        log.warning(metadata["skipped"])
+    log.info(f"churn_model: {metadata}")
+    return metadata, evaluation_metadata
 
 
 ml_assets = [mrr_forecast, churn_model]
