@@ -83,11 +83,15 @@ moves as (
     select
         paying.scoring_date,
         paying.customer_id,
+        -- what was known at the scoring date; the join reaches 90 days further for the label only
         count(*) filter (where movements.movement_type = 'expansion'
-            and movements.movement_date > paying.scoring_date - 180) as expansions_180d,
+            and movements.movement_date > paying.scoring_date - 180
+            and movements.movement_date <= paying.scoring_date) as expansions_180d,
         count(*) filter (where movements.movement_type = 'contraction'
-            and movements.movement_date > paying.scoring_date - 180) as contractions_180d,
-        count(*) filter (where movements.movement_type = 'reactivation') as reactivations,
+            and movements.movement_date > paying.scoring_date - 180
+            and movements.movement_date <= paying.scoring_date) as contractions_180d,
+        count(*) filter (where movements.movement_type = 'reactivation'
+            and movements.movement_date <= paying.scoring_date) as reactivations,
         min(movements.movement_date) filter (where movements.movement_type = 'new') as first_paid_date,
         bool_or(movements.movement_type = 'churn' and movements.movement_date > paying.scoring_date
             and movements.movement_date <= paying.scoring_date + %(label_days)s) as churned
