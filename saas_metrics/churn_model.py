@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 LABEL_DAYS = 90
 MIN_CHURNS = 20  # fewer churns than this among the labelled rows: no model
 MIN_SCORING_DATES = 2
+MAX_TRAINING_ROWS = 200_000  # more labelled rows than this: a seeded random sample (bounded training time)
 HIGH_RISK = 0.30  # probability at or above: risk band 'high'
 MEDIUM_RISK = 0.10  # at or above: 'medium'; below: 'low'
 # the rules of churn_risk, replayed at a scoring date (METRICS.md "Churn risk")
@@ -146,16 +147,25 @@ weeks as (
         and weekly.week_start >= (select min(scoring_date) from dates) - 70
     group by 1, 2
 ),
+-- the two complete weeks before each scoring date: the only days whose admin activity is read
+admin_windows as (
+    select distinct
+        date_trunc('week', scoring_date + 1)::date - 14 as window_start,
+        date_trunc('week', scoring_date + 1)::date as window_end
+    from dates
+),
 admin_weeks as (
     select
         accounts.customer_id,
         date_trunc('week', user_days.activity_date)::date as week_start,
-        count(distinct user_days.activity_date) filter (where user_days.has_admin_event) as admin_days
-    from intermediate.int_product_user_days as user_days
+        count(distinct user_days.activity_date) as admin_days
+    from admin_windows
+    inner join intermediate.int_product_user_days as user_days
+        on user_days.activity_date >= admin_windows.window_start
+        and user_days.activity_date < admin_windows.window_end
     inner join intermediate.int_product_accounts as accounts
         on accounts.account_id = user_days.account_id
-    where accounts.customer_id is not null
-        and user_days.activity_date >= (select min(scoring_date) from dates) - 70
+    where user_days.has_admin_event and accounts.customer_id is not null
     group by 1, 2
 ),
 usage as (
@@ -332,6 +342,9 @@ def train(frame: pd.DataFrame, seed: int = 16) -> TrainedModel:
             f"{int(y.sum())} churns within {LABEL_DAYS} days over {len(dates)} scoring dates "
             f"(at least {MIN_CHURNS} churns over {MIN_SCORING_DATES} dates are needed)"
         )
+    if len(rows) > MAX_TRAINING_ROWS:
+        rows = rows.sample(MAX_TRAINING_ROWS, random_state=seed)
+        y = rows["churned_within_90_days"].astype(bool).to_numpy()
     estimator = HistGradientBoostingClassifier(random_state=seed, **MODEL_PARAMS)
     with threadpool_limits(THREADS):
         estimator.fit(matrix(rows, FEATURE_NAMES), y)
