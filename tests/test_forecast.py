@@ -238,7 +238,10 @@ def test_asset_writes_both_marts_with_backtest_metadata(fresh_database, monkeypa
         )
     )
     assert types["is_covered_80"] == "boolean" and types["horizon"] == "integer" and types["origin_month"] == "date"
-    # a rerun replaces, never appends; the BI role reads both tables
+    # a rerun replaces, never appends, and keeps a view someone built on the table; the BI role reads both
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("create view public.forecast_view as select month, expected_mrr from marts.mrr_forecast")
     assert dg.materialize([mrr_forecast], resources={"warehouse": WarehouseResource()}).success
+    assert query(url, "select count(*) from public.forecast_view") == [(12,)]
     assert query(url, "select count(*) from marts.mrr_forecast") == [(12,)]
     assert query(bi_url, "select count(*) from marts.mrr_forecast_backtest") == [(len(fc.backtest(history)),)]
