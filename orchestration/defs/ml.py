@@ -330,12 +330,8 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
             history = cm.read_features(conn, dates[:-1], today) if len(dates) > 1 else pd.DataFrame()
             try:
                 model = cm.train(history, seed)
-            except (cm.NotEnoughHistory, KeyError) as exc:
-                message = (
-                    f"churn model not trained ({reason}): {exc}"
-                    if len(history)
-                    else (f"churn model not trained ({reason}): no complete month of history")
-                )
+            except cm.NotEnoughHistory as exc:
+                message = f"churn model not trained ({reason}): {exc}"
                 log.warning(message)
                 metadata["training_skipped"] = message
             else:
