@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 LABEL_DAYS = 90
 MIN_CHURNS = 20  # fewer churns than this among the labelled rows: no model
 MIN_SCORING_DATES = 2
+TRAINING_MONTHS = 12  # a model learns from the last 12 month ends with a known outcome
 MAX_TRAINING_ROWS = 200_000  # more labelled rows than this: a seeded random sample (bounded training time)
 HIGH_RISK = 0.30  # probability at or above: risk band 'high'
 MEDIUM_RISK = 0.10  # at or above: 'medium'; below: 'low'
@@ -284,6 +285,12 @@ def scoring_dates(history_start: dt.date, today: dt.date) -> list[dt.date]:
         dates.append(end)
         month = nxt
     return [*dates, today]
+
+
+def training_dates(history_start: dt.date, today: dt.date) -> list[dt.date]:
+    """The last TRAINING_MONTHS month ends whose 90 days have passed by today."""
+    ends = [d for d in scoring_dates(history_start, today)[:-1] if d + dt.timedelta(days=LABEL_DAYS) <= today]
+    return ends[-TRAINING_MONTHS:]
 
 
 class NotEnoughHistory(ValueError):

@@ -118,6 +118,13 @@ def test_scoring_dates_are_month_ends_then_today():
     assert cm.scoring_dates(dt.date(2026, 4, 1), dt.date(2026, 4, 15)) == [dt.date(2026, 4, 15)]
 
 
+def test_training_dates_are_the_last_twelve_month_ends_with_an_outcome():
+    # today 2026-07-15: May 31 + 90 days = Aug 29 is after today; Apr 30 + 90 = Jul 29 too; Mar 31 + 90
+    # = Jun 29 is before: the last 12 from Apr 2025 .. Mar 2026
+    dates = cm.training_dates(dt.date(2024, 1, 1), dt.date(2026, 7, 15))
+    assert (dates[0], dates[-1], len(dates)) == (dt.date(2025, 4, 30), dt.date(2026, 3, 31), 12)
+
+
 def test_risk_bands():
     assert list(cm.risk_band(np.array([0.05, 0.1, 0.29, 0.3]))) == ["low", "medium", "medium", "high"]
 

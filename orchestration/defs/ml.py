@@ -326,8 +326,8 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
             due = train
         if today is not None and due:
             reason = "no model yet" if latest is None else ("retrain asked" if retrain else "first of the month")
-            dates = cm.scoring_dates(_history_start(cur, today), today)
-            history = cm.read_features(conn, dates[:-1], today) if len(dates) > 1 else pd.DataFrame()
+            dates = cm.training_dates(_history_start(cur, today), today)
+            history = cm.read_features(conn, dates, today) if dates else pd.DataFrame()
             try:
                 model = cm.train(history, seed)
             except cm.NotEnoughHistory as exc:
