@@ -9,6 +9,7 @@ Generates the account (seeded), writes raw_stripe in the dlt source's shape, the
     incremental models), then the rest of the project (retention and product marts), each with its
     tests, as two dbt invocations;
   - dashboard queries on the marts (a year of mrr_monthly; one customer's movements);
+  - the predictions: a churn-model training, then the nightly forecast plus churn scoring;
   - a naive date-spine model of the same month-end MRR, and the ratio;
   - a rebuild from scratch (--full-refresh) at the same "today": every engine table and MRR mart
     must equal what the incremental builds left (digests).
@@ -18,6 +19,7 @@ Results go to bench/results/mrr_build.json.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -35,6 +37,7 @@ from bench.common import (
     throwaway_postgres,
     timed,
 )
+from orchestration.defs.ml import write_churn_model, write_forecast
 
 NAIVE_SPINE = """
 -- the usual hand-written approach: a row per customer and month, MRR from the lines whose
@@ -182,6 +185,18 @@ def main() -> None:
         results["query_one_customer_movements_ms"] = query_ms(
             url, "select * from marts.mrr_movements where customer_id = %s order by movement_date", (busiest,)
         )
+        # the predictions after the nightly build (METRICS.md "Looking ahead"): a churn model trained
+        # (as on the first night of a month), then the nightly forecast plus scoring with that model
+        predictions_log = logging.getLogger("bench.predictions")
+        with timed("churn_training_seconds", results):
+            churn, evaluation = write_churn_model(url, predictions_log, train=True)
+        results["churn_training"] = {**churn, **evaluation}
+        with timed("nightly_forecast_and_scoring_seconds", results):
+            forecast_metadata, _ = write_forecast(url, predictions_log)
+            churn, _ = write_churn_model(url, predictions_log, train=False)
+        results["nightly_forecast_seconds"] = forecast_metadata["seconds"]
+        results["nightly_scoring_seconds"] = churn.get("scoring_seconds")
+        results["nightly_scored_customers"] = churn.get("scored_customers")
         with timed("naive_date_spine_seconds", results):
             with psycopg2.connect(url) as conn, conn.cursor() as cur:
                 cur.execute("drop table if exists bench_naive_customer_mrr_monthly")

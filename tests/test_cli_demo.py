@@ -139,6 +139,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
         "mrr",
         "retention",
         "product",
+        "predictions",
     }
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules["nightly_refresh_schedule"] == "RUNNING"
@@ -194,6 +195,21 @@ def test_demo_churners_show_declining_health_before_they_churn(demo):
     assert near < paying - 10, (near, paying)
     assert query(url, "select count(*) from marts.churn_risk")[0][0] > 0
     assert query(url, "select count(*) from marts.activation where activation_rate > 0")[0][0] > 3
+
+
+def test_demo_refresh_forecasts_and_scores_churn(demo):
+    # the refresh ends with the prediction assets: a 12-month forecast, its backtest (18 months of
+    # history: origins 12 .. 17), and either churn scores by a stored model or a skip with no rows
+    _, url = demo
+    assert query(url, "select count(*) from marts.mrr_forecast")[0][0] == 12
+    methods = query(url, "select distinct method from marts.mrr_forecast_backtest order by 1")
+    assert methods == [("last_value",), ("linear_trend",), ("model",)]
+    scored = query(url, "select count(*), count(distinct model_id) from marts.churn_predictions")[0]
+    models = query(url, "select count(*) from ops.churn_models")[0][0]
+    assert scored[1] == (1 if models else 0)
+    if models:
+        paying = query(url, "select count(*) from marts.customer_mrr_current where is_paying")[0][0]
+        assert scored[0] == paying
 
 
 def test_psql_reads_the_marts_with_the_printed_url(demo):

@@ -68,9 +68,9 @@ def test_marts_are_grouped_and_described(repo):
         assert node.description, f"{mart} has no description"
 
 
-def test_every_asset_is_in_one_of_the_five_groups(repo):
+def test_every_asset_is_in_one_of_the_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth"}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions"}
 
 
 def test_jobs_and_schedule(repo):
@@ -145,3 +145,16 @@ def test_every_check_says_what_it_asserts(repo):
     assert descriptions["unique_combination_of_columns_int_product_user_days_account_id__user_id__activity_date"] == (
         "(account_id, user_id, activity_date) is unique (rows where activity_date >= current_date - 35)"
     )
+
+
+def test_prediction_assets_run_after_the_marts_they_read(repo):
+    graph = repo.asset_graph
+    forecast = graph.get(dg.AssetKey(["marts", "mrr_forecast"]))
+    assert forecast.group_name == "predictions"
+    assert dg.AssetKey(["marts", "mrr_monthly"]) in forecast.parent_keys
+    assert dg.AssetKey(["marts", "customer_mrr_current"]) in forecast.parent_keys
+    assert (
+        dg.AssetKey(["marts", "mrr_monthly"]) in graph.get(dg.AssetKey(["marts", "mrr_forecast_backtest"])).parent_keys
+    )
+    refresh = repo.get_job("refresh_job")
+    assert dg.AssetKey(["marts", "mrr_forecast"]) in refresh.asset_layer.executable_asset_keys
