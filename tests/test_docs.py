@@ -16,7 +16,8 @@ TEXT_SUFFIXES = {".py", ".sql", ".yml", ".yaml", ".md", ".toml", ".txt"}
 def tracked_text_files() -> list[Path]:
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     paths = [ROOT / name for name in out.splitlines()]
-    return [path for path in paths if path.suffix in TEXT_SUFFIXES and path.is_file()]
+    this = Path(__file__).resolve()  # its examples are not references
+    return [path for path in paths if path.suffix in TEXT_SUFFIXES and path.is_file() and path != this]
 
 
 def metrics_sections() -> set[str]:
