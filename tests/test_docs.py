@@ -39,3 +39,11 @@ def test_every_metrics_reference_names_a_section():
     assert len(cited) > 10, "almost no reference found: the pattern is wrong"
     missing = {name: files for name, files in cited.items() if name not in sections}
     assert missing == {}
+
+
+def test_the_readme_catalogue_lists_every_mart():
+    readme = (ROOT / "README.md").read_text()
+    marts = sorted(path.stem for path in (ROOT / "dbt_project/models/marts").rglob("*.sql"))
+    assert len(marts) > 20
+    missing = [name for name in marts if f"| `{name}` |" not in readme]
+    assert missing == []
