@@ -28,10 +28,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(settings.database_url)
             return 0
         if args.action == "bi-role":
-            from saas_metrics.warehouse import create_bi_role
-
-            print(create_bi_role(settings.database_url, args.name))
-            return 0
+            return _bi_role(settings.database_url, args)
         raise ConfigError("DATABASE_URL is set, so the embedded PostgreSQL is not used (`db url` prints it)")
     pg = runtime.embedded_postgres(settings)
     if args.action == "start":
@@ -49,9 +46,28 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "url":
         print(pg.url())
     elif args.action == "bi-role":
-        from saas_metrics.warehouse import create_bi_role
+        return _bi_role(pg.start(), args)
+    return 0
 
-        print(create_bi_role(pg.start(), args.name))
+
+def _bi_role(database_url: str, args: argparse.Namespace) -> int:
+    from saas_metrics.config import DBT_PROJECT_DIR
+    from saas_metrics.warehouse import create_bi_role, personal_columns
+
+    runtime.prepare_dbt()  # the marts' personal columns, from the models' yml
+    role = create_bi_role(
+        database_url,
+        args.name,
+        rotate_password=args.rotate_password,
+        include_personal_data=args.include_personal_data,
+        personal=personal_columns(DBT_PROJECT_DIR / "target" / "manifest.json"),
+    )
+    print(role.url)
+    if not role.password_set:
+        print(
+            f"{args.name} exists: its password is unchanged (--rotate-password sets a new one)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -265,6 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
         "bi-role (create a login that reads the marts schema only, print its URL)",
     )
     db.add_argument("--name", default="bi_reader", help="role name for bi-role (default bi_reader)")
+    db.add_argument(
+        "--rotate-password",
+        action="store_true",
+        help="bi-role: set a new password for an existing role (by default it keeps its password)",
+    )
+    db.add_argument(
+        "--include-personal-data",
+        action="store_true",
+        help="bi-role: let the role read personal columns too (customers' emails); without it, "
+        "running bi-role again takes that away",
+    )
     db.set_defaults(func=cmd_db)
 
     ui = sub.add_parser(
