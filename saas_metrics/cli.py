@@ -216,6 +216,21 @@ def print_summary() -> None:
     print("  saas-metrics ui          # the Dagster UI on this instance, with this run in its history")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from saas_metrics import report
+
+    month = report.parse_month(args.month) if args.month else None
+    settings = runtime.settings()
+    with psycopg2.connect(runtime.warehouse_url()) as conn:
+        files = report.write_report(conn, settings.home, month)
+    print("\n".join(files.cards))
+    print(f"HTML: {files.html}")
+    print(f"PDF:  {files.pdf}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     runtime.prepare_environment()
     runtime.prepare_dbt()
@@ -293,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
         "running bi-role again takes that away",
     )
     db.set_defaults(func=cmd_db)
+
+    rep = sub.add_parser(
+        "report",
+        help="render the metrics report (HTML and PDF) for a month from the marts",
+        description="Render the metrics report - key-metric cards, MRR chart, cohort heatmap, revenue breakdown, "
+        "waterfall, churn risk - as one self-contained HTML file and a PDF under $SAAS_METRICS_HOME/reports/<month>/, "
+        "from the marts as last built, and print where. The refresh renders it for the last complete month too.",
+    )
+    rep.add_argument("--month", metavar="YYYY-MM", help="a complete month (default: the last complete month)")
+    rep.set_defaults(func=cmd_report)
 
     ui = sub.add_parser(
         "ui",

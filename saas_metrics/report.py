@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,6 +74,16 @@ class Card:
         value = self.value if value is None else value
         return fmt(value, self.kind)
 
+    def change(self, previous_label: str, growth_rate: Decimal | None = None) -> str:
+        """Against the previous month: '+4,801 (+6.3%) vs Sep', '+45 vs Sep', 'from 5.8% in Sep'."""
+        if self.value is None or self.previous is None:
+            return f"{previous_label}: {self.display(self.previous)}"
+        if self.kind in ("money", "count"):
+            sign = "+" if self.value >= self.previous else "-"
+            pct = f" ({growth_rate * 100:+.1f}%)" if growth_rate is not None else ""
+            return f"{sign}{fmt(abs(self.value - self.previous), self.kind)}{pct} vs {previous_label}"
+        return f"from {self.display(self.previous)} in {previous_label}"
+
 
 @dataclass
 class ReportData:
@@ -105,7 +115,7 @@ def fmt(value, kind: str = "money") -> str:
     if value is None:
         return "n/a"
     if kind == "money":
-        return f"{Decimal(value):,.0f}"
+        return f"{Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP) + 0:,.0f}"  # + 0: -0.3 shows 0, not -0
     if kind == "money2":
         return f"{Decimal(value):,.2f}"
     if kind == "count":
@@ -298,19 +308,12 @@ def key_figures(data: ReportData) -> dict:
 
 def card_lines(data: ReportData) -> list[str]:
     """The cards as text (the weekly summary's email and webhook message)."""
-    previous = f" vs {data.previous_month:%B}" if data.previous_month else ""
+    previous = f"{data.previous_month:%B}" if data.previous_month else "the month before"
     lines = [f"{month_label(data.month)}, the last complete month ({data.currency}):"]
     for card in data.cards:
-        change = ""
-        if card.value is not None and card.previous is not None:
-            if card.kind == "money":
-                pct = f", {data.mrr_growth_rate * 100:+.1f}%" if data.mrr_growth_rate is not None else ""
-                sign = "+" if card.value >= card.previous else "-"
-                change = f" ({sign}{fmt(abs(card.value - card.previous))}{pct}{previous})"
-            else:
-                change = f" ({card.display(card.previous)}{previous})"
+        change = card.change(previous, data.mrr_growth_rate if card.key == "mrr" else None)
         marker = {"good": "better", "bad": "worse", "flat": "same", "n/a": ""}[card.direction]
-        lines.append(f"  {card.label}: {card.display()}{change}{' - ' + marker if marker else ''}")
+        lines.append(f"  {card.label}: {card.display()}, {change}{' - ' + marker if marker else ''}")
     if data.concentration_risks:
         names = ", ".join(f"{c['customer_id']} {fmt(c['share'], 'rate')}" for c in data.concentration_risks)
         lines.append(f"  Warning: concentration risk - {names} of MRR")
@@ -369,9 +372,13 @@ def draw_cohort_heatmap(ax, data: ReportData) -> None:
     for row in data.cohorts:
         grid[cohorts.index(row["cohort_month"]), row["months_since_start"]] = float(row["logo_retention"])
         sizes[row["cohort_month"]] = row["cohort_customers"]
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    # red to green; the scale starts at 50% or lower, so that a good business's cells still differ
+    low = float(np.nanmin(grid)) if data.cohorts else 0.0
+    vmin = min(0.5, np.floor(low * 10) / 10)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=vmin, vmax=1, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
+            shade = (value - vmin) / (1 - vmin) if vmin < 1 else 1
             ax.text(
                 j,
                 i,
@@ -379,7 +386,7 @@ def draw_cohort_heatmap(ax, data: ReportData) -> None:
                 ha="center",
                 va="center",
                 fontsize=7.5,
-                color="black" if 0.25 < value < 0.85 else "white",
+                color="black" if 0.2 < shade < 0.8 else "white",
             )
     ax.set_yticks(range(len(cohorts)), [f"{c:%Y-%m} ({sizes[c]})" for c in cohorts])
     ax.set_xticks(range(width), [str(m) for m in range(width)])
@@ -407,7 +414,6 @@ def draw_bars(ax, rows: list[tuple[str, Decimal]], title: str, color: str, curre
             fontsize=8,
         )
     ax.set_xlim(0, max(values, default=1) * 1.45)
-    _money_axis(ax)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlabel(currency)
     ax.set_title(title)
@@ -472,17 +478,10 @@ footer { color: #57606a; font-size: 11.5px; margin-top: 28px; }
 
 def _card_html(card: Card, data: ReportData) -> str:
     previous = f"{data.previous_month:%b}" if data.previous_month else "previous month"
-    if card.previous is None or card.value is None:
-        delta = f"{previous}: {card.display(card.previous)}"
-    elif card.kind == "money":
-        pct = f" ({data.mrr_growth_rate * 100:+.1f}%)" if data.mrr_growth_rate is not None else ""
-        sign = "+" if card.value >= card.previous else "-"
-        delta = f"{sign}{fmt(abs(card.value - card.previous))}{pct} vs {previous}"
-    else:
-        delta = f"{card.display(card.previous)} in {previous}"
-    arrow = {"good": "▲ " if card.higher_is_better else "▼ ", "bad": "▼ " if card.higher_is_better else "▲ "}.get(
-        card.direction, ""
-    )
+    delta = card.change(previous, data.mrr_growth_rate if card.key == "mrr" else None)
+    arrow = ""
+    if card.value is not None and card.previous is not None and card.value != card.previous:
+        arrow = "▲ " if card.value > card.previous else "▼ "
     css = {"n/a": "na"}.get(card.direction, card.direction)
     raw = "" if card.value is None else str(card.value)
     return (
@@ -581,9 +580,9 @@ def render_html(data: ReportData) -> str:
         f'<div class="sub">The last complete month, from the marts as of {as_of}. Amounts in {data.currency}. '
         "Green and red: better or worse than the month before.</div>",
         '<section class="cards">' + "".join(_card_html(card, data) for card in data.cards) + "</section>",
-        "<h2>MRR</h2>",
+        "<h2>Growth</h2>",
         svg(mrr_figure(data)),
-        "<h2>Cohort retention</h2>",
+        "<h2>Retention</h2>",
         svg(cohort_figure(data)),
         "<h2>Revenue breakdown</h2>",
         svg(breakdown_figure(data)),
@@ -616,7 +615,9 @@ def _page(pdf: PdfPages, data: ReportData, heading: str):
     return fig
 
 
-def _pdf_table(ax, headers: list[str], rows: list[list[str]], title: str, widths: list[float] | None = None) -> None:
+def _pdf_table(
+    ax, headers: list[str], rows: list[list[str]], title: str, widths: list[float] | None = None, text_columns: int = 1
+) -> None:
     ax.axis("off")
     ax.set_title(title, loc="left")
     if not rows:
@@ -632,7 +633,7 @@ def _pdf_table(ax, headers: list[str], rows: list[list[str]], title: str, widths
         if row == 0:
             cell.set_facecolor("#f6f8fa")
             cell.set_text_props(weight="bold")
-        if col == 0 or (widths and widths[col] > 0.25):
+        if col < text_columns:
             cell.get_text().set_horizontalalignment("left")
 
 
@@ -657,8 +658,12 @@ def render_pdf(data: ReportData, path: Path) -> None:
             )
             fig.text(x + 0.012, 0.855, card.label.upper(), fontsize=9, color=GREY)
             fig.text(x + 0.012, 0.78, card.display(), fontsize=22, weight="bold")
-            previous = f"{data.previous_month:%b}" if data.previous_month else "previous"
-            fig.text(x + 0.012, 0.74, f"{previous}: {card.display(card.previous)}", fontsize=9, color=color)
+            previous = f"{data.previous_month:%b}" if data.previous_month else "previous month"
+            arrow = ""
+            if card.value is not None and card.previous is not None and card.value != card.previous:
+                arrow = "▲ " if card.value > card.previous else "▼ "
+            change = card.change(previous, data.mrr_growth_rate if card.key == "mrr" else None)
+            fig.text(x + 0.012, 0.74, arrow + change, fontsize=9, color=color)
         ax = fig.add_axes((0.07, 0.1, 0.84, 0.52))
         draw_mrr_chart(ax, data)
         pdf.savefig(fig)
@@ -683,6 +688,7 @@ def render_pdf(data: ReportData, path: Path) -> None:
             top_rows(data),
             f"Top {TOP_CUSTOMERS} customers",
             [0.06, 0.5, 0.24, 0.2],
+            text_columns=2,
         )
         _pdf_table(fig.add_axes((0.04, 0.04, 0.92, 0.4)), WATERFALL_HEADERS, waterfall_rows(data), "MRR waterfall")
         pdf.savefig(fig)
@@ -695,6 +701,7 @@ def render_pdf(data: ReportData, path: Path) -> None:
             risk_rows(data),
             f"Churn risk ({data.churn_risk_customers} customers, {fmt(data.churn_risk_mrr)} {data.currency} at risk)",
             [0.2, 0.1, 0.55, 0.15],
+            text_columns=3,
         )
         pdf.savefig(fig)
         plt.close(fig)

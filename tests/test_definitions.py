@@ -69,7 +69,7 @@ def test_marts_are_grouped_and_described(repo):
 
 def test_every_asset_is_in_one_of_the_five_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product"}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "reports"}
 
 
 def test_jobs_and_schedule(repo):
@@ -144,3 +144,11 @@ def test_every_check_says_what_it_asserts(repo):
     assert descriptions["unique_combination_of_columns_int_product_user_days_account_id__user_id__activity_date"] == (
         "(account_id, user_id, activity_date) is unique (rows where activity_date >= current_date - 35)"
     )
+
+
+def test_report_is_built_after_the_marts_it_reads_in_every_refresh(repo):
+    node = repo.asset_graph.get(dg.AssetKey("report"))
+    assert node.group_name == "reports" and node.description
+    assert {dg.AssetKey(["marts", m]) for m in ("mrr_monthly", "saas_kpis_monthly", "churn_risk")} <= node.parent_keys
+    for job in ("refresh_job", "transform_job"):
+        assert dg.AssetKey("report") in repo.get_job(job).asset_layer.executable_asset_keys

@@ -117,7 +117,7 @@ def test_html_is_self_contained_and_shows_the_figures(rendered):
     cards = dict(re.findall(r'<div class="card (\w+)" data-metric="(\w+)"', page)[i][::-1] for i in range(4))
     assert cards == {"mrr": "good", "paying_customers": "flat", "logo_churn_rate": "bad", "ltv_to_cac": "na"}
     assert '<div class="value">1,800</div>' in page and "+400 (+28.6%) vs Dec" in page
-    assert '<div class="value">33.3%</div>' in page and "0.0% in Dec" in page
+    assert '<div class="value">33.3%</div>' in page and "from 0.0% in Dec" in page
     assert "Concentration risk: cus_A (55.6%), cus_D (27.8%) of MRR" in page
     waterfall = re.search(r'<table id="waterfall">(.*?)</table>', page).group(1)
     first_row = re.findall(r"<td[^>]*>([^<]*)</td>", waterfall)[:10]
@@ -174,8 +174,9 @@ def test_an_earlier_month_and_the_running_month(warehouse, tmp_path):
 def test_card_lines_for_the_weekly_summary(rendered):
     files, _ = rendered
     assert files.cards[0] == "January 2026, the last complete month (USD):"
-    assert files.cards[1] == "  MRR: 1,800 (+400, +28.6% vs December) - better"
-    assert files.cards[3] == "  Monthly churn: 33.3% (0.0% vs December) - worse"
+    assert files.cards[1] == "  MRR: 1,800, +400 (+28.6%) vs December - better"
+    assert files.cards[2] == "  Active customers: 3, +0 vs December - same"
+    assert files.cards[3] == "  Monthly churn: 33.3%, from 0.0% in December - worse"
     assert files.cards[-1] == "  Warning: concentration risk - cus_A 55.6%, cus_D 27.8% of MRR"
 
 
