@@ -213,3 +213,61 @@ def test_every_monthly_mart_says_whether_its_month_is_complete(warehouse):
     assert query(
         url, "select distinct month, is_complete_month from marts.mrr_by_plan where month >= '2026-01-01' order by 1"
     ) == [(dt.date(2026, 1, 1), True), (dt.date(2026, 2, 1), False)]
+
+
+def _can_read(url: str, sql: str) -> bool:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(sql)
+            return True
+        except psycopg2.errors.InsufficientPrivilege:
+            return False
+
+
+def test_bi_role_keeps_personal_data_out_unless_opted_in(warehouse):
+    from saas_metrics.warehouse import create_bi_role, personal_columns
+
+    url, work = warehouse
+    personal = personal_columns(work / "dbt_target" / "manifest.json")
+    assert {mart: columns for mart, (_, columns) in personal.items()} == {
+        "customer_mrr_current": ["email"],
+        "revenue_concentration": ["email"],
+    }
+    role = create_bi_role(url, "report_bi", personal=personal)
+    assert role.password_set
+
+    def reads_no_personal_data(bi_url: str) -> None:
+        assert _can_read(bi_url, "select customer_id, mrr from marts.customer_mrr_current")
+        assert _can_read(bi_url, "select customer_id, share_of_mrr from marts.revenue_concentration")
+        assert _can_read(bi_url, "select * from marts.mrr_monthly")
+        assert not _can_read(bi_url, "select email from marts.customer_mrr_current")
+        assert not _can_read(bi_url, "select * from marts.revenue_concentration")
+
+    reads_no_personal_data(role.url)
+    # no temporary tables either (PostgreSQL gives TEMP to PUBLIC by default)
+    assert query(url, "select has_database_privilege('report_bi', current_database(), 'TEMP')") == [(False,)]
+    assert not _can_read(role.url, "create temporary table scratch (x int)")
+    # dbt rebuilds the relations: its post-hook keeps the columns out of the new ones
+    dbt_build(url, work, NOW, select="customer_mrr_current revenue_concentration")
+    reads_no_personal_data(role.url)
+
+    # run again: the password (and the BI tool's saved connection) stays
+    again = create_bi_role(url, "report_bi", personal=personal)
+    assert not again.password_set and ":" not in again.url.split("@")[0].removeprefix("postgresql://")
+    reads_no_personal_data(role.url)
+
+    # opting in, surviving a rebuild; and out again
+    create_bi_role(url, "report_bi", personal=personal, include_personal_data=True)
+    assert _can_read(role.url, "select email from marts.customer_mrr_current")
+    dbt_build(url, work, NOW, select="customer_mrr_current revenue_concentration")
+    assert _can_read(role.url, "select email from marts.customer_mrr_current")
+    assert _can_read(role.url, "select * from marts.revenue_concentration")
+    create_bi_role(url, "report_bi", personal=personal)
+    reads_no_personal_data(role.url)
+
+    # a new password only when asked
+    rotated = create_bi_role(url, "report_bi", personal=personal, rotate_password=True)
+    assert rotated.password_set and rotated.url != role.url
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(role.url).close()
+    reads_no_personal_data(rotated.url)
