@@ -271,3 +271,48 @@ def test_bi_role_keeps_personal_data_out_unless_opted_in(warehouse):
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(role.url).close()
     reads_no_personal_data(rotated.url)
+
+
+def test_weekly_summary_email_carries_the_cards_and_the_report(warehouse, monkeypatch, tmp_path):
+    import email
+    from email import policy
+
+    import dagster as dg
+    from aiosmtpd.controller import Controller
+
+    from saas_metrics import runtime
+    from tests.conftest import free_port
+
+    url, _ = warehouse
+    received = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(email.message_from_bytes(envelope.content, policy=policy.default))
+            return "250 OK"
+
+    smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("SAAS_METRICS_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SAAS_METRICS_SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("SAAS_METRICS_ALERT_EMAIL_TO", "founders@example.com")
+        runtime.settings.cache_clear()
+        from orchestration.definitions import defs
+
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = defs.resolve_job_def("weekly_summary_job").execute_in_process(instance=instance)
+        assert result.success
+    finally:
+        smtp.stop()
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("delete from ops.alert_log where alert_key like 'weekly_summary:%'")
+    [message] = received
+    body = message.get_body(("plain",)).get_content()
+    assert "January 2026, the last complete month (USD):" in body
+    assert "  MRR: 1,800, +400 (+28.6%) vs December - better" in body
+    attached = {part.get_filename(): part for part in message.iter_attachments()}
+    assert sorted(attached) == ["saas-metrics-report-2026-01.html", "saas-metrics-report-2026-01.pdf"]
+    assert attached["saas-metrics-report-2026-01.pdf"].get_content().startswith(b"%PDF-")
+    assert (tmp_path / "home" / "reports" / "2026-01" / "saas-metrics-report-2026-01.html").exists()
