@@ -237,6 +237,14 @@ def test_the_demo_report_shows_the_marts_figures(demo, user_env):
     [(churn_risk_customers,)] = query(url, "select count(*) from marts.churn_risk")
     assert figures["churn_risk_customers"] == churn_risk_customers
     assert html.with_suffix(".pdf").read_bytes().startswith(b"%PDF-")
+    # the Dagster UI shows the path and the key figures as the materialization's metadata
+    dagster_url = url.rsplit("/", 1)[0] + "/dagster"
+    [(event,)] = query(
+        dagster_url,
+        "select event from event_logs where asset_key = '[\"report\"]' "
+        "and dagster_event_type = 'ASSET_MATERIALIZATION' order by id desc limit 1",
+    )
+    assert str(html) in event and '"mrr"' in event and '"logo_churn_rate"' in event
     # on demand, for another month
     earlier = f"{month.year - (month.month == 1)}-{(month.month - 2) % 12 + 1:02d}"
     result = run_cli("report", "--month", earlier, env=user_env)
