@@ -28,6 +28,7 @@ matplotlib.use("Agg")  # no display: files only
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import psycopg2.errors  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
@@ -168,9 +169,7 @@ def load(conn, month: dt.date | None = None) -> ReportData:
     with conn.cursor() as cur:
         try:
             latest = last_complete_month(cur)
-        except Exception as exc:  # marts not built at all
-            if isinstance(exc, ReportError):
-                raise
+        except psycopg2.errors.UndefinedTable as exc:  # marts not built at all
             raise ReportError(
                 f"the marts are not built yet ({str(exc).splitlines()[0]}): run the refresh first"
             ) from exc
@@ -365,6 +364,10 @@ def draw_mrr_chart(ax, data: ReportData) -> None:
 
 
 def draw_cohort_heatmap(ax, data: ReportData) -> None:
+    if not data.cohorts:
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No cohort started in the {HISTORY_MONTHS} months to this one.", ha="center")
+        return
     cohorts = sorted({row["cohort_month"] for row in data.cohorts})
     width = max((row["months_since_start"] for row in data.cohorts), default=0) + 1
     grid = np.full((len(cohorts), width), np.nan)

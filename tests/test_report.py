@@ -163,12 +163,21 @@ def test_an_earlier_month_and_the_running_month(warehouse, tmp_path):
         december = report.write_report(conn, tmp_path, dt.date(2025, 12, 1))
         assert (december.figures["mrr"], december.figures["previous_mrr"]) == (1400, 1100)
         assert december.html.parent.name == "2025-12"
+        first = report.write_report(conn, tmp_path, dt.date(2025, 11, 1))  # no month before it
+        assert (first.figures["mrr"], first.figures["previous_mrr"], first.figures["mrr_change"]) == (1100, None, None)
+        assert 'data-metric="mrr" data-value="1100.0000"' in first.html.read_text()
         with pytest.raises(report.ReportError, match="2026-02 is not complete yet: the last complete month is 2026-01"):
             report.load(conn, dt.date(2026, 2, 1))
         with pytest.raises(report.ReportError, match="no data for 2020-01: marts.mrr_monthly starts at 2025-11"):
             report.load(conn, dt.date(2020, 1, 1))
     with pytest.raises(report.ReportError, match="--month must look like 2026-01"):
         report.parse_month("January")
+
+
+def test_no_marts_yet_is_one_clear_line(fresh_database):
+    with psycopg2.connect(fresh_database("empty")) as conn:
+        with pytest.raises(report.ReportError, match="the marts are not built yet .*: run the refresh first"):
+            report.load(conn)
 
 
 def test_card_lines_for_the_weekly_summary(rendered):
