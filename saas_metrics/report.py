@@ -109,7 +109,8 @@ class ReportData:
 
     @property
     def concentration_risks(self) -> list[dict]:
-        return [c for c in self.top_customers if c["share"] >= self.concentration_threshold]
+        # the rule of revenue_concentration.is_concentration_risk (share above the dbt var), for this month
+        return [c for c in self.top_customers if c["share"] > self.concentration_threshold]
 
 
 def fmt(value, kind: str = "money") -> str:
@@ -563,7 +564,7 @@ def concentration_warning(data: ReportData) -> str | None:
         return None
     names = ", ".join(f"{c['customer_id']} ({fmt(c['share'], 'rate')})" for c in data.concentration_risks)
     return (
-        f"Concentration risk: {names} of MRR - at or above the {fmt(data.concentration_threshold, 'rate')} "
+        f"Concentration risk: {names} of MRR - above the {fmt(data.concentration_threshold, 'rate')} "
         "threshold (dbt var concentration_risk_share)."
     )
 

@@ -16,7 +16,7 @@ By hand:
   LTV:CAC no finance files: n/a
   plans   Jan end: Pro 1000 + 500 = 1,500, Starter 300
   channel Jan end: ads 1,000 (A), organic 300 + 500 = 800 (B, D)
-  top     A 1000/1800 = 55.6%, D 500/1800 = 27.8% (both at or above 20%: the warning), B 16.7%
+  top     A 1000/1800 = 55.6%, D 500/1800 = 27.8% (both above 20%: the warning), B 16.7%
   cohorts 2025-11 (A B): 100% in months 0, 1, 2; 2025-12 (C): 100%, then 0%; 2026-01 (D): 100%
   risk    no product events: every customer paying today is flagged - A 1000, D 500, B 300, E 100
 """
