@@ -219,9 +219,16 @@ def test_every_monthly_mart_says_whether_its_month_is_complete(warehouse):
         url,
         "select distinct month, is_complete_month from marts.cohort_retention where month >= '2026-01-01' order by 1",
     ) == [(dt.date(2026, 1, 1), True), (dt.date(2026, 2, 1), False)]
+    for mart in ("mrr_by_plan", "customer_mrr_monthly"):
+        assert query(
+            url, f"select distinct month, is_complete_month from marts.{mart} where month >= '2026-01-01' order by 1"
+        ) == [(dt.date(2026, 1, 1), True), (dt.date(2026, 2, 1), False)]
+    # no usage prices in this account: the column is there, typed
     assert query(
-        url, "select distinct month, is_complete_month from marts.mrr_by_plan where month >= '2026-01-01' order by 1"
-    ) == [(dt.date(2026, 1, 1), True), (dt.date(2026, 2, 1), False)]
+        url,
+        "select data_type from information_schema.columns "
+        "where table_name = 'usage_revenue_monthly' and column_name = 'is_complete_month'",
+    ) == [("boolean",)]
 
 
 def _can_read(url: str, sql: str) -> bool:
