@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
 from email.message import EmailMessage
+from pathlib import Path
 
 import psycopg2
 
@@ -39,6 +40,7 @@ class Alert:
     key: str
     title: str
     text: str
+    attachments: tuple[str, ...] = ()  # files attached to the email (the report); the text names them
 
     def message(self) -> str:
         return f"{self.title}\n{self.text}" if self.text else self.title
@@ -138,8 +140,9 @@ def revenue_alerts(conn, settings: AlertSettings, today: dt.date | None = None) 
     return alerts
 
 
-def weekly_summary(conn, today: dt.date | None = None) -> Alert:
-    """MRR change, new and churned customers, and the largest movements of the last 7 days."""
+def weekly_summary(conn, today: dt.date | None = None, report=None) -> Alert:
+    """MRR change, new and churned customers, and the largest movements of the last 7 days; with
+    `report` (saas_metrics.report.ReportFiles), the last complete month's cards and the report's files."""
     today = today or dt.datetime.now(dt.UTC).date()
     since = today - dt.timedelta(days=7)
     with conn.cursor() as cur:
@@ -177,8 +180,15 @@ def weekly_summary(conn, today: dt.date | None = None) -> Alert:
     if notable:
         lines.append("Largest movements:")
         lines += [f"  {day} {customer} {kind} {_money(value)}" for customer, day, kind, value in notable]
+    attachments: tuple[str, ...] = ()
+    if report is not None:
+        lines += ["", *report.cards, "", f"Report (attached to the email): {report.html}", f"  PDF: {report.pdf}"]
+        attachments = (str(report.html), str(report.pdf))
     return Alert(
-        f"weekly_summary:{year}-W{week:02d}", f"Weekly SaaS summary, week of {since} to {today}", "\n".join(lines)
+        f"weekly_summary:{year}-W{week:02d}",
+        f"Weekly SaaS summary, week of {since} to {today}",
+        "\n".join(lines),
+        attachments,
     )
 
 
@@ -229,6 +239,14 @@ def _send_email(alert: Alert, settings: AlertSettings) -> None:
     message["To"] = ", ".join(settings.email_to)
     message["X-Saas-Metrics-Alert"] = alert.key
     message.set_content(alert.message())
+    for attachment in map(Path, alert.attachments):
+        if attachment.exists():
+            subtype = {".html": ("text", "html"), ".pdf": ("application", "pdf")}.get(
+                attachment.suffix, ("application", "octet-stream")
+            )
+            message.add_attachment(
+                attachment.read_bytes(), maintype=subtype[0], subtype=subtype[1], filename=attachment.name
+            )
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
         if settings.smtp_starttls:
             smtp.starttls()

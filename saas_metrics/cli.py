@@ -28,10 +28,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(settings.database_url)
             return 0
         if args.action == "bi-role":
-            from saas_metrics.warehouse import create_bi_role
-
-            print(create_bi_role(settings.database_url, args.name))
-            return 0
+            return _bi_role(settings.database_url, args)
         raise ConfigError("DATABASE_URL is set, so the embedded PostgreSQL is not used (`db url` prints it)")
     pg = runtime.embedded_postgres(settings)
     if args.action == "start":
@@ -49,9 +46,28 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "url":
         print(pg.url())
     elif args.action == "bi-role":
-        from saas_metrics.warehouse import create_bi_role
+        return _bi_role(pg.start(), args)
+    return 0
 
-        print(create_bi_role(pg.start(), args.name))
+
+def _bi_role(database_url: str, args: argparse.Namespace) -> int:
+    from saas_metrics.config import DBT_PROJECT_DIR
+    from saas_metrics.warehouse import create_bi_role, personal_columns
+
+    runtime.prepare_dbt()  # the marts' personal columns, from the models' yml
+    role = create_bi_role(
+        database_url,
+        args.name,
+        rotate_password=args.rotate_password,
+        include_personal_data=args.include_personal_data,
+        personal=personal_columns(DBT_PROJECT_DIR / "target" / "manifest.json"),
+    )
+    print(role.url)
+    if not role.password_set:
+        print(
+            f"{args.name} exists: its password is unchanged (--rotate-password sets a new one)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -202,6 +218,21 @@ def print_summary() -> None:
     print("  saas-metrics ui          # the Dagster UI on this instance, with this run in its history")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from saas_metrics import report
+
+    month = report.parse_month(args.month) if args.month else None
+    settings = runtime.settings()
+    with psycopg2.connect(runtime.warehouse_url()) as conn:
+        files = report.write_report(conn, settings.home, month)
+    print("\n".join(files.cards))
+    print(f"HTML: {files.html}")
+    print(f"PDF:  {files.pdf}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     runtime.prepare_environment()
     runtime.prepare_dbt()
@@ -267,7 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
         "bi-role (create a login that reads the marts schema only, print its URL)",
     )
     db.add_argument("--name", default="bi_reader", help="role name for bi-role (default bi_reader)")
+    db.add_argument(
+        "--rotate-password",
+        action="store_true",
+        help="bi-role: set a new password for an existing role (by default it keeps its password)",
+    )
+    db.add_argument(
+        "--include-personal-data",
+        action="store_true",
+        help="bi-role: let the role read personal columns too (customers' emails); without it, "
+        "running bi-role again takes that away",
+    )
     db.set_defaults(func=cmd_db)
+
+    rep = sub.add_parser(
+        "report",
+        help="render the metrics report (HTML and PDF) for a month from the marts",
+        description="Render the metrics report - key-metric cards, MRR chart, cohort heatmap, revenue breakdown, "
+        "waterfall, churn risk - as one self-contained HTML file and a PDF under $SAAS_METRICS_HOME/reports/<month>/, "
+        "from the marts as last built, and print where. The refresh renders it for the last complete month too.",
+    )
+    rep.add_argument("--month", metavar="YYYY-MM", help="a complete month (default: the last complete month)")
+    rep.set_defaults(func=cmd_report)
 
     ui = sub.add_parser(
         "ui",

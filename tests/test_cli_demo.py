@@ -140,6 +140,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
         "retention",
         "product",
         "predictions",
+        "reports",
     }
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules["nightly_refresh_schedule"] == "RUNNING"
@@ -220,6 +221,57 @@ def test_psql_reads_the_marts_with_the_printed_url(demo):
     if out.returncode != 0 and "not found" in out.stderr:
         pytest.skip("no psql client on this machine")
     assert out.returncode == 0 and int(out.stdout.strip()) > 0
+
+
+def test_the_demo_report_shows_the_marts_figures(demo, user_env):
+    import json
+    import re
+
+    _, url = demo
+    [(month, mrr, previous_mrr, customers, churn, ltv_to_cac)] = query(
+        url,
+        "select month, mrr, lag(mrr) over (order by month), paying_customers, logo_churn_rate, ltv_to_cac "
+        "from marts.saas_kpis_monthly where is_complete_month order by month desc limit 1",
+    )
+    # the refresh rendered the last complete month
+    html = (
+        Path(user_env["SAAS_METRICS_HOME"]) / "reports" / f"{month:%Y-%m}" / f"saas-metrics-report-{month:%Y-%m}.html"
+    )
+    page = html.read_text()
+    figures = json.loads(re.search(r'id="report-figures">(.*?)</script>', page).group(1))
+    assert Decimal(str(figures["mrr"])) == mrr and Decimal(str(figures["mrr_change"])) == mrr - previous_mrr
+    assert figures["paying_customers"] == customers
+    assert Decimal(str(figures["logo_churn_rate"])) == churn
+    assert ltv_to_cac is not None and Decimal(str(figures["ltv_to_cac"])) == ltv_to_cac  # the demo has spend files
+    assert f'<div class="value">{mrr:,.0f}</div>' in page
+    top = query(
+        url,
+        "select customer_id from marts.customer_mrr_monthly where month = %s order by mrr desc, customer_id limit 10",
+        (month,),
+    )
+    assert re.findall(r"<td[^>]*>(cus_\w+)</td>", re.search(r'id="top-customers">(.*?)</table>', page).group(1)) == [
+        c for (c,) in top
+    ]
+    [(churn_risk_customers,)] = query(url, "select count(*) from marts.churn_risk")
+    assert figures["churn_risk_customers"] == churn_risk_customers
+    assert html.with_suffix(".pdf").read_bytes().startswith(b"%PDF-")
+    # the Dagster UI shows the path and the key figures as the materialization's metadata
+    dagster_url = url.rsplit("/", 1)[0] + "/dagster"
+    [(event,)] = query(
+        dagster_url,
+        "select event from event_logs where asset_key = '[\"report\"]' "
+        "and dagster_event_type = 'ASSET_MATERIALIZATION' order by id desc limit 1",
+    )
+    assert str(html) in event and '"mrr"' in event and '"logo_churn_rate"' in event
+    # on demand, for another month
+    earlier = f"{month.year - (month.month == 1)}-{(month.month - 2) % 12 + 1:02d}"
+    result = run_cli("report", "--month", earlier, env=user_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pdf = Path(result.stdout.split("PDF:")[1].strip())
+    assert pdf.parent.name == earlier and pdf.exists()
+    bad = run_cli("report", "--month", "2001-01", env=user_env)
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines()[-1].startswith("saas-metrics: error: no data for 2001-01: marts.mrr_monthly starts")
 
 
 def test_a_second_demo_reuses_the_running_database(demo, user_env):

@@ -70,7 +70,7 @@ def test_marts_are_grouped_and_described(repo):
 
 def test_every_asset_is_in_one_of_the_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions"}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions", "reports"}
 
 
 def test_jobs_and_schedule(repo):
@@ -158,3 +158,11 @@ def test_prediction_assets_run_after_the_marts_they_read(repo):
     )
     refresh = repo.get_job("refresh_job")
     assert dg.AssetKey(["marts", "mrr_forecast"]) in refresh.asset_layer.executable_asset_keys
+
+
+def test_report_is_built_after_the_marts_it_reads_in_every_refresh(repo):
+    node = repo.asset_graph.get(dg.AssetKey("report"))
+    assert node.group_name == "reports" and node.description
+    assert {dg.AssetKey(["marts", m]) for m in ("mrr_monthly", "saas_kpis_monthly", "churn_risk")} <= node.parent_keys
+    for job in ("refresh_job", "transform_job"):
+        assert dg.AssetKey("report") in repo.get_job(job).asset_layer.executable_asset_keys

@@ -84,7 +84,7 @@ def test_bi_role_reads_marts_only(pg, fresh_database):
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("create schema raw_stripe; create table raw_stripe.customers (id text)")
         cur.execute("create schema marts; create table marts.mrr_monthly (month date)")
-    bi_url = create_bi_role(url, "metabase_test")
+    bi_url = create_bi_role(url, "metabase_test").url
     with psycopg2.connect(url) as conn, conn.cursor() as cur:  # a mart dbt creates later
         cur.execute("create table marts.cohort_retention (month date)")
     with psycopg2.connect(bi_url) as conn, conn.cursor() as cur:
@@ -95,4 +95,4 @@ def test_bi_role_reads_marts_only(pg, fresh_database):
     with psycopg2.connect(bi_url) as conn, conn.cursor() as cur:
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("create table marts.nope (x int)")
-    assert create_bi_role(url, "metabase_test") != bi_url  # rerun: same role, new password
+    assert create_bi_role(url, "metabase_test", rotate_password=True).url != bi_url  # a new password when asked

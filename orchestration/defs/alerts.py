@@ -6,6 +6,7 @@ import psycopg2
 from orchestration.defs.resources import SettingsResource, WarehouseResource
 from orchestration.defs.schedules import refresh_job, transform_job
 from saas_metrics import alerts, runtime
+from saas_metrics import report as metrics_report
 
 
 def _deliver(found: list[alerts.Alert]) -> tuple[list[alerts.Alert], list[str]]:
@@ -53,12 +54,20 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
         raise dg.Failure("alert delivery failed: " + "; ".join(errors))
 
 
-@dg.op(description="Compose the week's summary from the marts and deliver it (once per ISO week).")
+@dg.op(
+    description="Compose the week's summary from the marts, with the last complete month's report cards and files, "
+    "and deliver it (once per ISO week)."
+)
 def send_weekly_summary(
     context: dg.OpExecutionContext, warehouse: WarehouseResource, runtime_settings: SettingsResource
 ):
     with psycopg2.connect(warehouse.url()) as conn:
-        summary = alerts.weekly_summary(conn)
+        try:  # the last complete month's report: its cards go in the summary, its files are attached
+            files = metrics_report.write_report(conn, runtime_settings.get().home)
+        except metrics_report.ReportError as exc:
+            context.log.warning(f"no report: {exc}")
+            files = None
+        summary = alerts.weekly_summary(conn, report=files)
     delivered, errors = alerts.deliver(warehouse.url(), [summary], runtime_settings.get().alerts)
     if errors:
         raise dg.Failure("weekly summary delivery failed: " + "; ".join(errors))

@@ -25,7 +25,9 @@ final as (
         mrr_local,
         country,
         acquisition_channel,
-        mrr_band
+        mrr_band,
+        -- the running month is as of today (METRICS.md "Complete months")
+        month < date_trunc('month', as_of.as_of_date)::date as is_complete_month
     from customer_months
     cross join as_of
 )

@@ -14,6 +14,10 @@ products as (
     select * from {{ ref('stg_stripe__products') }}
 ),
 
+as_of as (
+    select date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
+),
+
 per_price as (
     select
         month,
@@ -38,8 +42,11 @@ final as (
         prices.recurring_interval_count as billing_interval_count,
         per_price.mrr,
         per_price.subscriptions,
-        per_price.customers
+        per_price.customers,
+        -- the running month is as of today (METRICS.md "Complete months")
+        per_price.month < as_of.as_of_month as is_complete_month
     from per_price
+    cross join as_of
     left join prices
         on per_price.price_id = prices.price_id
     left join products

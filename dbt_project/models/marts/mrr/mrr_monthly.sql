@@ -87,7 +87,9 @@ final as (
         churned_customers,
         ending_customers,
         ending_mrr - starting_mrr - new_mrr - expansion_mrr - reactivation_mrr + contraction_mrr + churned_mrr
-            as fx_impact
+            as fx_impact,
+        -- the running month is as of today (METRICS.md "Complete months")
+        month < (select as_of_month from as_of) as is_complete_month
     from joined
 )
 

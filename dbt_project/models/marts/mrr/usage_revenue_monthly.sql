@@ -10,7 +10,11 @@ fx as (
     select * from {{ ref('int_fx_rates_daily') }}
 ),
 
-final as (
+as_of as (
+    select date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
+),
+
+by_month as (
     select
         date_trunc('month', lines.period_start_at at time zone 'UTC')::date as month,
         round(sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * {{ fx_rate('lines.currency', 'fx.rate') }}), 4) as usage_revenue,
@@ -20,6 +24,17 @@ final as (
         on (lines.period_start_at at time zone 'UTC')::date = fx.rate_date
         and lines.currency = fx.currency
     group by 1
+),
+
+final as (
+    select
+        by_month.month,
+        by_month.usage_revenue,
+        by_month.customers,
+        -- the running month is as of today (METRICS.md "Complete months")
+        by_month.month < as_of.as_of_month as is_complete_month
+    from by_month
+    cross join as_of
 )
 
 select * from final

@@ -100,8 +100,11 @@ final as (
         spine.cohort_starting_mrr,
         coalesce(activity.mrr, 0) as mrr,
         round(coalesce(activity.mrr, 0) / nullif(spine.cohort_starting_mrr, 0), 4) as revenue_retention,
-        round(coalesce(activity.capped_mrr, 0) / nullif(spine.cohort_starting_mrr, 0), 4) as gross_revenue_retention
+        round(coalesce(activity.capped_mrr, 0) / nullif(spine.cohort_starting_mrr, 0), 4) as gross_revenue_retention,
+        -- the running month is as of today (METRICS.md "Complete months")
+        spine.month < as_of.as_of_month as is_complete_month
     from spine
+    cross join as_of
     left join activity
         on spine.cohort_month = activity.cohort_month
         and spine.month = activity.month
