@@ -132,6 +132,8 @@ class StripeApi:
 
         missing_ok: a server that does not offer this list at all (an emulator answering 404 on the
         first page) yields nothing, with a warning, instead of failing the load.
+        A server that does not know an expansion asked for (an emulator, an old API version: a 400
+        "Bad expand" on the first page) is asked again without expansions, with a warning.
         """
         params = dict(params or {})
         first = True
@@ -145,6 +147,10 @@ class StripeApi:
                 if missing_ok and first and getattr(exc, "http_status", None) == 404:
                     logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
                     return
+                if first and _bad_expand(exc) and params.get("expand"):
+                    logger.warning("GET %s: %s; loading without expansions", path, exc.user_message or exc)
+                    params.pop("expand")
+                    continue
                 raise
             first = False
             data = page.get("data", [])
@@ -166,7 +172,14 @@ class StripeApi:
 
         def fetch(object_id: str) -> dict | None:
             try:
-                return self.get(path_template.format(id=object_id), **(params or {}))
+                try:
+                    return self.get(path_template.format(id=object_id), **(params or {}))
+                except stripe.InvalidRequestError as exc:
+                    if not (_bad_expand(exc) and (params or {}).get("expand")):
+                        raise
+                    # a server that does not know the expansion (see paginate)
+                    plain = {k: v for k, v in params.items() if k != "expand"}
+                    return self.get(path_template.format(id=object_id), **plain)
             except stripe.InvalidRequestError as exc:
                 if getattr(exc, "http_status", None) == 404:
                     return None  # deleted since the event
@@ -176,6 +189,13 @@ class StripeApi:
             for obj in pool.map(fetch, ids):
                 if obj is not None:
                     yield obj
+
+
+def _bad_expand(exc: Exception) -> bool:
+    """A 400 for an expansion the server does not know ("Bad expand 'discounts'", "This property cannot
+    be expanded")."""
+    message = str(getattr(exc, "user_message", None) or exc).lower()
+    return getattr(exc, "http_status", None) == 400 and "expand" in message
 
 
 def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:

@@ -90,8 +90,8 @@ prices as (
 ),
 {% if mrr_methodology() == 'stripe' %}
 -- the `stripe` methodology counts only the discounts of forever coupons (a discount whose coupon is
--- unknown counts, as under the default methodology)
-discount_durations as (
+-- unknown counts, as under the default methodology); materialized: read once, not per line
+discount_durations as materialized (
     select discounts.discount_id, coupons.duration
     from {{ ref('stg_stripe__discounts') }} as discounts
     inner join {{ ref('stg_stripe__coupons') }} as coupons
