@@ -144,3 +144,26 @@ def test_every_check_says_what_it_asserts(repo):
     assert descriptions["unique_combination_of_columns_int_product_user_days_account_id__user_id__activity_date"] == (
         "(account_id, user_id, activity_date) is unique (rows where activity_date >= current_date - 35)"
     )
+
+
+def test_every_asset_key_has_a_prefix(repo):
+    # issue 17: the subscriptions snapshot was the one bare key (["subscriptions_snapshot"])
+    bare = [key for key in repo.asset_graph.get_all_asset_keys() if len(key.path) < 2]
+    assert bare == []
+    assert repo.asset_graph.get(dg.AssetKey(["snapshots", "subscriptions_snapshot"])).group_name == "mrr"
+
+
+def test_only_the_schedule_tags_runs_nightly(repo):
+    # issue 17: every refresh carried saas_metrics/refresh=nightly, CLI and UI runs included
+    for name in ("refresh_job", "transform_job"):
+        assert repo.get_job(name).tags["saas_metrics/refresh"] == "manual"
+    schedule = repo.get_schedule_def("nightly_refresh_schedule")
+    assert schedule.tags["saas_metrics/refresh"] == "nightly"
+
+
+def test_refreshes_run_in_one_process_and_dead_runs_are_swept(repo):
+    # the refresh lock is held by the process running the whole run (saas_metrics/runs.py)
+    for name in ("refresh_job", "transform_job"):
+        assert repo.get_job(name).executor_def.name == "in_process"
+    sensor = repo.get_sensor_def("dead_refresh_runs_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -27,6 +27,15 @@ class SaasMetricsDbtTranslator(DagsterDbtTranslator):
             return LAYER_GROUPS.get(layer, area)
         return "staging"
 
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """The subscriptions snapshot gets its schema as a key prefix, like every other asset
+        (snapshots/subscriptions_snapshot, not a bare name)."""
+        key = super().get_asset_key(dbt_resource_props)
+        if dbt_resource_props.get("resource_type") == "snapshot" and len(key.path) == 1:
+            schema = (dbt_resource_props.get("config") or {}).get("target_schema") or dbt_resource_props.get("schema")
+            return dg.AssetKey([schema or "snapshots", *key.path])
+        return key
+
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
         """dbt tests as checks, described in the UI: a generic test by what it asserts, a singular test
         by the comment that opens its SQL."""
