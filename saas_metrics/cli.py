@@ -104,9 +104,9 @@ def _job_tags(job_name: str) -> dict:
 
 def _create_run(instance, job_name: str, run_config: dict, tags: dict):
     """A NOT_STARTED run of `job_name` with the code location's origin (what `dagster job launch` creates)."""
-    from dagster._utils.hosted_user_process import recon_job_from_origin
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
 
     from saas_metrics.config import PROJECT_DIR
 
