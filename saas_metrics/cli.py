@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 from saas_metrics import runs, runtime
@@ -162,8 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = runtime.settings()
     runtime.prepare_environment()
     if settings.stripe_configured:
+        from saas_metrics import preflight
+
         job_name = "refresh_job"
         target = settings.stripe_api_base or "Stripe"
+        # a refused key or a server that is not there ends here, in seconds
+        preflight.check_stripe(settings.stripe_api_key, settings.stripe_api_base)
         print(f"Loading Stripe from {target}, then building the marts...")
     else:
         job_name = "transform_job"
@@ -288,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         "STRIPE_API_BASE, STRIPE_MAX_RPS, SAAS_METRICS_HOME, SAAS_METRICS_PG_PORT (see README).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the traceback after the one-line reason"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -363,11 +371,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, PostgresError, RunFailed, runs.RefreshRunning) as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"saas-metrics: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("saas-metrics: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or a failure nobody explained yet: still one line, the rest with --debug
+        if args.debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"saas-metrics: error: {type(exc).__name__}: {first}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

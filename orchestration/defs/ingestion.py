@@ -120,7 +120,7 @@ def stripe_assets(
             dlt_source=source,
             dlt_pipeline=stripe_pipeline(),
             dagster_dlt_translator=StripeTranslator(),
-            credentials=url,
+            credentials=runtime.dlt_credentials(),
         )
     except Exception as exc:
         auth = _not_retryable(exc)
@@ -186,7 +186,7 @@ def finance_assets(
         dlt_source=source,
         dlt_pipeline=finance_pipeline(),
         dagster_dlt_translator=FinanceTranslator(),
-        credentials=url,
+        credentials=runtime.dlt_credentials(),
     )
     ensure_finance_tables(url, RAW_FINANCE_SCHEMA)
 
@@ -233,7 +233,7 @@ def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 late_window_hours=settings.late_window_hours,
                 mapping_csv=str(settings.mapping_csv) if settings.mapping_csv else None,
             )
-            pipeline.run(source, credentials=url)
+            pipeline.run(source, credentials=runtime.dlt_credentials())
         except Exception as exc:
             bad_input = _cause(exc, ProductEventsError)
             if bad_input is None:
