@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from saas_metrics import runs, runtime
@@ -16,6 +17,8 @@ from saas_metrics.config import ConfigError
 from saas_metrics.postgres import PostgresError
 
 log = logging.getLogger("saas_metrics")
+# platformdirs' complaint in containers without a login session: not ours to print
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 class RunFailed(Exception):

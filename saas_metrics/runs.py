@@ -90,8 +90,8 @@ def holder(url: str) -> str:
         return "another process"
     name, since = row
     run_id = (name or "").removeprefix(APPLICATION_NAME).strip()
-    who = f"run {run_id[:8]}" if run_id else "another process"
-    return who + (f" (since {since:%Y-%m-%d %H:%M} UTC)" if since else "")
+    who = f"run {run_id[:8]}" if run_id else "starting"
+    return who + (f", since {since:%Y-%m-%d %H:%M} UTC" if since else "")
 
 
 @contextmanager
@@ -115,6 +115,9 @@ def hold_refresh(
         held = _held.get(url)
         if held is None:
             held = _held[url] = _Connection(_connect(url, run_id))
+        elif run_id:  # the lock taken before the run existed now names it (for `holder`)
+            with held.conn.cursor() as cur:
+                cur.execute("select set_config('application_name', %s, false)", (f"{APPLICATION_NAME} {run_id}",))
     taken: list[tuple[int, int]] = []
     try:
         for key in keys:
