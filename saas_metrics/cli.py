@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -152,6 +153,9 @@ def _create_run(instance, job_name: str, run_config: dict, tags: dict):
 def _failure_reason(result) -> str:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
+            failure = getattr(event.event_specific_data, "user_failure_data", None)
+            if failure is not None and failure.description:  # a dg.Failure says it in its own words
+                return f"step {event.step_key} failed: {' '.join(failure.description.split())}"
             error = event.event_specific_data.error
             message = error.message.strip() if error else "unknown error"
             cause = error.cause if error else None
@@ -283,6 +287,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     dagster = os.path.join(bindir, "dagster")
     argv = [dagster, "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    # `dagster dev` stops on SIGTERM by giving it SIGINT's handler; a shell's background job (or a service
+    # manager) may start us with SIGINT ignored, which exec keeps: SIGTERM was then ignored too
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(dagster, argv)
     return 0  # pragma: no cover
 

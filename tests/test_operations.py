@@ -303,3 +303,60 @@ def test_a_warehouse_url_without_a_password_works_as_psql_would(auth, pg, passwo
     assert loaded == [(20,)]
     marts = query(url.replace(f"{role}@", f"{role}{password}@"), "select count(*) from marts.customer_mrr_current")
     assert marts[0][0] > 0
+
+
+def test_a_failed_dbt_build_names_what_failed():
+    """Issue 19.5: the reason stopped at "The dbt CLI process with command" and never named the tests."""
+    from orchestration.defs.dbt import dbt_failure_reason
+
+    run_results = {
+        "results": [
+            {"unique_id": "model.saas_metrics.mrr_movements", "status": "success"},
+            {"unique_id": "test.saas_metrics.assert_mrr_waterfall_balances", "status": "fail", "failures": 2},
+            {"unique_id": "test.saas_metrics.unique_mrr_monthly_month.3b2", "status": "fail", "failures": 1},
+            {
+                "unique_id": "model.saas_metrics.mrr_by_plan",
+                "status": "error",
+                "message": 'Database Error in model mrr_by_plan\n  column "x" does not exist',
+            },
+            {"unique_id": "model.saas_metrics.saas_kpis_monthly", "status": "skipped"},
+            {"unique_id": "test.saas_metrics.not_null_x", "status": "warn"},
+        ]
+    }
+    assert dbt_failure_reason(run_results) == (
+        "dbt build failed: 2 test(s) failed: assert_mrr_waterfall_balances, unique_mrr_monthly_month; "
+        '1 model(s) errored: mrr_by_plan (Database Error in model mrr_by_plan column "x" does not exist); '
+        "1 skipped after them"
+    )
+
+
+def test_ui_stops_on_sigterm(ops_env):
+    """Issue 17.3: `saas-metrics ui` started as a background job (SIGINT ignored, as a shell starts one)
+    ignored SIGTERM: `dagster dev` maps SIGTERM to SIGINT's handler."""
+    import urllib.request
+
+    env, _ = ops_env
+    port = free_port()
+    ui = subprocess.Popen(
+        [CLI, "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None, "the UI did not come up"
+                time.sleep(1)
+        ui.send_signal(signal.SIGTERM)  # to the process alone, as `kill PID` or a service manager does
+        assert ui.wait(timeout=60) is not None
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()

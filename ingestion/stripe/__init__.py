@@ -126,6 +126,7 @@ def stripe_source(
     max_rps: float = 25.0,
     concurrency: int = 4,
     max_retries: int = settings.MAX_RETRIES,
+    timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
 ) -> list[DltResource]:
     """Customers, products, prices, plans, coupons, subscriptions (with canceled ones) and their
     items, invoices with every line, credit notes, and the events Stripe still keeps.
@@ -137,8 +138,11 @@ def stripe_source(
         max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
         concurrency: threads fetching objects by id.
         max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
+        timeout: seconds one request may take before it counts as failed (and is retried): STRIPE_TIMEOUT.
     """
-    api = StripeApi(api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries)
+    api = StripeApi(
+        api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries, timeout=timeout
+    )
     plan = SyncPlan(api, full_refresh)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
     resources.append(_events_resource(api, plan))

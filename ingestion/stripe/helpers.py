@@ -51,10 +51,14 @@ class StripeApi:
         max_rps: float = 25.0,
         concurrency: int = 4,
         max_retries: int = settings.MAX_RETRIES,
+        timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
     ):
         options = {"base_addresses": {"api": api_base}} if api_base else {}
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
-        self.client = stripe.StripeClient(api_key, max_network_retries=0, **options)
+        # A stalled connection counts as failed after `timeout` seconds (STRIPE_TIMEOUT).
+        self.client = stripe.StripeClient(
+            api_key, max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout), **options
+        )
         self.limiter = RateLimiter(max_rps)
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
@@ -102,12 +106,12 @@ class StripeApi:
                 with self._count_lock:
                     self.retries += 1
                 logger.warning(
-                    "GET %s answered %s; retry %d/%d in %.1fs",
+                    "GET %s answered %s; retrying in %.0f s, attempt %d of %d",
                     path,
                     status or type(exc).__name__,
-                    attempt,
-                    self.max_retries,
                     delay,
+                    attempt + 1,
+                    self.max_retries + 1,
                 )
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc

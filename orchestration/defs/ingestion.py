@@ -86,6 +86,17 @@ INGEST_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+def announce_retry(context: dg.AssetExecutionContext, what: str, exc: BaseException) -> None:
+    """Say, before Dagster retries the step (INGEST_RETRY_POLICY), when and how often."""
+    attempt = context.retry_number + 1  # this one
+    retries = INGEST_RETRY_POLICY.max_retries
+    if attempt > retries:
+        return
+    delay = INGEST_RETRY_POLICY.calculate_delay(attempt)
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    context.log.warning(f"{what} failed ({reason}); retrying in {delay:.0f} s, attempt {attempt + 1} of {retries + 1}")
+
+
 def _not_retryable(exc: BaseException) -> StripeAuthError | None:
     return _cause(exc, StripeAuthError)
 
@@ -113,6 +124,7 @@ def stripe_assets(
         full_refresh=config.full_refresh,
         max_rps=settings.stripe_max_rps,
         concurrency=settings.stripe_concurrency,
+        timeout=settings.stripe_timeout,
     )
     try:
         yield from dlt.run(
@@ -125,6 +137,7 @@ def stripe_assets(
     except Exception as exc:
         auth = _not_retryable(exc)
         if auth is None:
+            announce_retry(context, "the Stripe load", exc)
             raise
         raise dg.Failure(str(auth), allow_retries=False) from exc
     for table in CHILD_TABLES:
