@@ -57,13 +57,17 @@ class StripeApi:
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
         # A stalled connection counts as failed after `timeout` seconds (STRIPE_TIMEOUT).
         self.client = stripe.StripeClient(
-            api_key, max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout), **options
+            api_key,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+            **options,
         )
         self.limiter = RateLimiter(max_rps)
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
         self.requests = 0
         self.retries = 0
+        self.pages: dict[str, int] = {}  # requests per resource ("invoices": lists, lines, retrieves)
         self._count_lock = threading.Lock()
         # set by the first request that fails for good: every other fetch stops instead of retrying on
         self.aborted = threading.Event()
@@ -77,6 +81,8 @@ class StripeApi:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests += 1
+                resource = _resource_of(path)
+                self.pages[resource] = self.pages.get(resource, 0) + 1
             try:
                 return self.client.raw_request("get", path, **params).data
             except stripe.AuthenticationError as exc:
@@ -85,7 +91,11 @@ class StripeApi:
             except stripe.PermissionError as exc:
                 self.aborted.set()
                 raise StripeAuthError(f"the Stripe API key may not read {path}: {exc.user_message}") from exc
-            except (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError) as exc:
+            except (
+                stripe.RateLimitError,
+                stripe.APIConnectionError,
+                stripe.APIError,
+            ) as exc:
                 status = getattr(exc, "http_status", None)
                 if (
                     isinstance(exc, stripe.APIError)
@@ -101,7 +111,10 @@ class StripeApi:
                     raise StripeFetchError(
                         f"GET {path} failed after {self.max_retries} retries: {status or type(exc).__name__}"
                     ) from exc
-                delay = min(settings.BACKOFF_MAX_SECONDS, settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                delay = min(
+                    settings.BACKOFF_MAX_SECONDS,
+                    settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1),
+                )
                 delay *= 0.5 + random.random() / 2
                 with self._count_lock:
                     self.retries += 1
@@ -116,8 +129,18 @@ class StripeApi:
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc
 
+    def pages_of(self, resource: str) -> int:
+        """Requests made so far for one resource (subscriptions include their items' pages)."""
+        with self._count_lock:
+            extra = self.pages.get("subscription_items", 0) if resource == "subscriptions" else 0
+            return self.pages.get(resource, 0) + extra
+
     def paginate(
-        self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False
+        self,
+        path: str,
+        params: dict | None = None,
+        starting_after: str | None = None,
+        missing_ok: bool = False,
     ) -> Iterator[dict]:
         """Every object of a list, following `has_more` / `starting_after`.
 
@@ -134,7 +157,10 @@ class StripeApi:
                 page = self.get(path, **page_params)
             except stripe.StripeError as exc:
                 if missing_ok and first and getattr(exc, "http_status", None) == 404:
-                    logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
+                    logger.warning(
+                        "GET %s answered 404: this server does not offer it; nothing loaded",
+                        path,
+                    )
                     return
                 raise
             first = False
@@ -169,6 +195,12 @@ class StripeApi:
                     yield obj
 
 
+def _resource_of(path: str) -> str:
+    """/v1/invoices/in_1/lines -> invoices"""
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 else path
+
+
 def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:
     """Create the raw tables no load has created yet (empty), and their indexes; return the names of the
     tables created."""
@@ -177,7 +209,10 @@ def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str
     created = []
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(f'create schema if not exists "{schema}"')
-        cur.execute("select table_name from information_schema.tables where table_schema = %s", (schema,))
+        cur.execute(
+            "select table_name from information_schema.tables where table_schema = %s",
+            (schema,),
+        )
         existing = {row[0] for row in cur.fetchall()}
         for table, keys in settings.RAW_TABLES.items():
             if table in existing:
