@@ -118,13 +118,7 @@ class Progress:
         if now >= self.next_report:
             self.next_report = now + self.every
             rate = self.count / max(now - self.start, 1e-6)
-            logger.info(
-                "stripe %s: %d objects, %s so far (%.0f objects/s)",
-                self.name,
-                self.count,
-                self._pages(),
-                rate,
-            )
+            logger.info("stripe %s: %d objects, %s so far (%.0f objects/s)", self.name, self.count, self._pages(), rate)
 
     def _pages(self) -> str:
         pages = self.api.pages_of(self.name) if self.api is not None else None
@@ -132,11 +126,7 @@ class Progress:
 
     def done(self) -> None:
         logger.info(
-            "stripe %s: %d objects, %s in %.1fs",
-            self.name,
-            self.count,
-            self._pages(),
-            time.monotonic() - self.start,
+            "stripe %s: %d objects, %s in %.1fs", self.name, self.count, self._pages(), time.monotonic() - self.start
         )
 
 
@@ -163,12 +153,7 @@ def stripe_source(
         timeout: seconds one request may take before it counts as failed (and is retried): STRIPE_TIMEOUT.
     """
     api = StripeApi(
-        api_key,
-        api_base,
-        max_rps=max_rps,
-        concurrency=concurrency,
-        max_retries=max_retries,
-        timeout=timeout,
+        api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries, timeout=timeout
     )
     plan = SyncPlan(api, full_refresh)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
@@ -177,12 +162,7 @@ def stripe_source(
 
 
 def _row(name: str, obj: dict, synced_at: datetime) -> dict:
-    row = {
-        "id": obj["id"],
-        "created": _ts(obj.get("created")),
-        "data": obj,
-        "synced_at": synced_at,
-    }
+    row = {"id": obj["id"], "created": _ts(obj.get("created")), "data": obj, "synced_at": synced_at}
     if name in ("subscriptions", "invoices", "credit_notes"):
         row["customer_id"] = _ref(obj.get("customer"))
     if name in ("subscriptions", "invoices"):
@@ -233,28 +213,12 @@ def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> tuple[
         lines = api.complete_list(obj.get("lines"), f"/v1/invoices/{obj['id']}/lines")
         obj = {k: v for k, v in obj.items() if k != "lines"}
         obj["lines_count"] = len(lines)
-        children = [
-            {
-                "id": ln["id"],
-                "invoice_id": obj["id"],
-                "data": ln,
-                "synced_at": synced_at,
-            }
-            for ln in lines
-        ]
+        children = [{"id": ln["id"], "invoice_id": obj["id"], "data": ln, "synced_at": synced_at} for ln in lines]
         return _row(name, obj, synced_at), children
     if name == "subscriptions":
         items = api.complete_list(obj.get("items"), "/v1/subscription_items", {"subscription": obj["id"]})
         obj = {k: v for k, v in obj.items() if k != "items"}
-        children = [
-            {
-                "id": it["id"],
-                "subscription_id": obj["id"],
-                "data": it,
-                "synced_at": synced_at,
-            }
-            for it in items
-        ]
+        children = [{"id": it["id"], "subscription_id": obj["id"], "data": it, "synced_at": synced_at} for it in items]
         return _row(name, obj, synced_at), children
     return _row(name, obj, synced_at), []
 
@@ -268,11 +232,7 @@ def _batched(api: StripeApi, name: str, objects: Iterable[dict], synced_at: date
         if rows:
             yield list(rows)
         if children:
-            yield dlt.mark.with_hints(
-                list(children),
-                _CHILD_HINTS[CHILD_TABLE_OF[name]],
-                create_table_variant=True,
-            )
+            yield dlt.mark.with_hints(list(children), _CHILD_HINTS[CHILD_TABLE_OF[name]], create_table_variant=True)
         rows.clear()
         children.clear()
 
@@ -295,13 +255,7 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         synced_at = _ts(plan.started_at)
         progress = Progress(name, api)
         if plan.mode(name, cursor) == "full":
-            yield from _batched(
-                api,
-                name,
-                api.paginate(path, params, missing_ok=True),
-                synced_at,
-                progress,
-            )
+            yield from _batched(api, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
@@ -314,21 +268,14 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
             yield from _batched(api, name, created_since(), synced_at, progress)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
             changed_objects = api.retrieve_many(
-                settings.RETRIEVE_PATHS[object_type],
-                changed,
-                settings.RETRIEVE_PARAMS.get(object_type),
+                settings.RETRIEVE_PATHS[object_type], changed, settings.RETRIEVE_PARAMS.get(object_type)
             )
             yield from _batched(api, name, changed_objects, synced_at, progress)
         progress.done()
         state[name] = plan.started_at
 
     return dlt.resource(
-        fetch,
-        name=name,
-        write_disposition=MERGE,
-        primary_key="id",
-        columns=BASE_COLUMNS,
-        parallelized=True,
+        fetch, name=name, write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS, parallelized=True
     )
 
 

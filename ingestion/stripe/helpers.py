@@ -57,10 +57,7 @@ class StripeApi:
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
         # A stalled connection counts as failed after `timeout` seconds (STRIPE_TIMEOUT).
         self.client = stripe.StripeClient(
-            api_key,
-            max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=timeout),
-            **options,
+            api_key, max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout), **options
         )
         self.limiter = RateLimiter(max_rps)
         self.concurrency = max(1, concurrency)
@@ -91,11 +88,7 @@ class StripeApi:
             except stripe.PermissionError as exc:
                 self.aborted.set()
                 raise StripeAuthError(f"the Stripe API key may not read {path}: {exc.user_message}") from exc
-            except (
-                stripe.RateLimitError,
-                stripe.APIConnectionError,
-                stripe.APIError,
-            ) as exc:
+            except (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError) as exc:
                 status = getattr(exc, "http_status", None)
                 if (
                     isinstance(exc, stripe.APIError)
@@ -111,10 +104,7 @@ class StripeApi:
                     raise StripeFetchError(
                         f"GET {path} failed after {self.max_retries} retries: {status or type(exc).__name__}"
                     ) from exc
-                delay = min(
-                    settings.BACKOFF_MAX_SECONDS,
-                    settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1),
-                )
+                delay = min(settings.BACKOFF_MAX_SECONDS, settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
                 delay *= 0.5 + random.random() / 2
                 with self._count_lock:
                     self.retries += 1
@@ -136,11 +126,7 @@ class StripeApi:
             return self.pages.get(resource, 0) + extra
 
     def paginate(
-        self,
-        path: str,
-        params: dict | None = None,
-        starting_after: str | None = None,
-        missing_ok: bool = False,
+        self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False
     ) -> Iterator[dict]:
         """Every object of a list, following `has_more` / `starting_after`.
 
@@ -157,10 +143,7 @@ class StripeApi:
                 page = self.get(path, **page_params)
             except stripe.StripeError as exc:
                 if missing_ok and first and getattr(exc, "http_status", None) == 404:
-                    logger.warning(
-                        "GET %s answered 404: this server does not offer it; nothing loaded",
-                        path,
-                    )
+                    logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
                     return
                 raise
             first = False
@@ -209,10 +192,7 @@ def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str
     created = []
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(f'create schema if not exists "{schema}"')
-        cur.execute(
-            "select table_name from information_schema.tables where table_schema = %s",
-            (schema,),
-        )
+        cur.execute("select table_name from information_schema.tables where table_schema = %s", (schema,))
         existing = {row[0] for row in cur.fetchall()}
         for table, keys in settings.RAW_TABLES.items():
             if table in existing:
