@@ -14,6 +14,9 @@ from saas_metrics import runs, runtime
     "memory, a reboot) is marked failed, so that the next refresh (the queued nightly included) runs.",
 )
 def dead_refresh_runs_sensor(context: dg.SensorEvaluationContext):
+    settings = runtime.settings()
+    if settings.uses_embedded_db and not runtime.embedded_postgres(settings).status().running:
+        return dg.SkipReason("the embedded PostgreSQL is not running (not started for this)")
     dead = runs.mark_dead_refreshes(context.instance, runtime.warehouse_url())
     if dead:
         return dg.SkipReason("marked failed (process gone): " + ", ".join(r.run_id[:8] for r in dead))
