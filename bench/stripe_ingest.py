@@ -5,14 +5,19 @@
 Generates an account with about that many invoices, serves it on 127.0.0.1 (optionally with a
 per-request latency, to see what concurrency buys against a remote API), runs a full load into a
 throwaway PostgreSQL, and reports objects/s and requests/s. Results: bench/results/stripe_ingest.json.
+
+The server runs in a process of its own, as Stripe does: sharing the loader's process, it would share
+its GIL, and the benchmark would measure the server as much as the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
@@ -20,8 +25,39 @@ import dlt
 from bench.common import generated_store, save, throwaway_postgres
 from ingestion.stripe import stripe_source
 from saas_metrics.fakestripe.server import StripeProtocolServer
+from saas_metrics.fakestripe.store import Store
 
 INVOICES_PER_CUSTOMER = 7.4  # the generator's average over 24 months
+API_KEY = "sk_test_bench"
+
+
+def _serve(store_path: str, now: int, latency_seconds: float, conn) -> None:
+    """The Stripe-protocol server's process: serve until told to stop, then report the requests served."""
+    with StripeProtocolServer(Store(store_path), api_key=API_KEY, now=now, latency_seconds=latency_seconds) as server:
+        conn.send(server.url)
+        conn.recv()
+        conn.send(server.stats.requests)
+
+
+@contextmanager
+def server_process(store_path: str, now: int, latency_seconds: float):
+    """Yields (url, requests) where requests() is the count served so far (asked once, at the end)."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve, args=(store_path, now, latency_seconds, theirs), daemon=True)
+    process.start()
+    try:
+        url = ours.recv()
+
+        def requests() -> int:
+            ours.send("stop")
+            return ours.recv()
+
+        yield url, requests
+    finally:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
 
 
 def main() -> None:
@@ -39,7 +75,7 @@ def main() -> None:
     print(f"Stripe load benchmark: {objects}")
     with (
         throwaway_postgres() as pg,
-        StripeProtocolServer(store, api_key="sk_test_bench", now=now, latency_seconds=args.latency_ms / 1000) as server,
+        server_process(str(store.path), now, args.latency_ms / 1000) as (server_url, served),
     ):
         pipeline = dlt.pipeline(
             "bench_stripe",
@@ -48,13 +84,13 @@ def main() -> None:
             pipelines_dir=str(work / "dlt"),
         )
         started = time.perf_counter()
-        pipeline.extract(stripe_source(api_key="sk_test_bench", api_base=server.url, max_rps=args.max_rps))
+        pipeline.extract(stripe_source(api_key=API_KEY, api_base=server_url, max_rps=args.max_rps))
         extracted = time.perf_counter()
         pipeline.normalize()
         normalized = time.perf_counter()
         pipeline.load()
         done = time.perf_counter()
-        requests = server.stats.requests
+        requests = served()
     total_objects = sum(objects.values())
     results = {
         "invoices": objects["invoice"],

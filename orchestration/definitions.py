@@ -10,6 +10,7 @@ from orchestration.defs.ingestion import finance_assets, product_assets, stripe_
 from orchestration.defs.ml import ml_assets
 from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
+from orchestration.defs.runs import dead_refresh_runs_sensor
 from orchestration.defs.schedules import nightly_refresh_schedule, refresh_job, transform_job
 
 defs = dg.Definitions(
@@ -17,6 +18,6 @@ defs = dg.Definitions(
     asset_checks=asset_checks,
     jobs=[refresh_job, transform_job, weekly_summary_job, freshness_job],
     schedules=[nightly_refresh_schedule, weekly_summary_schedule, freshness_schedule],
-    sensors=alert_sensors,
+    sensors=[*alert_sensors, dead_refresh_runs_sensor],
     resources=build_resources(),
 )

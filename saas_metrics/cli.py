@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Sequence
 
-from saas_metrics import runtime
+from saas_metrics import runs, runtime
 from saas_metrics.config import ConfigError
 from saas_metrics.postgres import PostgresError
 
 log = logging.getLogger("saas_metrics")
+# platformdirs' complaint in containers without a login session: not ours to print
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 class RunFailed(Exception):
@@ -72,33 +78,100 @@ def _bi_role(database_url: str, args: argparse.Namespace) -> int:
 
 
 # -- running the pipeline -----------------------------------------------------------------------
-def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = None):
-    """Run a job of the Definitions in this process, recorded in the Dagster instance."""
+CODE_LOCATION = "orchestration.definitions"  # the name `dagster dev -m orchestration.definitions` gives it
+
+
+def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = None, wait: bool = False):
+    """Run a job of the Definitions in this process, as an ordinary run of the code location.
+
+    The run is created the way the Dagster UI creates one (with the code location's origin), so it is in
+    the job's Runs tab and can be re-executed from the UI; it executes here, in this process. A refresh
+    takes the refresh lock first (saas_metrics/runs.py): with another refresh running, `wait` waits for
+    it, otherwise RefreshRunning ends this one at once."""
     import dagster as dg
 
     runtime.prepare_dbt()
-    from orchestration.definitions import defs
+    from orchestration.defs.schedules import REFRESH_TAGS
 
-    job = defs.resolve_job_def(job_name)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
     if job_name == "refresh_job":
         run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            raise_on_error=False,
-            tags={"saas_metrics/trigger": "cli", **(tags or {})},
-        )
+    run_tags = {runs.TRIGGER_TAG: "cli", **(tags or {})}
+    url = runtime.warehouse_url()
+    with contextlib.ExitStack() as stack:
+        if REFRESH_TAGS.keys() & _job_tags(job_name).keys():
+            stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: print(message + "...")))
+        instance = stack.enter_context(dg.DagsterInstance.get())
+        dagster_run, recon_job = _create_run(instance, job_name, run_config, run_tags)
+        if runs.REFRESH_TAG in dagster_run.tags:
+            # the run's own lock: while this process lives, nobody takes the run for dead
+            stack.enter_context(runs.hold_refresh(url, dagster_run.run_id, wait=wait))
+            for dead in runs.mark_dead_refreshes(instance, url, exclude_run_id=dagster_run.run_id):
+                print(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
+        from dagster._core.execution.api import execute_run
+
+        result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
     if not result.success:
         raise RunFailed(_failure_reason(result))
     return result
 
 
+def _job_tags(job_name: str) -> dict:
+    from orchestration.definitions import defs
+
+    return dict(defs.resolve_job_def(job_name).tags)
+
+
+def _create_run(instance, job_name: str, run_config: dict, tags: dict):
+    """A NOT_STARTED run of `job_name` with the code location's origin (what `dagster job launch` creates)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    from saas_metrics.config import PROJECT_DIR
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable, module_name=CODE_LOCATION, working_directory=str(PROJECT_DIR)
+        ),
+        location_name=CODE_LOCATION,
+    )
+    with origin.create_location(instance) as location:
+        (repository,) = location.get_repositories().values()
+        remote_job = repository.get_full_job(job_name)
+        plan = location.get_execution_plan(
+            remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+        ).execution_plan_snapshot
+        dagster_run = instance.create_run(
+            job_name=job_name,
+            run_id=None,
+            run_config=run_config,
+            resolved_op_selection=None,
+            step_keys_to_execute=plan.step_keys_to_execute,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={**remote_job.tags, **tags},
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=None,
+            asset_check_selection=None,
+            asset_graph=repository.asset_graph,
+        )
+    return dagster_run, recon_job_from_origin(dagster_run.job_code_origin)
+
+
 def _failure_reason(result) -> str:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
+            failure = getattr(event.event_specific_data, "user_failure_data", None)
+            if failure is not None and failure.description:  # a dg.Failure says it in its own words
+                return f"step {event.step_key} failed: {' '.join(failure.description.split())}"
             error = event.event_specific_data.error
             message = error.message.strip() if error else "unknown error"
             cause = error.cause if error else None
@@ -113,14 +186,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = runtime.settings()
     runtime.prepare_environment()
     if settings.stripe_configured:
+        from saas_metrics import preflight
+
         job_name = "refresh_job"
         target = settings.stripe_api_base or "Stripe"
+        # a refused key or a server that is not there ends here, in seconds
+        preflight.check_stripe(settings.stripe_api_key, settings.stripe_api_base)
         print(f"Loading Stripe from {target}, then building the marts...")
     else:
         job_name = "transform_job"
         print("STRIPE_API_KEY is not set: skipping the Stripe load, building the marts from raw_stripe as it is.")
     started = time.monotonic()
-    execute_job(job_name, full_refresh=args.full_refresh)
+    execute_job(job_name, full_refresh=args.full_refresh, wait=args.wait)
     print(f"Refresh finished in {time.monotonic() - started:.0f}s.")
     print_summary()
     return 0
@@ -243,6 +320,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     dagster = os.path.join(bindir, "dagster")
     argv = [dagster, "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    # `dagster dev` stops on SIGTERM by giving it SIGINT's handler; a shell's background job (or a service
+    # manager) may start us with SIGINT ignored, which exec keeps: SIGTERM was then ignored too
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(dagster, argv)
     return 0  # pragma: no cover
 
@@ -256,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         "STRIPE_API_BASE, STRIPE_MAX_RPS, SAAS_METRICS_HOME, SAAS_METRICS_PG_PORT (see README).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the traceback after the one-line reason"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -270,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reload all Stripe history instead of the changes since the last load, and rebuild the "
         "incremental models from scratch (do this after upgrading saas-metrics)",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another refresh is running (from the CLI, the UI or the schedule), wait for it to finish "
+        "instead of ending at once",
     )
     run.set_defaults(func=cmd_run)
 
@@ -334,17 +424,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # our own loggers (saas_metrics.*) to stderr, once; Dagster's run logs have their own console logger, and
+    # a root handler would print every one of them a second time
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    log.propagate = False
     for noisy in ("stripe", "urllib3", "dlt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, PostgresError, RunFailed) as exc:
+    except (ConfigError, PostgresError, RunFailed, runs.RefreshRunning) as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"saas-metrics: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("saas-metrics: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or a failure nobody explained yet: still one line, the rest with --debug
+        if args.debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"saas-metrics: error: {type(exc).__name__}: {first}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class Settings:
     product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
     ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
+    stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -166,6 +167,7 @@ def load_settings() -> Settings:
         product=_product_settings(),
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
         ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
+        stripe_timeout=_float_env("STRIPE_TIMEOUT", 80.0),
     )
 
 

@@ -12,7 +12,14 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR, Settings, load_settings, warehouse_environment
+from saas_metrics.config import (
+    DBT_PROJECT_DIR,
+    PROJECT_DIR,
+    Settings,
+    load_settings,
+    parse_database_url,
+    warehouse_environment,
+)
 from saas_metrics.postgres import DAGSTER_DB_NAME, EmbeddedPostgres
 
 
@@ -36,6 +43,22 @@ def warehouse_url() -> str:
     return embedded_postgres(current).start()
 
 
+def dlt_credentials() -> str:
+    """The warehouse URL for dlt, with the password libpq would use (dlt insists on one; an empty one
+    for trust or peer authentication): prepare_environment() puts it in DESTINATION__POSTGRES__CREDENTIALS."""
+    resolved = os.environ.get("DESTINATION__POSTGRES__CREDENTIALS")
+    url = warehouse_url()
+    if parse_database_url(url).password:
+        return url
+    if resolved:
+        mine, theirs = parse_database_url(url), parse_database_url(resolved)
+        if (mine.host, mine.port, mine.user, mine.dbname) == (theirs.host, theirs.port, theirs.user, theirs.dbname):
+            return resolved
+    from saas_metrics import preflight
+
+    return preflight.check_database(url)
+
+
 def prepare_environment(start_db: bool = True) -> dict[str, str]:
     """Start the embedded database if it is used, and export what dbt, dlt and Dagster read."""
     current = settings()
@@ -47,6 +70,18 @@ def prepare_environment(start_db: bool = True) -> dict[str, str]:
         url = current.database_url
         dagster_url = os.environ.get("DAGSTER_PG_URL") or url
     env = warehouse_environment(url, dagster_url, current)
+    if not current.uses_embedded_db and start_db:
+        # connect once, as psql would: a wrong password, a missing database, a closed port end here in
+        # one line; the password libpq found (PGPASSWORD, ~/.pgpass, none with trust/peer) goes to dbt and dlt
+        from saas_metrics import preflight
+
+        resolved = preflight.check_database(url)
+        if dagster_url != url:
+            preflight.check_database(
+                dagster_url.replace("postgresql+psycopg2://", "postgresql://", 1), "DAGSTER_PG_URL"
+            )
+        env["DESTINATION__POSTGRES__CREDENTIALS"] = resolved
+        env["SAAS_METRICS_PG_PASSWORD"] = parse_database_url(resolved).password
     os.environ.update(env)
     link_dagster_home(current)
     return env

@@ -161,8 +161,31 @@ def test_prediction_assets_run_after_the_marts_they_read(repo):
 
 
 def test_report_is_built_after_the_marts_it_reads_in_every_refresh(repo):
-    node = repo.asset_graph.get(dg.AssetKey("report"))
+    node = repo.asset_graph.get(dg.AssetKey(["reports", "metrics_report"]))
     assert node.group_name == "reports" and node.description
     assert {dg.AssetKey(["marts", m]) for m in ("mrr_monthly", "saas_kpis_monthly", "churn_risk")} <= node.parent_keys
     for job in ("refresh_job", "transform_job"):
-        assert dg.AssetKey("report") in repo.get_job(job).asset_layer.executable_asset_keys
+        assert dg.AssetKey(["reports", "metrics_report"]) in repo.get_job(job).asset_layer.executable_asset_keys
+
+
+def test_every_asset_key_has_a_prefix(repo):
+    # issue 17: the subscriptions snapshot was the one bare key (["subscriptions_snapshot"])
+    bare = [key for key in repo.asset_graph.get_all_asset_keys() if len(key.path) < 2]
+    assert bare == []
+    assert repo.asset_graph.get(dg.AssetKey(["snapshots", "subscriptions_snapshot"])).group_name == "mrr"
+
+
+def test_only_the_schedule_tags_runs_nightly(repo):
+    # issue 17: every refresh carried saas_metrics/refresh=nightly, CLI and UI runs included
+    for name in ("refresh_job", "transform_job"):
+        assert repo.get_job(name).tags["saas_metrics/refresh"] == "manual"
+    schedule = repo.get_schedule_def("nightly_refresh_schedule")
+    assert schedule.tags["saas_metrics/refresh"] == "nightly"
+
+
+def test_refreshes_run_in_one_process_and_dead_runs_are_swept(repo):
+    # the refresh lock is held by the process running the whole run (saas_metrics/runs.py)
+    for name in ("refresh_job", "transform_job"):
+        assert repo.get_job(name).executor_def.name == "in_process"
+    sensor = repo.get_sensor_def("dead_refresh_runs_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -148,18 +148,30 @@ class SyncPlan:
 
 
 class Progress:
-    def __init__(self, name: str, every: int = 10000):
-        self.name, self.every, self.count, self.start = name, every, 0, time.monotonic()
+    """Progress of one resource during a long load: objects, pages (requests) and rate, every
+    `every_seconds` and at the end (README "Operating": what a long first load shows)."""
+
+    def __init__(self, name: str, api: StripeApi | None = None, every_seconds: float = 10.0):
+        self.name, self.api, self.every = name, api, every_seconds
+        self.count, self.start = 0, time.monotonic()
+        self.next_report = self.start + every_seconds
 
     def tick(self, n: int = 1) -> None:
-        before = self.count
         self.count += n
-        if self.count // self.every != before // self.every:
-            rate = self.count / max(time.monotonic() - self.start, 1e-6)
-            logger.info("stripe %s: %d objects (%.0f/s)", self.name, self.count, rate)
+        now = time.monotonic()
+        if now >= self.next_report:
+            self.next_report = now + self.every
+            rate = self.count / max(now - self.start, 1e-6)
+            logger.info("stripe %s: %d objects, %s so far (%.0f objects/s)", self.name, self.count, self._pages(), rate)
+
+    def _pages(self) -> str:
+        pages = self.api.pages_of(self.name) if self.api is not None else None
+        return f"{pages} pages" if pages is not None else "? pages"
 
     def done(self) -> None:
-        logger.info("stripe %s: %d objects in %.1fs", self.name, self.count, time.monotonic() - self.start)
+        logger.info(
+            "stripe %s: %d objects, %s in %.1fs", self.name, self.count, self._pages(), time.monotonic() - self.start
+        )
 
 
 @dlt.source(name="stripe", max_table_nesting=0)
@@ -171,6 +183,7 @@ def stripe_source(
     concurrency: int = 4,
     max_retries: int = settings.MAX_RETRIES,
     cleaned: CleanedObjects | None = None,
+    timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
 ) -> list[DltResource]:
     """Customers, products, prices, plans, coupons, subscriptions (with canceled ones) and their
     items, invoices with every line, credit notes, and the events Stripe still keeps.
@@ -184,9 +197,16 @@ def stripe_source(
         max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
         cleaned: records the objects stored with NUL characters removed (PostgreSQL cannot store
             them), by Stripe object type; the caller reads the counts after the load.
+        timeout: seconds one request may take before it counts as failed (and is retried): STRIPE_TIMEOUT.
     """
     api = StripeApi(
-        api_key, api_base, max_rps=max_rps, concurrency=concurrency, max_retries=max_retries, cleaned=cleaned
+        api_key,
+        api_base,
+        max_rps=max_rps,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        cleaned=cleaned,
+        timeout=timeout,
     )
     plan = SyncPlan(api, full_refresh)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
@@ -297,7 +317,7 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         state = dlt.current.source_state().setdefault("cursors", {})
         cursor = state.get(name)
         synced_at = _ts(plan.started_at)
-        progress = Progress(name)
+        progress = Progress(name, api)
         if plan.mode(name, cursor) == "full":
             yield from _batched(api, plan, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
         else:

@@ -53,10 +53,14 @@ class StripeApi:
         concurrency: int = 4,
         max_retries: int = settings.MAX_RETRIES,
         cleaned: CleanedObjects | None = None,
+        timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
     ):
         options = {"base_addresses": {"api": api_base}} if api_base else {}
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
-        self.client = stripe.StripeClient(api_key, max_network_retries=0, **options)
+        # A stalled connection counts as failed after `timeout` seconds (STRIPE_TIMEOUT).
+        self.client = stripe.StripeClient(
+            api_key, max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout), **options
+        )
         self.limiter = RateLimiter(max_rps)
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
@@ -64,6 +68,7 @@ class StripeApi:
         self.cleaned = cleaned if cleaned is not None else CleanedObjects()
         self.requests = 0
         self.retries = 0
+        self.pages: dict[str, int] = {}  # requests per resource ("invoices": lists, lines, retrieves)
         self._count_lock = threading.Lock()
         # set by the first request that fails for good: every other fetch stops instead of retrying on
         self.aborted = threading.Event()
@@ -77,6 +82,8 @@ class StripeApi:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests += 1
+                resource = _resource_of(path)
+                self.pages[resource] = self.pages.get(resource, 0) + 1
             try:
                 return self._without_nul(self.client.raw_request("get", path, **params))
             except stripe.AuthenticationError as exc:
@@ -106,12 +113,12 @@ class StripeApi:
                 with self._count_lock:
                     self.retries += 1
                 logger.warning(
-                    "GET %s answered %s; retry %d/%d in %.1fs",
+                    "GET %s answered %s; retrying in %.0f s, attempt %d of %d",
                     path,
                     status or type(exc).__name__,
-                    attempt,
-                    self.max_retries,
                     delay,
+                    attempt + 1,
+                    self.max_retries + 1,
                 )
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc
@@ -124,6 +131,12 @@ class StripeApi:
             return response.data
         data, _ = strip_nul(response.data, self.cleaned)
         return data
+
+    def pages_of(self, resource: str) -> int:
+        """Requests made so far for one resource (subscriptions include their items' pages)."""
+        with self._count_lock:
+            extra = self.pages.get("subscription_items", 0) if resource == "subscriptions" else 0
+            return self.pages.get(resource, 0) + extra
 
     def paginate(
         self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False
@@ -196,6 +209,12 @@ def _bad_expand(exc: Exception) -> bool:
     be expanded")."""
     message = str(getattr(exc, "user_message", None) or exc).lower()
     return getattr(exc, "http_status", None) == 400 and "expand" in message
+
+
+def _resource_of(path: str) -> str:
+    """/v1/invoices/in_1/lines -> invoices"""
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 else path
 
 
 def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:

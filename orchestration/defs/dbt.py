@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from ingestion.finance import ensure_finance_tables
 from ingestion.product import ensure_product_tables
@@ -26,6 +27,15 @@ class SaasMetricsDbtTranslator(DagsterDbtTranslator):
             layer, area = fqn[1], fqn[2]
             return LAYER_GROUPS.get(layer, area)
         return "staging"
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """The subscriptions snapshot gets its schema as a key prefix, like every other asset
+        (snapshots/subscriptions_snapshot, not a bare name)."""
+        key = super().get_asset_key(dbt_resource_props)
+        if dbt_resource_props.get("resource_type") == "snapshot" and len(key.path) == 1:
+            schema = (dbt_resource_props.get("config") or {}).get("target_schema") or dbt_resource_props.get("schema")
+            return dg.AssetKey([schema or "snapshots", *key.path])
+        return key
 
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
         """dbt tests as checks, described in the UI: a generic test by what it asserts, a singular test
@@ -103,8 +113,41 @@ def dbt_models(
     ensure_product_tables(url)
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
     invocation = dbt.cli(args, context=context)
-    yield from invocation.stream()
-    prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS)
+    try:
+        yield from invocation.stream()
+    except DagsterDbtCliRuntimeError:
+        # dagster-dbt's own message stops at "The dbt CLI process with command ...": say what failed
+        try:
+            run_results = invocation.get_artifact("run_results.json")
+        except Exception:  # dbt died before writing it
+            run_results = {}
+        raise dg.Failure(description=dbt_failure_reason(run_results), allow_retries=False) from None
+    finally:
+        prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS)
+
+
+def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:
+    """One line naming every test that failed and every model that errored in a dbt build."""
+    failed_tests, errored, skipped = [], [], 0
+    for result in run_results.get("results", []):
+        status = result.get("status")
+        unique_id = result.get("unique_id", "")
+        name = unique_id.split(".")[2] if unique_id.count(".") >= 2 else unique_id
+        if status == "skipped":
+            skipped += 1
+        elif status in ("fail", "error", "runtime error") and unique_id.startswith(("test.", "unit_test.")):
+            failed_tests.append(name)
+        elif status in ("error", "runtime error"):
+            message = " ".join((result.get("message") or "").split())
+            errored.append(f"{name} ({message})" if message else name)
+    parts = []
+    if failed_tests:
+        parts.append(f"{len(failed_tests)} test(s) failed: {', '.join(failed_tests)}")
+    if errored:
+        parts.append(f"{len(errored)} model(s) errored: {', '.join(errored)}")
+    if not parts:
+        return "dbt build failed before it ran anything (see the dbt log under dbt_project/target)"
+    return "dbt build failed: " + "; ".join(parts) + (f"; {skipped} skipped after them" if skipped else "")
 
 
 # each dbt invocation writes its own target folder (manifest, run results, logs: ~7 MB at demo

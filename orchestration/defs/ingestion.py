@@ -89,6 +89,17 @@ INGEST_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+def announce_retry(context: dg.AssetExecutionContext, what: str, exc: BaseException) -> None:
+    """Say, before Dagster retries the step (INGEST_RETRY_POLICY), when and how often."""
+    attempt = context.retry_number + 1  # this one
+    retries = INGEST_RETRY_POLICY.max_retries
+    if attempt > retries:
+        return
+    delay = INGEST_RETRY_POLICY.calculate_delay(attempt)
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    context.log.warning(f"{what} failed ({reason}); retrying in {delay:.0f} s, attempt {attempt + 1} of {retries + 1}")
+
+
 def _not_retryable(exc: BaseException) -> StripeAuthError | None:
     return _cause(exc, StripeAuthError)
 
@@ -118,6 +129,7 @@ def stripe_assets(
         max_rps=settings.stripe_max_rps,
         concurrency=settings.stripe_concurrency,
         cleaned=cleaned,
+        timeout=settings.stripe_timeout,
     )
     try:
         results = list(
@@ -126,12 +138,13 @@ def stripe_assets(
                 dlt_source=source,
                 dlt_pipeline=stripe_pipeline(),
                 dagster_dlt_translator=StripeTranslator(),
-                credentials=url,
+                credentials=runtime.dlt_credentials(),
             )
         )
     except Exception as exc:
         auth = _not_retryable(exc)
         if auth is None:
+            announce_retry(context, "the Stripe load", exc)
             raise
         raise dg.Failure(str(auth), allow_retries=False) from exc
     if cleaned.total():
@@ -208,7 +221,7 @@ def finance_assets(
         dlt_source=source,
         dlt_pipeline=finance_pipeline(),
         dagster_dlt_translator=FinanceTranslator(),
-        credentials=url,
+        credentials=runtime.dlt_credentials(),
     )
     ensure_finance_tables(url, RAW_FINANCE_SCHEMA)
 
@@ -257,7 +270,7 @@ def product_assets(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 mapping_csv=str(settings.mapping_csv) if settings.mapping_csv else None,
                 cleaned=cleaned,
             )
-            pipeline.run(source, credentials=url)
+            pipeline.run(source, credentials=runtime.dlt_credentials())
         except Exception as exc:
             bad_input = _cause(exc, ProductEventsError)
             if bad_input is None:

@@ -18,7 +18,7 @@ REPORT_MARTS = [
 
 
 @dg.asset(
-    key="report",
+    key=["reports", "metrics_report"],
     group_name="reports",
     deps=[dg.AssetKey(["marts", mart]) for mart in REPORT_MARTS],
     description="The metrics report for the last complete month: key-metric cards, MRR chart, cohort heatmap, "

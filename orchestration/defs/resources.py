@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dlt import DagsterDltResource
 
-from saas_metrics import runtime
+from saas_metrics import runs, runtime
 from saas_metrics.config import DBT_PROJECT_DIR
 
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
@@ -30,6 +32,28 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def url(self) -> str:
         return runtime.warehouse_url()
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:
+        """A refresh run (refresh_job, transform_job: in-process, so this runs once per run) holds the
+        refresh lock for its whole duration: a second refresh waits, whoever started it; and a refresh
+        left STARTED by a dead process is marked failed (saas_metrics/runs.py)."""
+        run = context.dagster_run
+        if run is None or runs.REFRESH_TAG not in run.tags:
+            yield self
+            return
+        url = self.url()
+        log = context.log
+
+        def waiting(message: str) -> None:
+            if log is not None:
+                log.info(message)
+
+        with runs.hold_refresh(url, run.run_id, wait=True, on_wait=waiting):
+            if context.instance is not None:
+                for dead in runs.mark_dead_refreshes(context.instance, url, exclude_run_id=run.run_id):
+                    waiting(f"marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone")
+            yield self
 
 
 class SettingsResource(dg.ConfigurableResource):

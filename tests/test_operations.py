@@ -1,0 +1,363 @@
+"""Operating it: a refresh killed with SIGKILL, two refreshes at once, CLI runs that are ordinary runs of
+the code location, and failures that end fast in one line (issue 19, items 1, 5, 6; issue 17, part 3).
+
+Everything runs the real `saas-metrics` command in a subprocess against a small demo warehouse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from saas_metrics import runtime
+from saas_metrics.fakestripe.server import StripeProtocolServer
+from saas_metrics.fakestripe.store import Store
+from tests.conftest import free_port, query
+
+CLI = str(Path(sys.executable).parent / "saas-metrics")
+REPOSITORY_LABEL = "__repository__@orchestration.definitions"
+
+
+def run_cli(*args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ops_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ops-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
+    env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
+    result = run_cli("demo", "--customers", "80", "--months", "8", "--seed", "5", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    url = run_cli("db", "url", env=env).stdout.strip()
+    yield env, url
+    run_cli("db", "stop", env=env)
+
+
+@pytest.fixture
+def instance(ops_env, monkeypatch):
+    """The CLI's Dagster instance, opened from this process."""
+    env, _ = ops_env
+    monkeypatch.setenv("SAAS_METRICS_HOME", env["SAAS_METRICS_HOME"])
+    monkeypatch.setenv("SAAS_METRICS_PG_PORT", env["SAAS_METRICS_PG_PORT"])
+    runtime.settings.cache_clear()
+    runtime.prepare_environment()
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def _runs(instance, **filters) -> list:
+    return list(instance.get_runs(filters=dg.RunsFilter(**filters)))
+
+
+def _wait_for_started_run(instance, known: set[str], deadline: float):
+    while True:
+        for run in _runs(instance, statuses=[dg.DagsterRunStatus.STARTED]):
+            if run.run_id not in known:
+                return run
+        assert time.monotonic() < deadline, "the refresh did not start"
+        time.sleep(0.2)
+
+
+def _start_and_kill(env: dict, instance) -> dg.DagsterRun:
+    known = {run.run_id for run in _runs(instance)}
+    process = subprocess.Popen(
+        [CLI, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        run = _wait_for_started_run(instance, known, time.monotonic() + 180)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the refresh and its dbt, as the OOM killer or a reboot would
+        process.wait(timeout=60)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    return run
+
+
+def test_a_refresh_killed_with_sigkill_does_not_block_the_next(ops_env, instance):
+    """Issue 19.1: a dead run stayed STARTED for ever, and the queue (one refresh at a time) held every
+    later refresh behind it. Now the next refresh, or the sensor (in the daemon), marks it failed."""
+
+    env, url = ops_env
+    killed = _start_and_kill(env, instance)
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert f"Marked run {killed.run_id[:8]} of transform_job failed: its process is gone." in result.stdout
+
+    from orchestration.defs.runs import dead_refresh_runs_sensor
+
+    killed = _start_and_kill(env, instance)
+    # what the daemon does every minute, for a queued nightly held behind the dead run
+    dead_refresh_runs_sensor(dg.build_sensor_context(instance=instance))
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    # nothing is left in progress to hold the queue
+    in_progress = _runs(instance, statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    assert in_progress == []
+    rows = query(url, "select count(*) from marts.mrr_monthly")
+    assert rows[0][0] > 0
+
+
+def test_two_refreshes_at_once_build_one_at_a_time(ops_env, instance):
+    """Issue 19.6: three refreshes started together raced in dlt and dbt. Now one runs; `--wait` waits for
+    it; another without --wait ends at once with one line."""
+    env, url = ops_env
+    before = query(url, "select count(*), sum(mrr) from marts.customer_mrr_current")
+    started = time.time()
+    commands = {"a": ["run"], "waits": ["run", "--wait"], "c": ["run"]}
+    processes = {
+        name: subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, args in commands.items()
+    }
+    results = {name: (p.wait(timeout=900), *p.communicate()) for name, p in processes.items()}
+    assert results["waits"][0] == 0, results["waits"][2][-2000:]
+    refused = [name for name, (code, _, _) in results.items() if code != 0]
+    assert refused, "three refreshes ran although none waited"
+    for name in refused:
+        code, _, err = results[name]
+        lines = err.strip().splitlines()
+        assert (
+            code == 1 and lines == [lines[-1]] and lines[-1].startswith("saas-metrics: error: a refresh is running (")
+        ), err[-2000:]
+        assert "Traceback" not in err
+    # the refreshes that ran did not overlap
+    runs = sorted(
+        (record.start_time, record.end_time)
+        for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+        if record.start_time and record.start_time >= started - 1
+    )
+    assert len(runs) == 3 - len(refused)
+    for (_, first_end), (second_start, _) in zip(runs, runs[1:], strict=False):
+        assert second_start >= first_end
+    assert query(url, "select count(*), sum(mrr) from marts.customer_mrr_current") == before
+    rows = query(
+        url,
+        "select starting_mrr + new_mrr + expansion_mrr + reactivation_mrr - contraction_mrr - churned_mrr "
+        "+ fx_impact - ending_mrr from marts.mrr_monthly",
+    )
+    assert rows and all(difference == 0 for (difference,) in rows)
+
+
+def test_a_cli_run_is_an_ordinary_run_of_the_code_location(ops_env, instance):
+    """Issue 17.3: CLI runs had no code-location origin: not in the job's Runs tab, and Re-execute failed
+    with `CheckError: Expected non-None value`. Re-executed here as the UI does: through a workspace
+    loaded like `dagster dev -m orchestration.definitions`, by the run's origin."""
+    from dagster._core.execution.api import execute_run
+    from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    env, _ = ops_env
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # the job's Runs tab lists runs of the job by its repository label
+    listed = _runs(instance, job_name="transform_job", tags={".dagster/repository": REPOSITORY_LABEL})
+    assert listed, "the CLI's run is not in the job's Runs tab"
+    parent = listed[0]
+    assert parent.tags["saas_metrics/trigger"] == "cli"
+    assert parent.tags["saas_metrics/refresh"] == "manual"  # only the schedule's runs say nightly
+
+    target = ModuleTarget(
+        module_name="orchestration.definitions", attribute=None, working_directory=os.getcwd(), location_name=None
+    )
+    with WorkspaceProcessContext(instance, target) as workspace:
+        request = workspace.create_request_context()
+        origin = parent.remote_job_origin
+        assert origin is not None
+        location = request.get_code_location(origin.location_name)
+        remote_job = location.get_repository(origin.repository_origin.repository_name).get_full_job(parent.job_name)
+        child = instance.create_reexecuted_run(
+            request_context=request,
+            parent_run=parent,
+            code_location=location,
+            remote_job=remote_job,
+            strategy=ReexecutionStrategy.ALL_STEPS,
+        )
+    rerun = execute_run(recon_job_from_origin(child.job_code_origin), child, instance)
+    assert rerun.success
+    assert instance.get_run_by_id(child.run_id).parent_run_id == parent.run_id
+
+
+# -- failing fast, in one line ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stripe_server(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("preflight") / "stripe.sqlite")
+    with StripeProtocolServer(store, api_key="sk_test_the_right_one", now=int(time.time())) as server:
+        yield server
+
+
+def _bad(kind: str, pg, fresh_database, stripe_server) -> tuple[dict, str]:
+    good_db = fresh_database("preflight")
+    base = {"DATABASE_URL": good_db, "STRIPE_API_KEY": "sk_test_the_right_one", "STRIPE_API_BASE": stripe_server.url}
+    wrong_password = good_db.replace(f":{pg.password}@", ":not-the-password@")
+    cases = {
+        "bad api key": ({"STRIPE_API_KEY": "sk_test_revoked"}, "STRIPE_API_KEY was refused by STRIPE_API_BASE"),
+        "unreachable api base": (
+            {"STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}"},
+            "cannot reach STRIPE_API_BASE (http://127.0.0.1:",
+        ),
+        "wrong database password": ({"DATABASE_URL": wrong_password}, "DATABASE_URL: PostgreSQL at 127.0.0.1:"),
+        "missing database": (
+            {"DATABASE_URL": good_db.rsplit("/", 1)[0] + "/no_such_db"},
+            "DATABASE_URL: database no_such_db does not exist",
+        ),
+        "closed port": (
+            {"DATABASE_URL": f"postgresql://me:pw@127.0.0.1:{free_port()}/warehouse"},
+            "DATABASE_URL: nothing accepts connections at 127.0.0.1:",
+        ),
+        "not postgresql": ({"DATABASE_URL": "mysql://me:pw@localhost/warehouse"}, "DATABASE_URL must be a postgresql"),
+    }
+    extra, message = cases[kind]
+    return {**base, **extra}, message
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "bad api key",
+        "unreachable api base",
+        "wrong database password",
+        "missing database",
+        "closed port",
+        "not postgresql",
+    ],
+)
+def test_a_refresh_that_cannot_work_ends_in_seconds_in_one_line(kind, pg, fresh_database, stripe_server, tmp_path):
+    """Issue 19.5: these took 22 s to 315 s and printed up to 180 lines of traceback."""
+    extra, message = _bad(kind, pg, fresh_database, stripe_server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
+    env.update(SAAS_METRICS_HOME=str(tmp_path / "home"), **extra)
+    started = time.monotonic()
+    result = run_cli("run", env=env, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 10, elapsed
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[-1].startswith("saas-metrics: error: ") and message in lines[-1], lines[-1]
+    assert "Traceback" not in result.stderr
+    debug = run_cli("--debug", "run", env=env, timeout=120)
+    assert "Traceback" in debug.stderr and message in debug.stderr.strip().splitlines()[-1]
+
+
+# -- a warehouse URL without a password (issue 14, item 6) ----------------------------------------------
+@pytest.fixture(scope="module")
+def passwordless(pg, tmp_path_factory):
+    """Two roles on the session's PostgreSQL: `trusted` (trust authentication, no password at all) and
+    `pgpass_user` (a password only ~/.pgpass knows); a database each."""
+    import psycopg2
+
+    hba = pg.pgdata / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("host all trusted 127.0.0.1/32 trust\n" + original)
+    conn = psycopg2.connect(pg.url("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select pg_reload_conf()")
+        for role, password in (("trusted", None), ("pgpass_user", "only-pgpass-knows")):
+            cur.execute(f"drop database if exists {role}_warehouse")
+            cur.execute(f"drop role if exists {role}")
+            cur.execute(f"create role {role} login" + (f" password '{password}'" if password else ""))
+            cur.execute(f"create database {role}_warehouse owner {role}")
+    store = Store(tmp_path_factory.mktemp("passwordless") / "stripe.sqlite")
+    from saas_metrics.fakestripe.demo import generate
+
+    now = int(time.time())
+    generate(store, customers=20, months=4, seed=11, now=now, progress_every=10**9)
+    pgpass = tmp_path_factory.mktemp("pgpass") / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{pg.port}:pgpass_user_warehouse:pgpass_user:only-pgpass-knows\n")
+    pgpass.chmod(0o600)
+    with StripeProtocolServer(store, api_key="sk_test_passwordless", now=now) as server:
+        yield server, pgpass
+    hba.write_text(original)
+    with conn.cursor() as cur:
+        cur.execute("select pg_reload_conf()")
+    conn.close()
+
+
+@pytest.mark.parametrize("auth", ["trust", "pgpass"])
+def test_a_warehouse_url_without_a_password_works_as_psql_would(auth, pg, passwordless, tmp_path):
+    """`DATABASE_URL=postgresql://me@host/db` died in the Stripe load with a page of dlt traceback
+    ("Missing 1 field(s) in configuration PostgresClientConfiguration: credentials")."""
+    server, pgpass = passwordless
+    role = "trusted" if auth == "trust" else "pgpass_user"
+    url = f"postgresql://{role}@127.0.0.1:{pg.port}/{role}_warehouse"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL", "PG"))}
+    env.update(
+        SAAS_METRICS_HOME=str(tmp_path / "home"),
+        DATABASE_URL=url,
+        STRIPE_API_KEY="sk_test_passwordless",
+        STRIPE_API_BASE=server.url,
+        STRIPE_MAX_RPS="2000",
+        PGPASSFILE=str(pgpass),
+    )
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    password = "" if auth == "trust" else ":only-pgpass-knows"
+    loaded = query(url.replace(f"{role}@", f"{role}{password}@"), "select count(*) from raw_stripe.customers")
+    assert loaded == [(20,)]
+    marts = query(url.replace(f"{role}@", f"{role}{password}@"), "select count(*) from marts.customer_mrr_current")
+    assert marts[0][0] > 0
+
+
+def test_a_failed_dbt_build_names_what_failed():
+    """Issue 19.5: the reason stopped at "The dbt CLI process with command" and never named the tests."""
+    from orchestration.defs.dbt import dbt_failure_reason
+
+    run_results = {
+        "results": [
+            {"unique_id": "model.saas_metrics.mrr_movements", "status": "success"},
+            {"unique_id": "test.saas_metrics.assert_mrr_waterfall_balances", "status": "fail", "failures": 2},
+            {"unique_id": "test.saas_metrics.unique_mrr_monthly_month.3b2", "status": "fail", "failures": 1},
+            {
+                "unique_id": "model.saas_metrics.mrr_by_plan",
+                "status": "error",
+                "message": 'Database Error in model mrr_by_plan\n  column "x" does not exist',
+            },
+            {"unique_id": "model.saas_metrics.saas_kpis_monthly", "status": "skipped"},
+            {"unique_id": "test.saas_metrics.not_null_x", "status": "warn"},
+        ]
+    }
+    assert dbt_failure_reason(run_results) == (
+        "dbt build failed: 2 test(s) failed: assert_mrr_waterfall_balances, unique_mrr_monthly_month; "
+        '1 model(s) errored: mrr_by_plan (Database Error in model mrr_by_plan column "x" does not exist); '
+        "1 skipped after them"
+    )
+
+
+def test_ui_stops_on_sigterm(ops_env):
+    """Issue 17.3: `saas-metrics ui` started as a background job (SIGINT ignored, as a shell starts one)
+    ignored SIGTERM: `dagster dev` maps SIGTERM to SIGINT's handler."""
+    import urllib.request
+
+    env, _ = ops_env
+    port = free_port()
+    ui = subprocess.Popen(
+        [CLI, "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None, "the UI did not come up"
+                time.sleep(1)
+        ui.send_signal(signal.SIGTERM)  # to the process alone, as `kill PID` or a service manager does
+        assert ui.wait(timeout=60) is not None
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
