@@ -259,7 +259,7 @@ def test_the_demo_report_shows_the_marts_figures(demo, user_env):
     dagster_url = url.rsplit("/", 1)[0] + "/dagster"
     [(event,)] = query(
         dagster_url,
-        "select event from event_logs where asset_key = '[\"reports\", \"metrics_report\"]' "
+        'select event from event_logs where asset_key = \'["reports", "metrics_report"]\' '
         "and dagster_event_type = 'ASSET_MATERIALIZATION' order by id desc limit 1",
     )
     assert str(html) in event and '"mrr"' in event and '"logo_churn_rate"' in event
