@@ -16,7 +16,10 @@
       (`customer_id`): the keys with a row written since the copy was last brought up to date (the rows'
       transaction ids) are copied again; if the row counts then differ (rows deleted without
       replacement), or the table was rebuilt (a new table), or it has no such key, it is copied whole.
-    Everything is keyed on the marts folder, not on names: a mart added later is published the same way. -#}
+    Everything is keyed on the marts folder, not on names: a mart added later is published the same way.
+    Limits: a mart view over a view outside the marts folder reads it live (only tables are copied);
+    the copies assume no other writer touches the engine's tables while a build publishes (one refresh
+    at a time); a mart that is itself incremental is rebuilt in full by the next build (its table moved). -#}
 
 {% macro marts_schema() -%}marts{%- endmacro %}
 
