@@ -67,6 +67,7 @@ class Catalogue:
         self.repeating50 = a.coupon(START, percent_off=50.0, duration="repeating", duration_in_months=3, id="REP50")
         self.once10 = a.coupon(START, amount_off=1000, currency="usd", duration="once", id="ONCE10")
         self.y2400 = a.price(p, 240000, START, interval="year", id="price_y2400")
+        self.m200_flexible = a.price(p, 20000, START, id="price_m200_flexible")  # apart from price_m200's counts
         seats = a.product("Seats", START, id="prod_seats")
         self.seat_addon50 = a.price(seats, 5000, START, id="price_seat_addon50")
         self.base50 = a.coupon(START, percent_off=50.0, duration="forever", id="BASE50", applies_to_products=[p["id"]])
@@ -245,7 +246,7 @@ def _(c: Catalogue):
         billing_mode="flexible",
         proration_discounts="itemized",
     )
-    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200_flexible, id=sub.items[0].id)])
     sub.finish()
 
 
@@ -265,7 +266,7 @@ def _(c: Catalogue):
         billing_mode="flexible",
         proration_discounts="included",
     )
-    sub.change(ts("2025-04-17 12:00"), [Item(c.m200, id=sub.items[0].id)])
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m200_flexible, id=sub.items[0].id)])
     sub.finish()
 
 
