@@ -111,7 +111,7 @@ def _ui_state(port: int, deadline: float) -> dict:
 
 def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
     """`saas-metrics ui` on the demo database: the code location loads (even with the virtualenv's bin
-    off PATH, where dbt lives), five groups of described assets, schedules and sensors on, checks green."""
+    off PATH, where dbt lives), six groups of described assets, schedules and sensors on, checks green."""
     import signal
     import time
 
@@ -141,6 +141,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
         "product",
         "predictions",
         "reports",
+        "growth",
     }
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules["nightly_refresh_schedule"] == "RUNNING"
