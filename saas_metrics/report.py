@@ -140,16 +140,13 @@ def _rows(cur, query: str, params=()) -> list[dict]:
 
 
 def segment_breakdown(cur, month: dt.date) -> tuple[str, list[tuple[str, Decimal]]]:
-    """MRR by segment at the month's end: (title, [(segment, mrr)]), largest first.
-
-    By acquisition channel from customer_mrr_monthly for now; when the `mrr_by_segment` mart exists,
-    this is the one function to point at it."""
+    """MRR by segment at the month's end: (title, [(segment, mrr)]), largest first, from `mrr_by_segment`
+    (its acquisition-channel dimension; `(none)` for customers without a channel)."""
     cur.execute(
         """
-        select coalesce(acquisition_channel, 'unknown') as segment, sum(mrr) as mrr
-        from marts.customer_mrr_monthly
-        where month = %s and mrr > 0
-        group by 1
+        select segment, mrr
+        from marts.mrr_by_segment
+        where month = %s and dimension = 'acquisition_channel' and mrr > 0
         order by 2 desc, 1
         """,
         (month,),

@@ -13,6 +13,7 @@ REPORT_MARTS = [
     "cohort_retention",
     "mrr_by_plan",
     "customer_mrr_monthly",
+    "mrr_by_segment",
     "churn_risk",
 ]
 
