@@ -31,10 +31,13 @@ changed_customers as (
 ),
 {%- endif %}
 
+-- a customer billed in a currency without a rate (mrr null) is left out, as from mrr_monthly (METRICS.md
+-- "Currencies"), so the segments still add up to the waterfall
 customer_months as (
     select * from {{ ref('int_customer_mrr_monthly') }}
+    where mrr is not null
     {% if is_incremental() -%}
-    where customer_id in (select customer_id from changed_customers)
+        and customer_id in (select customer_id from changed_customers)
     {%- endif %}
 ),
 
