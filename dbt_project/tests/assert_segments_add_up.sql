@@ -1,8 +1,10 @@
 -- Blocking: in every dimension of mrr_by_segment, a month's segments add up to the month's total in
 -- mrr_monthly (MRR, each movement, customers): no customer is dropped or counted twice.
--- A build of the MRR marts alone (mrr_monthly selected, mrr_by_segment not built yet) has nothing to compare.
+-- A build that does not build mrr_by_segment (the MRR marts alone, an asset subset) has nothing to compare:
+-- a segments table left by an earlier build would be compared with this build's waterfall.
 {{ config(severity='error') }}
-{%- if execute and load_relation(ref('mrr_by_segment')) is none %}
+{%- if execute and (load_relation(ref('mrr_by_segment')) is none
+    or 'model.saas_metrics.mrr_by_segment' not in selected_resources) %}
 select null::date as month, null::text as dimension where false
 {%- else %}
 
