@@ -385,7 +385,9 @@ def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
         commitments = read_commitments(conn)
     assert commitments.trial_conversion_rate == pytest.approx(0.4)
     assert commitments.renewal_history["decided_mrr"].tolist() == [1000]
-    write_forecast(url, logging.getLogger("test"))
+    metadata, _ = write_forecast(url, logging.getLogger("test"))
+    assert metadata["trial_conversion_rate"] == 0.4 and metadata["trial_conversion_mrr_12_months"] == 12
+    assert metadata["renewal_due_mrr_12_months"] == 1500
     rows = query(
         url, "select month::text, renewal_due_mrr, trial_conversion_mrr from marts.mrr_forecast order by month"
     )

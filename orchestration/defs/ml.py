@@ -264,6 +264,9 @@ def write_forecast(url: str, log) -> tuple[dict, dict]:
         metadata["skipped"] = message
     else:
         metadata["expected_mrr_in_12_months"] = round(float(frame["expected_mrr"].iloc[-1]), 2)
+        metadata["renewal_due_mrr_12_months"] = round(float(frame["renewal_due_mrr"].sum()), 2)
+        metadata["trial_conversion_rate"] = round(commitments.trial_conversion_rate, 4)
+        metadata["trial_conversion_mrr_12_months"] = round(float(frame["trial_conversion_mrr"].sum()), 2)
         metadata["mrr_80_interval_in_12_months"] = (
             f"{frame['mrr_lower_80'].iloc[-1]:,.2f} - {frame['mrr_upper_80'].iloc[-1]:,.2f}"
         )
