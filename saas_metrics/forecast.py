@@ -13,8 +13,10 @@ The forecast is built from the movements, not from a curve fitted to total MRR:
 - new business is an amount, not a rate: a geometric curve whose growth compares the last 6 months'
   new MRR with 6 months up to a year earlier (shrunk towards none by its noise), and whose level
   matches the window's total;
-- what is already committed is a floor: a month's churn is at least the MRR whose cancellation is
-  scheduled for that month;
+- what is already committed: a month's churn is at least the MRR whose cancellation is scheduled for
+  that month; the MRR of terms ending in a month (the renewal calendar) is judged at the term's end
+  at the historical renewal rates, and the monthly rates are estimated without the renewal points;
+  trials ending in a month convert at the historical rate, a floor on that month's new MRR;
 - the intervals come from simulation over the rates' history (SIMULATIONS paths, seeded): each path
   draws its own rates by resampling the window's months and its own new-business level (the
   uncertainty of the estimates), then each future month adds the deviation of one more drawn month
@@ -70,22 +72,87 @@ def _month_index(month: pd.Timestamp, months: int) -> list[pd.Timestamp]:
 
 
 RATE_MOVEMENTS = ("expansion", "reactivation", "contraction", "churned")
+# the renewals history a forecast reads (marts.renewals, month rows of complete months)
+RENEWAL_HISTORY_COLUMNS = ["month", "decided_mrr", "renewed_mrr", "churned_mrr", "renewals_decided", "churned"]
+
+
+@dataclass(frozen=True)
+class Commitments:
+    """What is already known about the months ahead (all optional).
+
+    `renewal_history`: per complete month, the terms decided (RENEWAL_HISTORY_COLUMNS: MRR before the
+    end, MRR after it of the renewed, MRR of the churned, and their counts). `renewal_calendar`: rows
+    (month, mrr, customers) of terms ending in a future month whose fate is open (known non-renewals
+    are scheduled cancellations). `trials`: rows (month, mrr, customers) of trials in progress by the
+    month they end, at their price's MRR; `trial_conversion_rate` the share that converts."""
+
+    renewal_history: pd.DataFrame | None = None
+    renewal_calendar: pd.DataFrame | None = None
+    trials: pd.DataFrame | None = None
+    trial_conversion_rate: float = 0.0
+
+
+def _by_future_month(rows: pd.DataFrame | None, future: list[pd.Timestamp]) -> tuple[np.ndarray, np.ndarray]:
+    """(mrr, customers) per future month of rows (month, mrr, customers); zeros elsewhere."""
+    mrr, customers = np.zeros(len(future)), np.zeros(len(future))
+    if rows is not None and len(rows):
+        by_month = rows.groupby(pd.to_datetime(rows["month"]))[["mrr", "customers"]].sum()
+        for h, month in enumerate(future):
+            if month in by_month.index:
+                mrr[h] = float(by_month.loc[month, "mrr"])
+                customers[h] = float(by_month.loc[month, "customers"])
+    return mrr, customers
+
+
+def _renewal_flows(window: pd.DataFrame, renewal_history: pd.DataFrame | None) -> np.ndarray:
+    """Per window month: decided MRR, renewal churned MRR, renewal net change of the renewed (after -
+    before), decided terms, churned terms; zeros without a renewals history."""
+    out = np.zeros((len(window), 5))
+    if renewal_history is None or not len(renewal_history):
+        return out
+    by_month = renewal_history.assign(month=pd.to_datetime(renewal_history["month"])).set_index("month")
+    for i, month in enumerate(pd.to_datetime(window["month"])):
+        if month in by_month.index:
+            r = by_month.loc[month]
+            decided, renewed, churned = float(r["decided_mrr"]), float(r["renewed_mrr"]), float(r["churned_mrr"])
+            out[i] = [
+                decided,
+                churned,
+                renewed - (decided - churned),
+                float(r["renewals_decided"]),
+                float(r["churned"]),
+            ]
+    return out
+
+
+RATE_COLUMNS_NON_NEGATIVE = [0, 1, 2, 3, 4, 5, 6, 8]  # all but the renewals' net change (either sign)
 NEW_BUSINESS_HALF = 6  # new business growth: the last 6 months' sum vs 6 months up to a year before
 MAX_MONTHLY_GROWTH = 0.10  # new business is never extrapolated faster than +-10% a month
 
 
-def _rates(window: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _rates(window: pd.DataFrame, renewal_history: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per month of the window: the flows that are rates of what there is, and their bases.
 
     Columns: expansion, reactivation, contraction and churned MRR (over starting MRR), then
-    reactivated and churned customers (over starting customers)."""
-    mrr = window["starting_mrr"].to_numpy(dtype=float)
-    customers = window["starting_customers"].to_numpy(dtype=float)
+    reactivated and churned customers (over starting customers); then the renewal points' churned
+    MRR and net change of the renewed (over the decided terms' MRR) and churned terms (over decided
+    terms). With a renewals history the monthly rates leave the renewal points out: their churn,
+    net change and decided MRR (terms) come off the movements and the bases."""
+    renewal = _renewal_flows(window, renewal_history)
+    decided, r_churned, r_net, decided_n, churned_n = renewal.T
+    mrr = np.maximum(window["starting_mrr"].to_numpy(dtype=float) - decided, 0)
+    customers = np.maximum(window["starting_customers"].to_numpy(dtype=float) - decided_n, 0)
+    movement = {m: window[f"{m}_mrr"].to_numpy(dtype=float) for m in RATE_MOVEMENTS}
+    movement["churned"] = np.maximum(movement["churned"] - r_churned, 0)
+    movement["expansion"] = np.maximum(movement["expansion"] - np.maximum(r_net, 0), 0)
+    movement["contraction"] = np.maximum(movement["contraction"] - np.maximum(-r_net, 0), 0)
     flows = np.column_stack(
-        [window[f"{m}_mrr"].to_numpy(dtype=float) for m in RATE_MOVEMENTS]
-        + [window[c].to_numpy(dtype=float) for c in ("reactivated_customers", "churned_customers")]
+        [movement[m] for m in RATE_MOVEMENTS]
+        + [window["reactivated_customers"].to_numpy(dtype=float)]
+        + [np.maximum(window["churned_customers"].to_numpy(dtype=float) - churned_n, 0)]
+        + [r_churned, r_net, churned_n]
     )
-    bases = np.column_stack([mrr] * len(RATE_MOVEMENTS) + [customers] * 2)
+    bases = np.column_stack([mrr] * len(RATE_MOVEMENTS) + [customers] * 2 + [decided] * 2 + [decided_n])
     return flows, bases
 
 
@@ -127,12 +194,14 @@ def forecast(
     history: pd.DataFrame,
     scheduled_churn: pd.DataFrame | None = None,
     settings: ForecastSettings = ForecastSettings(),
+    commitments: Commitments = Commitments(),
 ) -> pd.DataFrame:
     """Forecast the `settings.horizon` months after the last month of `history`.
 
     `history`: complete months of mrr_monthly (HISTORY_COLUMNS), oldest first. `scheduled_churn`:
     optional rows (month, mrr, customers) of MRR whose cancellation is already scheduled for a future
-    month. Returns one row per future month with expected values and 80%/95% intervals.
+    month. `commitments`: the renewal calendar and trials in progress (see `Commitments`). Returns one
+    row per future month with expected values and 80%/95% intervals.
     """
     history = history.sort_values("month").reset_index(drop=True)
     window = history.tail(settings.window)
@@ -140,11 +209,12 @@ def forecast(
     needed = max(3, settings.window // 2)
     if len(usable) < needed:
         raise NotEnoughHistory(f"the forecast needs at least {needed} complete months with MRR, found {len(usable)}")
-    flows, bases = _rates(usable)
+    flows, bases = _rates(usable, commitments.renewal_history)
     n_months = len(usable)
     pooled = flows.sum(axis=0) / np.where(bases.sum(axis=0) > 0, bases.sum(axis=0), 1)
     monthly = flows / np.where(bases > 0, bases, 1)
     deviations = monthly - pooled  # one month's departure from the window's rate
+    deviations[:, 6:] = 0  # renewal rates: only their estimate's uncertainty (few terms a month)
 
     rng = np.random.default_rng(settings.seed)
     sims, horizon = settings.simulations, settings.horizon
@@ -155,7 +225,8 @@ def forecast(
     # its starting MRR (a month with little MRR has noisy rates that say little about a larger base)
     weights = bases[:, 0] / bases[:, 0].sum()
     noise = deviations[rng.choice(n_months, size=(sims, horizon), p=weights)]
-    rates = np.clip(path_rates[:, None, :] + noise, 0, None)  # (sims, horizon, rates)
+    rates = path_rates[:, None, :] + noise  # (sims, horizon, rates)
+    rates[:, :, RATE_COLUMNS_NON_NEGATIVE] = np.clip(rates[:, :, RATE_COLUMNS_NON_NEGATIVE], 0, None)
 
     # new business: a geometric curve through the last 18 months' new MRR; each path draws its growth
     # (the estimate and its standard error) and its level (the window's total times the mean of a
@@ -178,26 +249,39 @@ def forecast(
 
     last = history.iloc[-1]
     future = _month_index(last["month"], horizon)
-    committed = np.zeros(horizon)
-    committed_customers = np.zeros(horizon)
-    if scheduled_churn is not None and len(scheduled_churn):
-        by_month = scheduled_churn.groupby(pd.to_datetime(scheduled_churn["month"]))[["mrr", "customers"]].sum()
-        for h, month in enumerate(future):
-            if month in by_month.index:
-                committed[h] = by_month.loc[month, "mrr"]
-                committed_customers[h] = by_month.loc[month, "customers"]
+    committed, committed_customers = _by_future_month(scheduled_churn, future)
+    renewal_due, renewal_due_customers = _by_future_month(commitments.renewal_calendar, future)
+    if not bases[:, 6].sum():  # no renewal decided in the window: the monthly rates hold the renewals
+        renewal_due, renewal_due_customers = np.zeros(horizon), np.zeros(horizon)
+    trial_mrr, trial_customers = _by_future_month(commitments.trials, future)
+    trial_mrr, trial_customers = (
+        trial_mrr * commitments.trial_conversion_rate,
+        trial_customers * commitments.trial_conversion_rate,
+    )
 
     mrr = np.full(sims, float(last["ending_mrr"]))
     customers = np.full(sims, float(last["ending_customers"]))
     out = {k: np.zeros((sims, horizon)) for k in ("mrr", "customers", *MOVEMENTS)}
     for h in range(horizon):
         r = rates[:, h, :]
-        new = new_paths[:, h]
-        expansion, reactivation, contraction = r[:, 0] * mrr, r[:, 1] * mrr, r[:, 2] * mrr
-        churned = np.minimum(np.maximum(r[:, 3] * mrr, committed[h]), mrr)
+        # trials ending this month convert at the historical rate: a floor on new business (the curve
+        # already holds the trials that convert in an ordinary month)
+        new = np.maximum(new_paths[:, h], trial_mrr[h])
+        # terms ending this month are judged at the renewal rates, the rest of MRR at the monthly ones
+        due = np.minimum(renewal_due[h], mrr)
+        rest = mrr - due
+        renewal_net = r[:, 7] * due
+        expansion = r[:, 0] * rest + np.maximum(renewal_net, 0)
+        contraction = r[:, 2] * rest + np.maximum(-renewal_net, 0)
+        reactivation = r[:, 1] * mrr
+        churned = np.minimum(np.maximum(r[:, 3] * rest + r[:, 6] * due, committed[h]), mrr)
         ending = np.maximum(mrr + new + expansion + reactivation - contraction - churned, 0)
-        churned_customers = np.minimum(np.maximum(r[:, 5] * customers, committed_customers[h]), customers)
-        new_customers = new / arpa_new if arpa_new > 0 else 0.0
+        due_customers = np.minimum(renewal_due_customers[h], customers)
+        churned_customers = np.minimum(
+            np.maximum(r[:, 5] * (customers - due_customers) + r[:, 8] * due_customers, committed_customers[h]),
+            customers,
+        )
+        new_customers = np.maximum(new / arpa_new if arpa_new > 0 else 0.0, trial_customers[h])
         customers = np.maximum(customers + new_customers + r[:, 4] * customers - churned_customers, 0)
         for key, value in (
             ("new", new),
@@ -226,6 +310,8 @@ def forecast(
             "paying_customers_lower_95": np.percentile(out["customers"], 2.5, axis=0),
             "paying_customers_upper_95": np.percentile(out["customers"], 97.5, axis=0),
             "scheduled_churn_mrr": committed,
+            "renewal_due_mrr": renewal_due,
+            "trial_conversion_mrr": trial_mrr,
         }
     )
     frame["expected_arr"] = frame["expected_mrr"] * 12

@@ -85,6 +85,81 @@ def test_scheduled_cancellations_are_a_floor_on_churn():
     assert fc.forecast(compound_history(), small)["expected_churned_mrr"].iloc[0] == pytest.approx(304.92, rel=0.01)
 
 
+def renewal_history(history: pd.DataFrame) -> pd.DataFrame:
+    """Every month terms worth 10% of starting MRR (and 10% of customers) end; a tenth of them churn
+    (1% of starting MRR: two thirds of the month's 1.5% churn), the rest renew at the same price."""
+    return pd.DataFrame(
+        {
+            "month": history["month"],
+            "decided_mrr": 0.10 * history["starting_mrr"],
+            "renewed_mrr": 0.09 * history["starting_mrr"],
+            "churned_mrr": 0.01 * history["starting_mrr"],
+            "renewals_decided": 0.10 * history["starting_customers"],
+            "churned": 0.01 * history["starting_customers"],
+        }
+    )
+
+
+def test_renewal_calendar_is_judged_at_the_term_end():
+    # Monthly rates without the renewal points: churn (1.5% - 1%) / (100% - 10%) = 0.5556% of the MRR
+    # not up for renewal, expansion 1% / 90% = 1.1111%, contraction 0.5% / 90% = 0.5556%; renewals
+    # churn 10% of the MRR due (1% / 10%), with no net change. January 2026 starts at 20,327.94 with
+    # 10,000 due: rest 10,327.94; churn 0.005556 x 10,327.94 + 10% x 10,000 = 57.38 + 1,000 = 1,057.38
+    # (pooled rates would say 1.5% x 20,327.94 = 304.92; not removing the renewal churn from the rate,
+    # 1.5% x 10,327.94 + 1,000 = 1,154.92); expansion 1.1111% x 10,327.94 = 114.75, contraction 57.38,
+    # new 4% x 20,327.94 = 813.12: ending 20,327.94 + 813.12 + 114.75 - 57.38 - 1,057.38 = 20,141.06
+    history = compound_history()
+    calendar = pd.DataFrame({"month": [pd.Timestamp(2026, 1, 1)], "mrr": [10_000.0], "customers": [40.0]})
+    frame = fc.forecast(history, commitments=fc.Commitments(renewal_history(history), calendar))
+    first = frame.iloc[0]
+    assert first["renewal_due_mrr"] == 10_000
+    assert first["expected_churned_mrr"] == pytest.approx(1_057.38, abs=0.01)
+    assert first["expected_expansion_mrr"] == pytest.approx(114.75, abs=0.01)
+    assert first["expected_contraction_mrr"] == pytest.approx(57.38, abs=0.01)
+    assert first["expected_mrr"] == pytest.approx(20_141.06, abs=0.01)
+    # customers 100 x 1.03^24 = 203.28: new 4.5% = 9.15; churn 0.5556% x (203.28 - 40) + 10% x 40 = 4.91
+    assert first["expected_paying_customers"] == pytest.approx(203.28 + 9.15 - 4.91, abs=0.01)
+    # February has nothing due: churn is 0.5556% of its starting MRR (20,141.06 -> 111.89), not 1.5%
+    assert frame["expected_churned_mrr"].iloc[1] == pytest.approx(0.005 / 0.9 * 20_141.06, abs=0.01)
+    # without any decided term in the window the calendar is ignored: the pooled rates hold the renewals
+    none_decided = renewal_history(history).assign(decided_mrr=0.0, renewed_mrr=0.0, churned_mrr=0.0)
+    none_decided[["renewals_decided", "churned"]] = 0.0
+    plain = fc.forecast(history, commitments=fc.Commitments(none_decided, calendar))
+    assert plain["expected_churned_mrr"].iloc[0] == pytest.approx(304.92, abs=0.01)
+    assert plain["renewal_due_mrr"].iloc[0] == 0
+
+
+def test_renewals_at_a_higher_price_are_expansion():
+    # the renewed pay 20% more: renewed MRR 0.09 x 1.2 = 0.108 of starting MRR, net change +0.018 of
+    # it, i.e. +18% of the MRR due, which comes off the month's expansion (1% - 1.8% < 0: none left
+    # for the monthly rate). January: 10,000 due -> churn 1,000 + 57.38, expansion 1,800 + 0
+    history = compound_history()
+    renewals = renewal_history(history).assign(renewed_mrr=0.108 * history["starting_mrr"])
+    calendar = pd.DataFrame({"month": [pd.Timestamp(2026, 1, 1)], "mrr": [10_000.0], "customers": [40.0]})
+    first = fc.forecast(history, commitments=fc.Commitments(renewals, calendar)).iloc[0]
+    assert first["expected_expansion_mrr"] == pytest.approx(1_800, abs=0.01)
+    assert first["expected_churned_mrr"] == pytest.approx(1_057.38, abs=0.01)
+
+
+def test_trials_in_progress_convert_at_their_rate_as_a_floor_on_new_business():
+    # 50 trials worth 5,000 MRR end in February 2026, 40% convert: 2,000 expected new MRR, more than
+    # the curve's 4% x 20,937.78 = 837.51, so February's new MRR is 2,000; MRR 20,937.78 x (1 + 1% -
+    # 0.5% - 1.5%) + 2,000 = 22,728.40
+    history = compound_history()
+    trials = pd.DataFrame({"month": [pd.Timestamp(2026, 2, 1)], "mrr": [5_000.0], "customers": [50.0]})
+    frame = fc.forecast(history, commitments=fc.Commitments(trials=trials, trial_conversion_rate=0.4))
+    assert frame["trial_conversion_mrr"].tolist()[:3] == pytest.approx([0, 2_000, 0])
+    assert frame["expected_new_mrr"].iloc[1] == pytest.approx(2_000, abs=0.01)
+    assert frame["expected_mrr"].iloc[1] == pytest.approx(22_728.40, abs=0.01)
+    # new customers: the curve's 2,000 / (4% / 4.5% per customer x 100 MRR a customer = 88.89) = 22.5
+    # beat the 40% x 50 = 20 trials; a few trials (500 MRR x 50% = 250 < 837.51) change nothing, the
+    # curve already holds an ordinary month's conversions
+    small = trials.assign(mrr=500.0, customers=20.0)
+    plain = fc.forecast(history, commitments=fc.Commitments(trials=small, trial_conversion_rate=0.5))
+    assert plain["expected_new_mrr"].iloc[1] == pytest.approx(0.04 * 20_937.78, abs=0.01)
+    assert plain["trial_conversion_mrr"].iloc[1] == 250
+
+
 def noisy_history(months: int = 48, seed: int = 1) -> pd.DataFrame:
     """A business whose movements are drawn around known rates: new 2,000 +- 30%, expansion 1%,
     contraction 0.5%, churn 2.5% +- noise."""
@@ -215,7 +290,7 @@ def test_asset_writes_both_marts_with_backtest_metadata(fresh_database, monkeypa
             "insert into marts.customer_mrr_current values ('cus_1', 300, 300, true, '2026-08-15'), "
             "('cus_2', 50, 0, false, null)"
         )
-    bi_url = create_bi_role(url, "forecast_reader")
+    bi_url = create_bi_role(url, "forecast_reader").url
 
     result = dg.materialize([mrr_forecast], resources={"warehouse": WarehouseResource()})
     assert result.success
@@ -245,3 +320,79 @@ def test_asset_writes_both_marts_with_backtest_metadata(fresh_database, monkeypa
     assert query(url, "select count(*) from public.forecast_view") == [(12,)]
     assert query(url, "select count(*) from marts.mrr_forecast") == [(12,)]
     assert query(bi_url, "select count(*) from marts.mrr_forecast_backtest") == [(len(fc.backtest(history)),)]
+
+
+COMMITMENTS_DDL = """
+create table marts.renewals (
+    period_type text, period_start date, is_complete_period boolean, is_future_period boolean,
+    renewals_due bigint, mrr_up_for_renewal numeric, known_non_renewals bigint, known_non_renewal_mrr numeric,
+    renewals_decided bigint, renewed bigint, churned bigint, decided_mrr numeric, renewed_mrr numeric,
+    churned_mrr numeric
+);
+create table marts.trial_conversion (trial_month date, trials_started bigint, converted_within_30_days bigint);
+create schema staging;
+create table staging.stg_stripe__subscriptions (subscription_id text, status text, trial_ended_at timestamptz);
+create table staging.stg_stripe__subscription_items (subscription_id text, price_id text, quantity int);
+create table staging.stg_stripe__prices (
+    price_id text, currency text, unit_amount_cents numeric, recurring_interval text,
+    recurring_interval_count int, usage_type text
+);
+"""
+
+
+def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
+    import logging
+
+    from orchestration.defs.ml import read_commitments, write_forecast
+
+    url = fresh_database("forecast_commitments")
+    history = noisy_history(30)  # 2024-01 .. 2026-06 complete, July 2026 in progress
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(MRR_MONTHLY_DDL + COMMITMENTS_DDL)
+        for row in history.itertuples():
+            cur.execute(
+                "insert into marts.mrr_monthly values (%s,%s,%s,%s,0,%s,%s,%s,100,5,0,2,103,0)",
+                (row.month.date(), row.starting_mrr, row.new_mrr, row.expansion_mrr, row.contraction_mrr)
+                + (row.churned_mrr, row.ending_mrr),
+            )
+        cur.execute("insert into marts.mrr_monthly (month, ending_mrr) values ('2026-07-01', 1)")
+        cur.execute(
+            # June decided 1,000 (100 churned, 900 renewed); August: 2,000 due of which 500 known to end;
+            # a quarter row is not read
+            "insert into marts.renewals values "
+            "('month', '2026-06-01', true, false, 10, 1000, 0, 0, 10, 9, 1, 1000, 900, 100),"
+            "('month', '2026-08-01', false, true, 8, 2000, 2, 500, 0, 0, 0, 0, 0, 0),"
+            "('quarter', '2026-07-01', false, false, 8, 9999, 2, 500, 0, 0, 0, 0, 0, 0)"
+        )
+        # 30-day conversion over trial months 2025-06 .. 2026-05: (4 + 2) / (10 + 5) = 40%; June 2026 (its
+        # 30 days not over for all) and 2025-05 (over a year) are left out
+        cur.execute(
+            "insert into marts.trial_conversion values ('2026-05-01', 10, 4), ('2025-06-01', 5, 2), "
+            "('2026-06-01', 10, 0), ('2025-05-01', 10, 10)"
+        )
+        # trialing now: sub_1 ends in July, 2 seats of a 120.00 USD yearly price = 20 MRR; sub_2 in September,
+        # 30.00 USD every 3 months = 10 MRR; sub_3 has converted already (active), sub_4 is metered
+        cur.execute(
+            "insert into staging.stg_stripe__subscriptions values ('sub_1', 'trialing', '2026-07-20'), "
+            "('sub_2', 'trialing', '2026-09-02'), ('sub_3', 'active', '2026-07-03'), "
+            "('sub_4', 'trialing', '2026-07-20');"
+            "insert into staging.stg_stripe__subscription_items values ('sub_1', 'price_y', 2), "
+            "('sub_2', 'price_q', 1), ('sub_3', 'price_y', 5), ('sub_4', 'price_metered', 1);"
+            "insert into staging.stg_stripe__prices values ('price_y', 'usd', 12000, 'year', 1, 'licensed'), "
+            "('price_q', 'usd', 3000, 'month', 3, 'licensed'), ('price_metered', 'usd', 100, 'month', 1, 'metered')"
+        )
+    with psycopg2.connect(url) as conn:
+        commitments = read_commitments(conn)
+    assert commitments.trial_conversion_rate == pytest.approx(0.4)
+    assert commitments.renewal_history["decided_mrr"].tolist() == [1000]
+    metadata, _ = write_forecast(url, logging.getLogger("test"))
+    assert metadata["trial_conversion_rate"] == 0.4 and metadata["trial_conversion_mrr_12_months"] == 12
+    assert metadata["renewal_due_mrr_12_months"] == 1500
+    rows = query(
+        url, "select month::text, renewal_due_mrr, trial_conversion_mrr from marts.mrr_forecast order by month"
+    )
+    # August: 2,000 - 500 known non-renewals (already scheduled cancellations) = 1,500 up for renewal;
+    # trials: 40% x 20 = 8 in July, 40% x 10 = 4 in September
+    assert rows[0] == ("2026-07-01", 0, 8)
+    assert rows[1] == ("2026-08-01", 1500, 0)
+    assert rows[2] == ("2026-09-01", 0, 4)

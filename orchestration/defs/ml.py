@@ -52,6 +52,8 @@ MRR_FORECAST_COLUMNS = [
         )
     ],
     ("scheduled_churn_mrr", "numeric(18,4)"),
+    ("renewal_due_mrr", "numeric(18,4)"),
+    ("trial_conversion_mrr", "numeric(18,4)"),
 ]
 
 MRR_FORECAST_BACKTEST_COLUMNS = [
@@ -99,9 +101,107 @@ def read_forecast_inputs(conn) -> tuple[pd.DataFrame, pd.DataFrame]:
     return history, scheduled
 
 
+ZERO_DECIMAL_CURRENCIES = ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv")
+ZERO_DECIMAL_CURRENCIES += ("xaf", "xof", "xpf")  # as macros/money.sql zero_decimal_currencies()
+
+TRIALS_SQL = """
+select date_trunc('month', subscriptions.trial_ended_at at time zone 'UTC')::date as month,
+       sum(
+           items.quantity * prices.unit_amount_cents
+           / case when prices.currency in %(zero)s then 1 else 100 end
+           * case prices.recurring_interval
+               when 'month' then 1.0 / prices.recurring_interval_count
+               when 'year' then 1.0 / (12 * prices.recurring_interval_count)
+               when 'week' then 52.0 / (12 * prices.recurring_interval_count)
+               when 'day' then 365.0 / (12 * prices.recurring_interval_count)
+             end
+           * case when prices.currency = %(reporting)s then 1 else {rate} end
+       ) as mrr,
+       count(distinct subscriptions.subscription_id) as customers
+from staging.stg_stripe__subscriptions as subscriptions
+inner join staging.stg_stripe__subscription_items as items
+    on items.subscription_id = subscriptions.subscription_id
+inner join staging.stg_stripe__prices as prices
+    on prices.price_id = items.price_id
+{fx_join}
+where subscriptions.status = 'trialing'
+    and subscriptions.trial_ended_at is not null
+    and prices.usage_type = 'licensed'
+group by 1
+"""
+FX_JOIN = """left join intermediate.int_fx_rates_daily as fx
+    on fx.currency = prices.currency
+    and fx.rate_date = (select max(rate_date) from intermediate.int_fx_rates_daily)"""
+
+
+def _exists(cur, relation: str) -> bool:
+    cur.execute("select to_regclass(%s) is not null", (relation,))
+    return bool(cur.fetchone()[0])
+
+
+def _frame(cur, sql: str, columns: list[str], params=None) -> pd.DataFrame:
+    cur.execute(sql, params)
+    frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    for column in columns[1:]:
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def read_commitments(conn) -> fc.Commitments:
+    """The renewal calendar and its history (`marts.renewals`, month rows), the trials in progress at
+    their price's MRR by the month they end, and the trials' 30-day conversion rate over the trial
+    months of the last year whose 30 days have passed (`marts.trial_conversion`). A missing table
+    leaves its part out (METRICS.md "MRR forecast")."""
+    from orchestration.defs.checks import reporting_currency
+
+    renewal_history = renewal_calendar = trials = None
+    rate = 0.0
+    current = f"(select max(month) from {MARTS_SCHEMA}.mrr_monthly)"
+    with conn.cursor() as cur:
+        if _exists(cur, f"{MARTS_SCHEMA}.renewals"):
+            renewal_history = _frame(
+                cur,
+                f"select period_start, decided_mrr, renewed_mrr, churned_mrr, renewals_decided, churned"
+                f" from {MARTS_SCHEMA}.renewals where period_type = 'month' and is_complete_period",
+                fc.RENEWAL_HISTORY_COLUMNS,
+            )
+            renewal_calendar = _frame(
+                cur,
+                f"select period_start, mrr_up_for_renewal - known_non_renewal_mrr, renewals_due - known_non_renewals"
+                f" from {MARTS_SCHEMA}.renewals where period_type = 'month' and not is_complete_period",
+                ["month", "mrr", "customers"],
+            )
+        if _exists(cur, f"{MARTS_SCHEMA}.trial_conversion"):
+            cur.execute(
+                f"select sum(converted_within_30_days)::float / nullif(sum(trials_started), 0)"
+                f" from {MARTS_SCHEMA}.trial_conversion"
+                f" where trial_month >= {current} - interval '13 months'"
+                f" and trial_month <= {current} - interval '2 months'"
+            )
+            rate = float(cur.fetchone()[0] or 0.0)
+        staged = ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
+        if rate and all(_exists(cur, f"staging.{name}") for name in staged):
+            fx = _exists(cur, "intermediate.int_fx_rates_daily")
+            sql = TRIALS_SQL.format(rate="fx.rate" if fx else "null", fx_join=FX_JOIN if fx else "")
+            trials = _frame(
+                cur,
+                sql,
+                ["month", "mrr", "customers"],
+                {"zero": ZERO_DECIMAL_CURRENCIES, "reporting": reporting_currency()},
+            )
+            trials["mrr"] = trials["mrr"].fillna(0.0)
+    return fc.Commitments(renewal_history, renewal_calendar, trials, rate)
+
+
 FORECAST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast"])
 BACKTEST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast_backtest"])
-FORECAST_DEPS = [dg.AssetKey([MARTS_SCHEMA, "mrr_monthly"]), dg.AssetKey([MARTS_SCHEMA, "customer_mrr_current"])]
+FORECAST_DEPS = [
+    dg.AssetKey([MARTS_SCHEMA, name])
+    for name in ("mrr_monthly", "customer_mrr_current", "renewals", "trial_conversion")
+] + [
+    dg.AssetKey(["staging", name])
+    for name in ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
+]
 
 
 @dg.multi_asset(
@@ -112,7 +212,8 @@ FORECAST_DEPS = [dg.AssetKey([MARTS_SCHEMA, "mrr_monthly"]), dg.AssetKey([MARTS_
             deps=FORECAST_DEPS,
             group_name=GROUP,
             description="The next 12 months' MRR, ARR, paying customers and movements with 80%/95% intervals, "
-            "from the movement rates of the last 12 complete months and the scheduled cancellations "
+            "from the movement rates of the last 12 complete months and what is committed (scheduled "
+            "cancellations, the renewal calendar, trials converting at their historical rate) "
             '(METRICS.md "MRR forecast").',
         ),
         dg.AssetSpec(
@@ -138,8 +239,9 @@ def write_forecast(url: str, log) -> tuple[dict, dict]:
     started = time.monotonic()
     with closing(psycopg2.connect(url)) as conn, conn:
         history, scheduled = read_forecast_inputs(conn)
+        commitments = read_commitments(conn)
         try:
-            frame = fc.forecast(history, scheduled)
+            frame = fc.forecast(history, scheduled, commitments=commitments)
             message = None
         except fc.NotEnoughHistory as exc:
             frame = pd.DataFrame(columns=[name for name, _ in MRR_FORECAST_COLUMNS])
@@ -162,6 +264,9 @@ def write_forecast(url: str, log) -> tuple[dict, dict]:
         metadata["skipped"] = message
     else:
         metadata["expected_mrr_in_12_months"] = round(float(frame["expected_mrr"].iloc[-1]), 2)
+        metadata["renewal_due_mrr_12_months"] = round(float(frame["renewal_due_mrr"].sum()), 2)
+        metadata["trial_conversion_rate"] = round(commitments.trial_conversion_rate, 4)
+        metadata["trial_conversion_mrr_12_months"] = round(float(frame["trial_conversion_mrr"].sum()), 2)
         metadata["mrr_80_interval_in_12_months"] = (
             f"{frame['mrr_lower_80'].iloc[-1]:,.2f} - {frame['mrr_upper_80'].iloc[-1]:,.2f}"
         )
