@@ -36,7 +36,8 @@ def personal_columns(manifest_path: Path) -> dict[str, tuple[list[str], list[str
     manifest = json.loads(Path(manifest_path).read_text())
     found: dict[str, tuple[list[str], list[str]]] = {}
     for node in manifest["nodes"].values():
-        if node.get("resource_type") != "model" or node.get("schema") != MARTS_SCHEMA:
+        # the marts folder (dbt builds it into marts_build and publishes it into marts: macros/publish.sql)
+        if node.get("resource_type") != "model" or not node.get("original_file_path", "").startswith("models/marts/"):
             continue
         personal, readable = [], []
         for name, column in node.get("columns", {}).items():

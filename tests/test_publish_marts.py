@@ -72,7 +72,7 @@ def account(tmp_path):
 def test_a_failed_build_publishes_nothing_and_the_next_good_one_everything(account, fresh_database, tmp_path):
     url = fresh_database("publish")
     load_stripe(account, url, tmp_path, NOW)
-    bi_url = create_bi_role(url, "bi_publish_test")
+    bi_url = create_bi_role(url, "bi_publish_test").url
     dbt_build(url, tmp_path, NOW)
     before = digests(url)
     assert {"mrr_movements", "mrr_monthly", "customer_mrr_monthly", "customer_mrr_current", "mrr_by_plan"} <= set(

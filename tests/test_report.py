@@ -227,7 +227,7 @@ def test_every_monthly_mart_says_whether_its_month_is_complete(warehouse):
     assert query(
         url,
         "select data_type from information_schema.columns "
-        "where table_name = 'usage_revenue_monthly' and column_name = 'is_complete_month'",
+        "where table_schema = 'marts' and table_name = 'usage_revenue_monthly' and column_name = 'is_complete_month'",
     ) == [("boolean",)]
 
 

@@ -81,13 +81,13 @@
 " ~ publish_functions() ~ "
 do $publish$
 begin
-    create schema if not exists " ~ adapter.quote(marts_schema()) ~ ";" ~ publish_statements(tables, view_sql, copies) ~ "
+    create schema if not exists " ~ adapter.quote(marts_schema()) ~ ";" ~ publish_statements(tables, views, view_sql, copies) ~ "
 end
 $publish$;
 commit;") }}
 {%- endmacro %}
 
-{% macro publish_statements(tables, view_sql, copies) -%}
+{% macro publish_statements(tables, views, view_sql, copies) -%}
     {%- for schema, identifier, copy in copies.values() %}
     perform pg_temp.marts_sync_copy({{ "'" ~ schema ~ "'" }}, {{ "'" ~ identifier ~ "'" }}, {{ "'" ~ identifier ~ "__published'" }}, 'customer_id');
     {%- endfor %}
@@ -95,7 +95,23 @@ commit;") }}
     perform pg_temp.marts_publish_table({{ "'" ~ marts_build_schema() ~ "'" }}, {{ "'" ~ marts_schema() ~ "'" }}, {{ "'" ~ node.alias ~ "'" }});
     {%- endfor %}
     {%- for name, sql in view_sql.items() %}
-    perform pg_temp.marts_publish_view({{ "'" ~ marts_schema() ~ "'" }}, {{ "'" ~ name ~ "'" }}, $publish_view${{ sql }}$publish_view$);
+    perform pg_temp.marts_publish_view({{ "'" ~ marts_build_schema() ~ "'" }}, {{ "'" ~ marts_schema() ~ "'" }}, {{ "'" ~ name ~ "'" }}, $publish_view${{ sql }}$publish_view$);
+    {%- endfor %}
+    {#- the grants above include the schema's defaults (SELECT for BI logins): personal columns are taken
+        back out again, as the post-hook restrict_personal_columns did in marts_build (macros/personal_data.sql) #}
+    {%- for node in tables + views %}
+    {%- set graph_node = graph.nodes.get(node.unique_id) %}
+    {%- set personal = personal_columns(graph_node) if graph_node else [] %}
+    {%- if personal %}
+    {%- set readable = [] %}
+    {%- for name in graph_node.columns if name not in personal %}{% do readable.append(adapter.quote(name)) %}{% endfor %}
+    if exists (select from pg_roles where rolname = 'saas_metrics_bi') then
+        revoke select on {{ adapter.quote(marts_schema()) }}.{{ adapter.quote(node.alias) }} from saas_metrics_bi;
+        {%- if readable %}
+        grant select ({{ readable | join(', ') }}) on {{ adapter.quote(marts_schema()) }}.{{ adapter.quote(node.alias) }} to saas_metrics_bi;
+        {%- endif %}
+    end if;
+    {%- endif %}
     {%- endfor %}
 {%- endmacro %}
 
@@ -160,13 +176,28 @@ begin
 end
 $fn$;
 
-create or replace function pg_temp.marts_publish_view(target_schema text, name text, definition text) returns void
+create or replace function pg_temp.marts_publish_view(build_schema text, target_schema text, name text, definition text)
+returns void
 language plpgsql as $fn$
 declare
     old_acl aclitem[] := pg_temp.marts_drop(target_schema, name);
+    built regclass := to_regclass(format('%I.%I', build_schema, name));
+    described record;
 begin
     execute format('create view %I.%I as %s', target_schema, name, definition);
     perform pg_temp.marts_grant(target_schema, name, old_acl);
+    -- the descriptions dbt persisted on the view it built (persist_docs), for BI tools
+    if built is not null then
+        execute format('comment on view %I.%I is %L', target_schema, name, obj_description(built, 'pg_class'));
+        for described in
+            select attname, col_description(built, attnum) as description
+            from pg_attribute
+            where attrelid = built and attnum > 0 and not attisdropped and col_description(built, attnum) is not null
+        loop
+            execute format('comment on column %I.%I.%I is %L', target_schema, name, described.attname,
+                described.description);
+        end loop;
+    end if;
 end
 $fn$;
 
