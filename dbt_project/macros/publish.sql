@@ -10,8 +10,9 @@
       `saas-metrics db bi-role` sets them). `marts_build` keeps a view of it, for a later build that
       selects only some marts.
     - A mart view is created in `marts` from its compiled SQL, reading the published marts instead of
-      `marts_build`, and, instead of a table or incremental model outside the marts folder (the MRR
-      engine's tables, which every build updates in place), a published copy of it beside it
+      `marts_build`, and, instead of a table, incremental model or view outside the marts folder (the MRR
+      engine's tables, which every build updates in place; a staging view, which dbt drops with CASCADE
+      when it rebuilds it, and with it any view reading it), a published copy of it beside it
       (`<table>__published`). The copy is brought up to date in the same transaction, by key
       (`customer_id`): the keys with a row written since the copy was last brought up to date (the rows'
       transaction ids) are copied again; if the row counts then differ (rows deleted without
@@ -66,7 +67,7 @@
                 {%- if parent.schema == build_schema -%}
                     {%- set view.sql = view.sql.replace(source.render(), source.incorporate(
                         path={'schema': marts_schema()}).render()) -%}
-                {%- elif parent.config.materialized in ('table', 'incremental', 'seed', 'snapshot') -%}
+                {%- elif parent.config.materialized in ('table', 'incremental', 'seed', 'snapshot', 'view') -%}
                     {%- set copy = source.incorporate(path={'identifier': parent.alias ~ '__published'}) -%}
                     {%- do copies.update({source.render(): (parent.schema, parent.alias, copy.render())}) -%}
                     {%- set view.sql = view.sql.replace(source.render(), copy.render()) -%}
