@@ -24,3 +24,19 @@
     where customer_id in ({{ growth_changed_customers(customer_months, batches, customers) }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- The segment dimensions (METRICS.md "Segments"): (name, SQL expression over int_customer_segments_monthly),
+    the built-in ones and one per customer metadata key of var segment_metadata_keys. -#}
+{% macro segment_dimensions() -%}
+    {%- set dimensions = [
+        ('plan', 'plan'),
+        ('billing_interval', 'billing_interval'),
+        ('country', 'country'),
+        ('acquisition_channel', 'acquisition_channel'),
+        ('mrr_band', 'mrr_band'),
+    ] -%}
+    {%- for key in var('segment_metadata_keys') -%}
+        {%- do dimensions.append(('metadata.' ~ key, "(segment_metadata ->> '" ~ key ~ "')")) -%}
+    {%- endfor -%}
+    {{ return(dimensions) }}
+{%- endmacro %}

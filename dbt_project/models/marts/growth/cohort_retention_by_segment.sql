@@ -1,16 +1,7 @@
 -- cohort_retention split by segment (METRICS.md "Segments"): customers grouped by the month of their
 -- first MRR and by their segment at the end of that month (a cohort's members never change segment
 -- here); for each month since, how many still pay and how much MRR the group keeps.
-{%- set dimensions = [
-    ('plan', 'plan'),
-    ('billing_interval', 'billing_interval'),
-    ('country', 'country'),
-    ('acquisition_channel', 'acquisition_channel'),
-    ('mrr_band', 'mrr_band'),
-] %}
-{%- for key in var('segment_metadata_keys') %}
-{%- do dimensions.append(('metadata.' ~ key, "(segment_metadata ->> '" ~ key ~ "')")) %}
-{%- endfor %}
+{%- set dimensions = segment_dimensions() %}
 
 with
 

@@ -1,16 +1,7 @@
 -- MRR, movements and churn per month and segment (METRICS.md "Segments"): for each dimension, the
 -- segments of a month add up to the month's total in mrr_monthly (blocking test assert_segments_add_up).
 -- One scan of int_customer_segments_monthly, all dimensions at once (grouping sets).
-{%- set dimensions = [
-    ('plan', 'plan'),
-    ('billing_interval', 'billing_interval'),
-    ('country', 'country'),
-    ('acquisition_channel', 'acquisition_channel'),
-    ('mrr_band', 'mrr_band'),
-] %}
-{%- for key in var('segment_metadata_keys') %}
-{%- do dimensions.append(('metadata.' ~ key, "(segment_metadata ->> '" ~ key ~ "')")) %}
-{%- endfor %}
+{%- set dimensions = segment_dimensions() %}
 
 with
 
