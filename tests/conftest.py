@@ -58,7 +58,9 @@ def pg(pg_home) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch, tmp_path):
-    """No test sees the developer's own configuration (or a .env file)."""
+    """No test sees the developer's own configuration (or a .env file), and none leaves the process environment
+    changed for the next (a refresh run in-process exports the warehouse's credentials for dlt)."""
+    saved = os.environ.copy()
     for var in CONFIG_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SAAS_METRICS_HOME", str(tmp_path / "home"))
@@ -66,6 +68,8 @@ def isolated_settings(monkeypatch, tmp_path):
     runtime.settings.cache_clear()
     yield
     runtime.settings.cache_clear()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

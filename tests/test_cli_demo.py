@@ -59,6 +59,30 @@ def test_demo_builds_non_empty_marts_that_add_up(demo):
     assert rows[-1][-1] > Decimal(1000)
 
 
+def test_demo_exercises_the_growth_marts(demo):
+    """Annual renewals, channels with and without spend, a P&L file, metadata attributes (issue 15). Before any
+    test runs `saas-metrics run` in this home: without the demo's finance files that refresh loads no spend."""
+    _, url = demo
+    decided, calendar = query(
+        url,
+        "select sum(renewals_decided), sum(mrr_up_for_renewal) filter (where is_future_period) "
+        "from marts.renewals where period_type = 'month'",
+    )[0]
+    assert decided > 0 and calendar > 0
+    industries = {
+        r[0] for r in query(url, "select segment from marts.mrr_by_segment where dimension = 'metadata.industry'")
+    }
+    assert "(none)" in industries and len(industries) > 3
+    paid, unpaid = query(
+        url,
+        "select count(*) filter (where spend > 0), count(*) filter (where spend = 0 and new_customers > 0) "
+        "from marts.cac_by_channel",
+    )[0]
+    assert paid > 0 and unpaid > 0  # referral: customers without spend
+    assert query(url, "select count(*) from marts.saas_efficiency where rule_of_40 is not null")[0][0] > 0
+    assert query(url, "select count(*) from marts.signup_funnel")[0][0] > 0
+
+
 def test_demo_run_is_recorded_in_the_dagster_instance(demo, user_env):
     _, url = demo
     dagster_url = url.rsplit("/", 1)[0] + "/dagster"
@@ -344,26 +368,3 @@ def test_help_on_every_command():
     for args in ([], ["run"], ["demo"], ["db"], ["ui"]):
         result = subprocess.run([CLI, *args, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: saas-metrics" in result.stdout
-
-
-def test_demo_exercises_the_growth_marts(demo):
-    """Annual renewals, channels with and without spend, a P&L file, metadata attributes (issue 15)."""
-    _, url = demo
-    decided, calendar = query(
-        url,
-        "select sum(renewals_decided), sum(mrr_up_for_renewal) filter (where is_future_period) "
-        "from marts.renewals where period_type = 'month'",
-    )[0]
-    assert decided > 0 and calendar > 0
-    industries = {
-        r[0] for r in query(url, "select segment from marts.mrr_by_segment where dimension = 'metadata.industry'")
-    }
-    assert "(none)" in industries and len(industries) > 3
-    paid, unpaid = query(
-        url,
-        "select count(*) filter (where spend > 0), count(*) filter (where spend = 0 and new_customers > 0) "
-        "from marts.cac_by_channel",
-    )[0]
-    assert paid > 0 and unpaid > 0  # referral: customers without spend
-    assert query(url, "select count(*) from marts.saas_efficiency where rule_of_40 is not null")[0][0] > 0
-    assert query(url, "select count(*) from marts.signup_funnel")[0][0] > 0
