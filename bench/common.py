@@ -207,6 +207,33 @@ def slowest_nodes(target: Path, count: int = 10) -> dict[str, float]:
     return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest}
 
 
+def sum_of_nodes(target: Path) -> float:
+    """Seconds of all nodes of the last dbt invocation that wrote `target`, added up (threads overlap them)."""
+    run_results = json.loads((target / "run_results.json").read_text())
+    return round(sum(r["execution_time"] for r in run_results["results"]), 2)
+
+
+def clone_database(pg: EmbeddedPostgres, url: str, name: str) -> str:
+    """A copy of the database of `url` (CREATE DATABASE ... TEMPLATE), its other sessions ended first."""
+    source = parse_database_url(url).dbname
+    conn = psycopg2.connect(pg.url("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (source,))
+        cur.execute(f'drop database if exists "{name}"')
+        cur.execute(f'create database "{name}" template "{source}"')
+    conn.close()
+    return pg.url(name)
+
+
+def drop_database(pg: EmbeddedPostgres, name: str) -> None:
+    conn = psycopg2.connect(pg.url("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+    conn.close()
+
+
 def hook_seconds(target: Path) -> float:
     """Seconds the last dbt invocation that wrote `target` spent in its on-run-end hooks (publishing the marts)."""
     run_results = json.loads((target / "run_results.json").read_text())

@@ -522,3 +522,31 @@ def test_segments_rebuild_only_changed_customers_and_equal_a_rebuild(warehouse, 
     dbt_build(warehouse, tmp_path, NOW, select="int_customer_segments_monthly+ renewals", full_refresh=True)
     for table in tables:
         assert incremental[table] == rows_of(table), table
+
+
+def test_month_aggregates_recompute_listed_months_and_equal_a_rebuild(warehouse, tmp_path):
+    """METRICS.md "Incremental builds": the segment aggregates recompute only the months the ledger of
+    int_customer_segments_monthly lists. "Today" moves from 2026-02-15 into March (a month ends: every paying
+    customer gets a March row, which the engine writes without listing anyone), then one more day; only
+    those months may be listed, and the marts equal a rebuild."""
+    ledger = "intermediate.int_customer_segments_monthly__changed_months"
+    tables = ["marts.mrr_by_segment", "marts.cohort_retention_by_segment"]
+
+    def rows_of(table):
+        return sorted(query(warehouse, f"select * from {table}"), key=repr)
+
+    for day in ("2026-03-07", "2026-03-08"):
+        (before,) = query(warehouse, f"select max(changed_at) from {ledger}")[0]
+        dbt_build(warehouse, tmp_path, ts(day))
+        listed = {str(r[0]) for r in query(warehouse, f"select month from {ledger} where changed_at > %s", (before,))}
+        # into March: February's last days (its month-end values) and March; then March alone
+        assert listed <= ({"2026-02-01", "2026-03-01"} if day == "2026-03-07" else {"2026-03-01"}), listed
+        incremental = {table: rows_of(table) for table in tables}
+        # March's rows exist for every dimension (a new month on the first build of the month)
+        march = query(
+            warehouse, "select count(distinct dimension) from marts.mrr_by_segment where month = '2026-03-01'"
+        )
+        assert march == [(7,)]
+        dbt_build(warehouse, tmp_path, ts(day), select="int_customer_segments_monthly+", full_refresh=True)
+        for table in tables:
+            assert incremental[table] == rows_of(table), (day, table)

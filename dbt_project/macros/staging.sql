@@ -39,3 +39,34 @@ begin
 end
 $$
 {%- endmacro %}
+
+{#- A set of keys an incremental build works on (the invoices loaded since the last build, the
+    subscriptions they touch), computed once before the build as a temporary table and analyzed: the
+    planner then knows it holds a few thousand rows, not the third of a table it guesses for a subquery
+    against a watermark, and reads the big tables by index instead of scanning them (a pre-hook runs on
+    the build's own session, so its temporary tables are there for the model's SQL; `pg_temp` names
+    them). Only in an incremental build: a full build reads everything. -#}
+{% macro temp_key_set(name, sql) -%}
+    drop table if exists pg_temp.{{ name }};
+    create temporary table {{ name }} as {{ sql }};
+    analyze pg_temp.{{ name }}
+{%- endmacro %}
+
+{#- Post-hook: a partial index on a big table for one reader's filter (`predicate`, written exactly as the
+    reader's WHERE clause so that the planner can use it), created once per table: its name carries the
+    table's oid, as a rebuild (a new table) needs its own. `columns` may include every column the reader
+    takes, for index-only scans. -#}
+{% macro partial_index(name, columns, predicate) -%}
+do $$
+begin
+    if not exists (
+        select from pg_indexes
+        where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
+            and indexname = '{{ name }}_' || '{{ this }}'::regclass::oid
+    ) then
+        execute format('create index %I on {{ this }} ({{ columns | join(", ") }}) where {{ predicate | replace("'", "''") }}',
+                       '{{ name }}_' || '{{ this }}'::regclass::oid);
+    end if;
+end
+$$
+{%- endmacro %}

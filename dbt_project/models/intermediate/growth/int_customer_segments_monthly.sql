@@ -5,29 +5,24 @@
 -- One pass over the customer months (a window per customer, read in index order), no self-join.
 -- Incremental per customer (macros/growth.sql): only the customers whose engine rows were rewritten
 -- since the last build (a newer engine_batch_at, or listed by the engine's ledger) or whose Stripe
--- customer was loaded again are recomputed, all their months at once. A change of var
+-- customer was loaded again are recomputed, all their months at once; the months in which a row changed
+-- go to the ledger int_customer_segments_monthly__changed_months (growth_record_changed_months). A change of var
 -- segment_metadata_keys or of a product's name needs a full refresh (`saas-metrics run --full-refresh`).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    indexes=[{'columns': ['customer_id', 'month'], 'unique': True}],
-    pre_hook="{{ growth_delete_changed(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}",
+    indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['month']}],
+    pre_hook="{{ growth_segments_prepare(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}",
+    post_hook="{{ growth_record_changed_months(['starting_mrr', 'new_mrr', 'expansion_mrr', 'reactivation_mrr', 'contraction_mrr', 'churned_mrr', 'mrr', 'new_customers', 'reactivated_customers', 'churned_customers', 'is_paying_at_start', 'is_paying', 'plan', 'billing_interval', 'country', 'acquisition_channel', 'mrr_band', 'segment_metadata']) }}",
 ) }}
 
 with
 
 {% if is_incremental() -%}
--- the customers the pre-hook deleted: changed ones without rows left (the pre-hook may have removed the
--- rows that held the newest stamp, so changed customers whose rows are still there are left alone)
+-- the customers the pre-hook found changed and deleted (growth_segments_prepare)
 changed_customers as (
-    select changed.customer_id
-    from (
-        {{ growth_changed_customers(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}
-    ) as changed
-    where not exists (
-        select 1 from {{ this }} as existing where existing.customer_id = changed.customer_id
-    )
+    select customer_id from pg_temp.segments_changed_customers
 ),
 {%- endif %}
 

@@ -8,7 +8,7 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['engine_batch_at']}],
+    indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['engine_batch_at']}, {'columns': ['month']}],
     pre_hook="{{ mrr_engine_delete(ref('int_customer_mrr_movements'), 'customer_id', also='months') }}",
 ) }}
 {%- set scope = mrr_engine_scope(ref('int_customer_mrr_movements')) %}

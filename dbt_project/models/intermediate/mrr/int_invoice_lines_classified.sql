@@ -10,6 +10,7 @@
 -- depends on its invoice and on the other cycle lines of its period; whole invoices are replaced
 -- (delete+insert on invoice_id; the pre-hook also drops invoices left with no line at all).
 -- Prices are read as they are: Stripe does not let a price's amount or interval change.
+-- A partial index holds the cycle lines of multi-month prices, which renewals reads (macros/growth.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -21,7 +22,11 @@
         {'columns': ['period_start_at']},
         {'columns': ['synced_at']},
     ],
-    pre_hook="{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
+    post_hook="{{ partial_index('ilc_multi_month_terms', ['subscription_id', 'period_end_at', 'recurring_interval', 'recurring_interval_count'], multi_month_cycle_lines()) }}",
+    pre_hook=[
+        "{{ lines_classified_key_sets() }}",
+        "{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
+    ],
 ) }}
 -- depends_on: {{ ref('stg_stripe__discounts') }}
 {#- Every line is valued again when the methodology changed (mrr_methodology_changed): a rebuild's values. -#}
@@ -30,35 +35,13 @@
 with
 
 {% if incremental -%}
-refetched_invoices as (
-    select invoice_id, subscription_id
-    from {{ ref('stg_stripe__invoices') }}
-    where synced_at > {{ synced_watermark() }}
-),
-
+-- the pre-hook's key sets (macro lines_classified_key_sets)
 touched_subscriptions as (
-    select subscription_id from refetched_invoices where subscription_id is not null
-    union
-    select subscription_id
-    from {{ ref('stg_stripe__invoice_items') }}
-    where synced_at > {{ synced_watermark() }} and subscription_id is not null
-    union
-    select lines.subscription_id
-    from {{ ref('stg_stripe__invoice_lines') }} as lines
-    inner join refetched_invoices on lines.invoice_id = refetched_invoices.invoice_id
-    where lines.subscription_id is not null
+    select subscription_id from pg_temp.ilc_touched_subscriptions
 ),
 
 touched_invoices as (
-    select invoice_id from refetched_invoices
-    union
-    select invoices.invoice_id
-    from {{ ref('stg_stripe__invoices') }} as invoices
-    inner join touched_subscriptions on invoices.subscription_id = touched_subscriptions.subscription_id
-    union
-    select lines.invoice_id
-    from {{ ref('stg_stripe__invoice_lines') }} as lines
-    inner join touched_subscriptions on lines.subscription_id = touched_subscriptions.subscription_id
+    select invoice_id from pg_temp.ilc_touched_invoices
 ),
 {%- endif %}
 

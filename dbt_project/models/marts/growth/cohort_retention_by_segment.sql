@@ -1,135 +1,29 @@
 -- cohort_retention split by segment (METRICS.md "Segments"): customers grouped by the month of their
 -- first MRR and by their segment at the end of that month (a cohort's members never change segment
 -- here); for each month since, how many still pay and how much MRR the group keeps.
-{%- set dimensions = segment_dimensions() %}
+-- Computed month by month in int_cohort_segment_retention (incremental); published here whole.
 
 with
 
-customer_months as (
-    select * from {{ ref('int_customer_segments_monthly') }}
-),
-
-as_of as (
-    select date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
-),
-
--- the month of each customer's first MRR, its MRR and segments at that month's end
-cohort_members as (
-    select distinct on (customer_id)
-        customer_id,
-        month as cohort_month,
-        mrr as starting_mrr,
-        plan,
-        billing_interval,
-        country,
-        acquisition_channel,
-        mrr_band,
-        segment_metadata
-    from customer_months
-    where new_customers > 0
-    order by customer_id, month
-),
-
-cohort_sizes as (
-    select
-        cohort_month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
-        count(*) as cohort_customers,
-        sum(starting_mrr) as cohort_starting_mrr
-    from cohort_members
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (cohort_month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
-),
-
-member_months as (
-    select
-        cohort_members.cohort_month,
-        customer_months.month,
-        customer_months.mrr,
-        least(customer_months.mrr, cohort_members.starting_mrr) as capped_mrr,
-        cohort_members.plan,
-        cohort_members.billing_interval,
-        cohort_members.country,
-        cohort_members.acquisition_channel,
-        cohort_members.mrr_band,
-        cohort_members.segment_metadata
-    from cohort_members
-    inner join customer_months
-        on cohort_members.customer_id = customer_months.customer_id
-        and customer_months.month >= cohort_members.cohort_month
-),
-
-activity as (
-    select
-        cohort_month,
-        month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
-        count(*) filter (where mrr > 0) as active_customers,
-        sum(mrr) as mrr,
-        sum(capped_mrr) as capped_mrr
-    from member_months
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (cohort_month, month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
-),
-
-spine as (
-    select
-        cohort_sizes.*,
-        offsets.months_since_start,
-        (cohort_sizes.cohort_month + offsets.months_since_start * interval '1 month')::date as month
-    from cohort_sizes
-    cross join as_of
-    cross join lateral generate_series(
-        0,
-        ((extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
-            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month))::int
-    ) as offsets (months_since_start)
+retention as (
+    select * from {{ ref('int_cohort_segment_retention') }}
 ),
 
 final as (
     select
-        spine.cohort_month,
-        spine.dimension,
-        spine.segment,
-        spine.months_since_start,
-        spine.month,
-        spine.cohort_customers,
-        coalesce(activity.active_customers, 0) as active_customers,
-        round(coalesce(activity.active_customers, 0)::numeric / spine.cohort_customers, 4) as logo_retention,
-        spine.cohort_starting_mrr,
-        coalesce(activity.mrr, 0) as mrr,
-        round(coalesce(activity.mrr, 0) / nullif(spine.cohort_starting_mrr, 0), 4) as revenue_retention,
-        round(coalesce(activity.capped_mrr, 0) / nullif(spine.cohort_starting_mrr, 0), 4) as gross_revenue_retention
-    from spine
-    left join activity
-        on spine.cohort_month = activity.cohort_month
-        and spine.dimension = activity.dimension
-        and spine.segment = activity.segment
-        and spine.month = activity.month
+        cohort_month,
+        dimension,
+        segment,
+        months_since_start,
+        month,
+        cohort_customers,
+        active_customers,
+        logo_retention,
+        cohort_starting_mrr,
+        mrr,
+        revenue_retention,
+        gross_revenue_retention
+    from retention
 )
 
 select * from final

@@ -1,46 +1,11 @@
 -- MRR, movements and churn per month and segment (METRICS.md "Segments"): for each dimension, the
 -- segments of a month add up to the month's total in mrr_monthly (blocking test assert_segments_add_up).
--- One scan of int_customer_segments_monthly, all dimensions at once (grouping sets).
-{%- set dimensions = segment_dimensions() %}
+-- Computed month by month in int_segment_mrr_monthly (incremental); published here whole.
 
 with
 
-customer_months as (
-    select * from {{ ref('int_customer_segments_monthly') }}
-),
-
-grouped as (
-    select
-        month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
-        sum(starting_mrr) as starting_mrr,
-        sum(new_mrr) as new_mrr,
-        sum(expansion_mrr) as expansion_mrr,
-        sum(reactivation_mrr) as reactivation_mrr,
-        sum(contraction_mrr) as contraction_mrr,
-        sum(churned_mrr) as churned_mrr,
-        sum(mrr) as mrr,
-        count(*) filter (where is_paying_at_start) as starting_customers,
-        sum(new_customers) as new_customers,
-        sum(reactivated_customers) as reactivated_customers,
-        sum(churned_customers) as churned_customers,
-        count(*) filter (where is_paying) as customers,
-        count(*) filter (where is_paying_at_start and churned_customers > 0) as churned_from_start
-    from customer_months
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
+segment_months as (
+    select * from {{ ref('int_segment_mrr_monthly') }}
 ),
 
 final as (
@@ -56,13 +21,13 @@ final as (
         churned_mrr,
         mrr,
         starting_customers,
-        new_customers::bigint as new_customers,
-        reactivated_customers::bigint as reactivated_customers,
-        churned_customers::bigint as churned_customers,
+        new_customers,
+        reactivated_customers,
+        churned_customers,
         customers,
-        round(churned_from_start::numeric / nullif(starting_customers, 0), 6) as logo_churn_rate,
-        round((churned_mrr + contraction_mrr) / nullif(starting_mrr, 0), 6) as revenue_churn_rate
-    from grouped
+        logo_churn_rate,
+        revenue_churn_rate
+    from segment_months
 )
 
 select * from final

@@ -11,8 +11,7 @@ lines as (
         recurring_interval,
         recurring_interval_count
     from {{ ref('int_invoice_lines_classified') }}
-    where line_kind = 'recurring'
-        and (recurring_interval = 'year' or (recurring_interval = 'month' and recurring_interval_count > 1))
+    where {{ multi_month_cycle_lines() }}
 ),
 
 changes as (

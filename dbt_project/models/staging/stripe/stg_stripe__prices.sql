@@ -1,3 +1,6 @@
+{{ config(materialized='table') }}
+-- A table, not a view like the other staging models: the prices embedded in 116k subscription items
+-- (at 100,000 customers) are read once per build, not by every model and test that reads prices.
 -- Prices, with legacy plans (the pre-2020 API) for ids that have no price object, and the prices embedded
 -- in subscription items for ids neither list returned (a deleted legacy plan that subscriptions still bill:
 -- METRICS.md "Inputs"). Prices the lists miss that invoices name are also fetched by id at load time.

@@ -1,0 +1,126 @@
+"""Benchmark: the nightly `saas-metrics run` end to end, as an operator runs it (issue 19, item 8).
+
+    python -m bench.nightly_run --customers 100000 --months 36 --work /tmp/nightlywork
+
+Generates the account (seeded; kept in --work), serves it over Stripe's protocol from a process of its
+own, and runs the real CLI (`saas-metrics run`, a subprocess with its own embedded PostgreSQL under a
+temporary SAAS_METRICS_HOME) twice: the first run loads everything over HTTP and builds every mart
+(timed, not the target); the second is the nightly with nothing new since. Reported for the nightly:
+the whole command's wall time, and where it went: the process until Dagster starts the run (imports,
+definitions, run creation), each step of the run (Stripe listing, product and finance loads, dbt
+parse + build + checks, predictions, report) from Dagster's own step timings, and the dbt build alone
+(run_results.json). Results: bench/results/nightly_run.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import generated_store, save
+from bench.stripe_ingest import API_KEY, server_process
+from saas_metrics.config import DBT_PROJECT_DIR
+
+STEP_DONE = re.compile(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s|m)')
+RUN_START = re.compile(r"(RUN_START|Started execution of run)")
+
+
+def run_cli(env: dict, label: str) -> dict:
+    """`saas-metrics run` as a subprocess; its wall time, the time until Dagster started the run, and
+    the duration of each step."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "saas-metrics"), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run_started_at = None
+    steps: dict[str, float] = {}
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if run_started_at is None and RUN_START.search(line):
+            run_started_at = time.perf_counter() - started
+        match = STEP_DONE.search(line)
+        if match:
+            value = float(match.group(2))
+            steps[match.group(1)] = round(
+                value / 1000 if match.group(3) == "ms" else value * (60 if match.group(3) == "m" else 1), 2
+            )
+    code = process.wait()
+    wall = round(time.perf_counter() - started, 2)
+    if code != 0:
+        sys.stdout.write("".join(lines[-40:]))
+        raise SystemExit(f"{label}: saas-metrics run failed ({code})")
+    print(f"  {label}: {wall:.1f}s (run started after {run_started_at or 0:.1f}s); steps {steps}", flush=True)
+    return {"wall_seconds": wall, "until_run_started_seconds": round(run_started_at or 0, 2), "steps_seconds": steps}
+
+
+def dbt_nodes(target_root: Path) -> dict:
+    """The last dbt invocation of a run (its own target folder, dbt_models-<id>): elapsed, slowest nodes."""
+    target = max(target_root.glob("dbt_models-*"), key=lambda folder: folder.stat().st_mtime)
+    run_results = json.loads((target / "run_results.json").read_text())
+    results = run_results["results"]
+    slowest = sorted(results, key=lambda r: -r["execution_time"])[:10]
+    return {
+        "dbt_elapsed_seconds": round(run_results.get("elapsed_time", 0), 2),
+        "dbt_nodes": len(results),
+        "dbt_sum_of_node_seconds": round(sum(r["execution_time"] for r in results), 2),
+        "dbt_slowest_nodes": {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, help="keep the generated account here and reuse it")
+    parser.add_argument("--max-rps", type=float, default=100.0, help="STRIPE_MAX_RPS of both runs (default 100)")
+    args = parser.parse_args()
+    now = int(time.time()) // 86400 * 86400
+    work = args.work or Path(tempfile.mkdtemp(prefix="nightly-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"customers": args.customers, "months": args.months, "max_rps": args.max_rps}
+    print(f"Nightly run benchmark: {args.customers} customers, {args.months} months")
+    store = generated_store(work, args.customers, args.months, args.seed, now)
+    store_path = str(store.path)
+    store.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="nightly-bench-home-") as home,
+        server_process(store_path, now, 0.0) as (url, requests),
+    ):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SAAS_METRICS_", "STRIPE_", "DATABASE_URL"))},
+            "SAAS_METRICS_HOME": home,
+            "STRIPE_API_KEY": API_KEY,
+            "STRIPE_API_BASE": url,
+            "STRIPE_MAX_RPS": str(args.max_rps),
+        }
+        results["first_run"] = run_cli(env, "first run (everything over HTTP, every mart built)")
+        results["nightly_run"] = run_cli(env, "nightly run (nothing new)")
+        results["nightly_run"].update(dbt_nodes(DBT_PROJECT_DIR / "target"))
+        results["stripe_requests_both_runs"] = requests()
+        env_down = {**env, "STRIPE_API_KEY": ""}
+        subprocess.run(
+            [str(Path(sys.executable).parent / "saas-metrics"), "db", "stop"], env=env_down, capture_output=True
+        )
+    nightly = results["nightly_run"]
+    print(
+        f"  nightly: {nightly['wall_seconds']:.1f}s end to end (target < 30 s); dbt build "
+        f"{nightly['dbt_elapsed_seconds']:.1f}s (target < 15 s)"
+    )
+    print(f"results: {save('nightly_run', results)}")
+
+
+if __name__ == "__main__":
+    main()
