@@ -6,8 +6,6 @@ import contextlib
 import io
 import json
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +13,8 @@ from pathlib import Path
 import psycopg2
 
 from ingestion.stripe import settings as stripe_settings
-from saas_metrics.config import DBT_PROJECT_DIR, parse_database_url
+from saas_metrics.config import parse_database_url
+from saas_metrics.dbt_cli import run_dbt
 from saas_metrics.fakestripe.demo import generate
 from saas_metrics.fakestripe.store import Store
 from saas_metrics.postgres import EmbeddedPostgres
@@ -169,32 +168,7 @@ def _copy_text(value) -> str:
 
 
 def dbt(database_url: str, args: list[str], target: Path, vars_: dict | None = None) -> str:
-    import os
-
-    pg = parse_database_url(database_url)
-    env = {
-        **os.environ,
-        "SAAS_METRICS_PG_HOST": pg.host,
-        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
-        "SAAS_METRICS_PG_USER": pg.user,
-        "SAAS_METRICS_PG_PASSWORD": pg.password,
-        "SAAS_METRICS_PG_DBNAME": pg.dbname,
-    }
-    cmd = [
-        str(Path(sys.executable).parent / "dbt"),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target / "logs"),
-    ]
-    if vars_:
-        cmd += ["--vars", json.dumps(vars_)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    result = run_dbt(args, database_url, target, vars_)
     if result.returncode != 0:
         raise SystemExit("dbt failed:\n" + "\n".join(result.stdout.splitlines()[-30:]))
     return result.stdout

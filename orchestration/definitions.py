@@ -1,23 +1,23 @@
-"""The single Dagster entry point (`dagster dev -m orchestration.definitions`)."""
+"""The single Dagster entry point (`dagster dev -m orchestration.definitions`). One module per kind under
+defs/: assets (ingestion, dbt, ml, report), checks, jobs, schedules, sensors, resources."""
 
 import dagster as dg
 
-from orchestration.defs.alerts import sensors as alert_sensors
-from orchestration.defs.alerts import weekly_summary_job, weekly_summary_schedule
-from orchestration.defs.checks import asset_checks, freshness_job, freshness_schedule
+from orchestration.defs.checks import asset_checks
 from orchestration.defs.dbt import dbt_models
 from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
+from orchestration.defs.jobs import jobs
 from orchestration.defs.ml import ml_assets
 from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
-from orchestration.defs.runs import dead_refresh_runs_sensor
-from orchestration.defs.schedules import nightly_refresh_schedule, refresh_job, transform_job
+from orchestration.defs.schedules import schedules
+from orchestration.defs.sensors import sensors
 
 defs = dg.Definitions(
     assets=[stripe_assets, finance_assets, product_assets, dbt_models, *ml_assets, report],
     asset_checks=asset_checks,
-    jobs=[refresh_job, transform_job, weekly_summary_job, freshness_job],
-    schedules=[nightly_refresh_schedule, weekly_summary_schedule, freshness_schedule],
-    sensors=[*alert_sensors, dead_refresh_runs_sensor],
+    jobs=jobs,
+    schedules=schedules,
+    sensors=sensors,
     resources=build_resources(),
 )

@@ -91,7 +91,7 @@ def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = N
     import dagster as dg
 
     runtime.prepare_dbt()
-    from orchestration.defs.schedules import REFRESH_TAGS
+    from orchestration.defs.jobs import REFRESH_TAGS
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}

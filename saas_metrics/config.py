@@ -15,6 +15,20 @@ from urllib.parse import unquote, urlparse
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
 
+
+def dbt_project_vars() -> dict:
+    """The dbt project's vars as dbt_project.yml sets them (the reporting currency, thresholds): read by
+    the Python that works beside dbt (predictions, the report), so that each lives in one place."""
+    import yaml
+
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text()).get("vars", {}) or {}
+
+
+def reporting_currency() -> str:
+    """The dbt var `reporting_currency`, lower case."""
+    return str(dbt_project_vars().get("reporting_currency", "usd")).lower()
+
+
 DEFAULT_PG_PORT = 54329
 
 # Schemas are part of the public contract (README "Schemas").
@@ -265,7 +279,8 @@ def parse_database_url(url: str) -> PgParams:
 
 def warehouse_environment(database_url: str, dagster_url: str, settings: Settings) -> dict[str, str]:
     """Environment variables that dbt (profiles.yml), dlt and Dagster (dagster.yaml) read."""
-    pg = parse_database_url(database_url)
+    from saas_metrics.dbt_cli import dbt_connection_env
+
     # dagster-postgres goes through SQLAlchemy, whose default PostgreSQL driver is psycopg 3;
     # psycopg2 is the one installed
     scheme, _, rest = dagster_url.partition("://")
@@ -276,11 +291,7 @@ def warehouse_environment(database_url: str, dagster_url: str, settings: Setting
         "DAGSTER_PG_URL": dagster_url,
         "DAGSTER_HOME": str(settings.dagster_home),
         # dbt profiles.yml
-        "SAAS_METRICS_PG_HOST": pg.host,
-        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
-        "SAAS_METRICS_PG_USER": pg.user,
-        "SAAS_METRICS_PG_PASSWORD": pg.password,
-        "SAAS_METRICS_PG_DBNAME": pg.dbname,
+        **dbt_connection_env(database_url),
         # dlt destination
         "DESTINATION__POSTGRES__CREDENTIALS": database_url,
         "SAAS_METRICS_DLT_DIR": str(settings.dlt_pipelines_dir),

@@ -29,10 +29,9 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import psycopg2.errors  # noqa: E402
-import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
-from saas_metrics.config import DBT_PROJECT_DIR, ConfigError  # noqa: E402
+from saas_metrics.config import ConfigError, dbt_project_vars  # noqa: E402
 
 HISTORY_MONTHS = 12  # the MRR chart, the waterfall table and the cohort heatmap look this far back
 TOP_CUSTOMERS = 10
@@ -47,11 +46,6 @@ class ReportError(ConfigError):
 
 
 @lru_cache(maxsize=1)
-def dbt_vars() -> dict:
-    """The dbt project's vars: the reporting currency and the concentration threshold live there, once."""
-    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text()).get("vars", {})
-
-
 # -- what the report shows ----------------------------------------------------------------------------
 @dataclass
 class Card:
@@ -265,7 +259,7 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         month=month,
         previous_month=previous_month,
         as_of=as_of,
-        currency=str(dbt_vars().get("reporting_currency", "usd")).upper(),
+        currency=str(dbt_project_vars().get("reporting_currency", "usd")).upper(),
         cards=cards,
         mrr_growth_rate=current["mrr_growth_rate"],
         mrr_change=(current["mrr"] - previous["mrr"]) if previous.get("mrr") is not None else None,
@@ -275,7 +269,7 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         segment_title=segment_title,
         segments=segments,
         top_customers=top,
-        concentration_threshold=Decimal(str(dbt_vars().get("concentration_risk_share", 0.2))),
+        concentration_threshold=Decimal(str(dbt_project_vars().get("concentration_risk_share", 0.2))),
         churn_risk=risk,
         churn_risk_customers=risk_customers,
         churn_risk_mrr=risk_mrr,

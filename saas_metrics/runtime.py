@@ -7,13 +7,10 @@ The CLI calls `prepare_environment()` once; Dagster resources call `warehouse_ur
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 from saas_metrics.config import (
-    DBT_PROJECT_DIR,
     PROJECT_DIR,
     Settings,
     load_settings,
@@ -106,19 +103,9 @@ DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
 
 def prepare_dbt() -> None:
     """Parse the dbt project so Dagster has a current manifest (a few seconds)."""
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    from saas_metrics.dbt_cli import run_dbt
+
+    result = run_dbt(["parse", "--quiet"])
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()
         raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))

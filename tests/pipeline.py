@@ -3,10 +3,6 @@ build with dbt. Nothing here is mocked but Stripe's servers."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +10,7 @@ import dlt
 
 from ingestion.stripe import stripe_source
 from ingestion.stripe.helpers import ensure_raw_tables
-from saas_metrics.config import DBT_PROJECT_DIR, parse_database_url
+from saas_metrics.dbt_cli import run_dbt
 from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
 from saas_metrics.fakestripe.store import Store
 
@@ -89,35 +85,9 @@ def dbt_build(
 
     ensure_finance_tables(database_url)
     ensure_product_tables(database_url)
-    pg = parse_database_url(database_url)
-    env = {
-        **os.environ,
-        "SAAS_METRICS_PG_HOST": pg.host,
-        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
-        "SAAS_METRICS_PG_USER": pg.user,
-        "SAAS_METRICS_PG_PASSWORD": pg.password,
-        "SAAS_METRICS_PG_DBNAME": pg.dbname,
-    }
     as_of = datetime.fromtimestamp(now, UTC).isoformat()
-    cmd = [
-        str(Path(sys.executable).parent / "dbt"),
-        "build",
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(work_dir / "dbt_target"),
-        "--log-path",
-        str(work_dir / "dbt_logs"),
-        "--vars",
-        json.dumps({"as_of": as_of, **(extra_vars or {})}),
-    ]
-    if select:
-        cmd += ["--select", select]
-    if full_refresh:
-        cmd.append("--full-refresh")
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    args = ["build"] + (["--select", select] if select else []) + (["--full-refresh"] if full_refresh else [])
+    result = run_dbt(args, database_url, work_dir / "dbt_target", {"as_of": as_of, **(extra_vars or {})})
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-40:])
         raise AssertionError(f"dbt build failed:\n{tail}")

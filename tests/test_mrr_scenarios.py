@@ -888,7 +888,7 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
         "update raw_stripe.subscription_items set data = data - 'price' "
         "where data -> 'price' ->> 'id' = 'price_seats' returning id",
     )
-    dbt_build(url, work, clock.now, select=select, full_refresh=True)
+    dbt_build(url, work, clock.now, select=select + " int_stripe_reconciliation", full_refresh=True)
     month, customers = reconcile(url)
     assert str(month) == "2025-06-01"
     assert {c.customer_id: c.cause for c in customers} == {

@@ -90,7 +90,7 @@ def test_a_refresh_killed_with_sigkill_does_not_block_the_next(ops_env, instance
     assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
     assert f"Marked run {killed.run_id[:8]} of transform_job failed: its process is gone." in result.stdout
 
-    from orchestration.defs.runs import dead_refresh_runs_sensor
+    from orchestration.defs.sensors import dead_refresh_runs_sensor
 
     killed = _start_and_kill(env, instance)
     # what the daemon does every minute, for a queued nightly held behind the dead run

@@ -256,7 +256,7 @@ def _run(job_name: str, instance: dg.DagsterInstance):
 
 
 def test_refresh_job_runs_every_check_and_alerts_once(demo_store, fresh_database, receivers, monkeypatch, tmp_path):
-    from orchestration.defs.alerts import revenue_alerts_sensor
+    from orchestration.defs.sensors import revenue_alerts_sensor
 
     store, now = demo_store
     webhook, _, _ = receivers
@@ -314,7 +314,7 @@ def test_refresh_job_runs_every_check_and_alerts_once(demo_store, fresh_database
 
 
 def test_a_failed_run_alerts_once(demo_store, fresh_database, receivers, monkeypatch, tmp_path):
-    from orchestration.defs.alerts import run_failure_alert_sensor
+    from orchestration.defs.sensors import run_failure_alert_sensor
 
     store, now = demo_store
     webhook, _, _ = receivers

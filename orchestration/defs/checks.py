@@ -19,6 +19,7 @@ import dagster as dg
 import psycopg2
 
 from orchestration.defs.resources import WarehouseResource
+from saas_metrics.config import reporting_currency  # (orchestration/defs/ml.py imports it from here too)
 
 MRR_MONTHLY = dg.AssetKey(["marts", "mrr_monthly"])
 RAW_FRESHNESS_ASSETS = [dg.AssetKey(["stripe", name]) for name in ("customers", "subscriptions", "invoices")]
@@ -30,90 +31,10 @@ RECONCILIATION_TOLERANCE = Decimal("0.005")
 VOLUME_LOW, VOLUME_HIGH = Decimal("0.5"), Decimal("2.0")
 VOLUME_MIN_AVERAGE = 10  # fewer rows a day than this on average: too few to judge
 
+# the comparison and its causes are computed by dbt (models/intermediate/mrr/int_stripe_reconciliation.sql)
 RECONCILIATION_SQL = """
-with month as (
-    select
-        (date_trunc('month', max(month)) - interval '1 month')::date as month,
-        date_trunc('month', max(month))::timestamptz as month_end_at
-    from marts.mrr_monthly
-),
-lines as (
-    select l.*
-    from intermediate.int_invoice_lines_classified as l, month
-    where l.period_start_at < month.month_end_at and l.period_end_at >= month.month_end_at
-),
-invoice_side as (
-    select customer_id, min(currency) as currency, sum(mrr_local) as mrr_local
-    from lines
-    where line_kind = 'recurring' and invoice_status in ('paid', 'open')
-    group by customer_id
-),
--- cycle lines of subscriptions, paid or open, whose price is unknown (no list returned it, no subscription
--- item embeds it, fetching it by id failed): neither side can value them, so no gap would show them
-unpriced as (
-    select customer_id, min(currency) as currency
-    from lines
-    where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
-        and amount_cents > 0 and invoice_status in ('paid', 'open')
-    group by customer_id
-),
-engine_side as (
-    select c.customer_id, c.currency, c.mrr_local
-    from marts.customer_mrr_monthly as c, month
-    where c.month = month.month
-),
-causes as (
-    select
-        lines.customer_id,
-        bool_or(
-            lines.line_kind = 'proration'
-            and lines.invoice_status in ('paid', 'open', 'uncollectible', 'pending', 'invoiced')
-        ) as has_proration,
-        bool_or(subscriptions.ended_at < month.month_end_at) as has_ended,
-        bool_or(lines.line_kind = 'recurring' and lines.invoice_status in ('open', 'uncollectible')) as has_unpaid
-    from lines
-    cross join month
-    left join staging.stg_stripe__subscriptions as subscriptions
-        on lines.subscription_id = subscriptions.subscription_id
-    group by lines.customer_id
-),
-compared as (
-    select
-        coalesce(e.customer_id, i.customer_id, u.customer_id) as customer_id,
-        coalesce(e.currency, i.currency, u.currency) as currency,
-        coalesce(e.mrr_local, 0) as engine_local,
-        coalesce(i.mrr_local, 0) as invoice_local,
-        u.customer_id is not null as has_unpriced
-    from engine_side as e
-    full join invoice_side as i on e.customer_id = i.customer_id
-    full join unpriced as u on coalesce(e.customer_id, i.customer_id) = u.customer_id
-),
-valued as (
-    select
-        compared.*,
-        case when compared.currency = %(reporting)s then 1 else fx.rate end as rate,
-        causes.has_proration, causes.has_ended, causes.has_unpaid
-    from compared
-    cross join month
-    left join intermediate.int_fx_rates_daily as fx
-        on fx.currency = compared.currency
-        and fx.rate_date = (month.month_end_at - interval '1 day')::date
-    left join causes on causes.customer_id = compared.customer_id
-)
-select
-    (select month from month),
-    customer_id,
-    case
-        when has_unpriced then 'unpriced_lines'
-        when engine_local = invoice_local then 'matched'
-        when has_proration then 'mid_period_change'
-        when has_ended then 'ended_before_month_end'
-        when has_unpaid then 'unpaid_renewal'
-        else 'unexplained'
-    end as cause,
-    engine_local * rate,
-    invoice_local * rate
-from valued
+select month, customer_id, cause, engine_mrr, invoice_mrr
+from intermediate.int_stripe_reconciliation
 order by customer_id
 """
 
@@ -147,23 +68,17 @@ class Reconciled:
 
 
 def reconcile(url: str) -> tuple[dt.date | None, list[Reconciled]]:
-    """The last complete month and every customer that has MRR on either side at its end."""
+    """The last complete month and every customer that has MRR on either side at its end (as the last dbt
+    build left int_stripe_reconciliation; none before the first build)."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(RECONCILIATION_SQL, {"reporting": reporting_currency()})
+        cur.execute("select to_regclass('intermediate.int_stripe_reconciliation')")
+        if cur.fetchone()[0] is None:
+            return None, []
+        cur.execute(RECONCILIATION_SQL)
         rows = cur.fetchall()
-    if not rows or rows[0][0] is None:
+    if not rows:
         return None, []
     return rows[0][0], [Reconciled(r[1], r[2], r[3] or Decimal(0), r[4] or Decimal(0)) for r in rows]
-
-
-def reporting_currency() -> str:
-    """The dbt var `reporting_currency` as dbt_project.yml sets it."""
-    import yaml
-
-    from saas_metrics.config import DBT_PROJECT_DIR
-
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    return str(project.get("vars", {}).get("reporting_currency", "usd")).lower()
 
 
 @dg.asset_check(
@@ -335,6 +250,7 @@ def product_accounts_mapped(warehouse: WarehouseResource) -> dg.AssetCheckResult
     )
 
 
+# a customer's MRR in the reporting currency is null exactly when its currency has no rate (macros/money.sql)
 MISSING_RATES_SQL = """
 select
     current_mrr.currency,
@@ -343,8 +259,7 @@ select
     coalesce(sum(current_mrr.mrr_local) filter (where current_mrr.is_paying), 0) as mrr_local,
     string_agg(current_mrr.customer_id, ', ' order by current_mrr.customer_id) as customer_ids
 from marts.customer_mrr_current as current_mrr
-where current_mrr.currency <> %(reporting)s
-    and current_mrr.currency not in (select distinct currency from intermediate.int_fx_rates_daily)
+where current_mrr.mrr is null and current_mrr.mrr_local is not null
 group by current_mrr.currency
 order by current_mrr.currency
 """
@@ -359,9 +274,8 @@ MAX_NAMED_CUSTOMERS = 20
     'reporting-currency totals until the rate is added (METRICS.md "Currencies").',
 )
 def fx_rates_cover_every_currency(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    reporting = reporting_currency()
     with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
-        cur.execute(MISSING_RATES_SQL, {"reporting": reporting})
+        cur.execute(MISSING_RATES_SQL)
         rows = cur.fetchall()
     metadata: dict = {"currencies_without_rate": ", ".join(row[0] for row in rows) or "none"}
     for currency, customers, paying, mrr_local, customer_ids in rows:
@@ -371,7 +285,8 @@ def fx_rates_cover_every_currency(warehouse: WarehouseResource) -> dg.AssetCheck
         )
         metadata[f"missing_rate_{currency}"] = (
             f"{customers} customers ({paying} paying, MRR {mrr_local:.2f} {currency.upper()} today) left out of "
-            f"the {reporting.upper()} totals: {named}. Add {currency} rows to dbt_project/seeds/fx_rates.csv."
+            f"the {reporting_currency().upper()} totals: {named}. "
+            f"Add {currency} rows to dbt_project/seeds/fx_rates.csv."
         )
     return dg.AssetCheckResult(passed=not rows, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
 
@@ -384,18 +299,3 @@ asset_checks = [
     *volume_checks,
     product_accounts_mapped,
 ]
-
-# between runs, freshness is checked hourly: a refresh that silently stopped shows up within the hour
-freshness_job = dg.define_asset_job(
-    "freshness_job",
-    selection=dg.AssetSelection.checks(raw_stripe_fresh, marts_not_older_than_raw),
-    description="Evaluate the freshness checks (raw Stripe data, marts vs raw) without building anything.",
-)
-freshness_schedule = dg.ScheduleDefinition(
-    name="freshness_schedule",
-    job=freshness_job,
-    cron_schedule="30 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly: are the raw data and the marts fresh?",
-)

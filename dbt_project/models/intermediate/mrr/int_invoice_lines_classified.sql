@@ -20,6 +20,7 @@
         {'columns': ['invoice_id']},
         {'columns': ['subscription_id']},
         {'columns': ['period_start_at']},
+        {'columns': ['period_end_at']},
         {'columns': ['synced_at']},
     ],
     post_hook="{{ partial_index('ilc_multi_month_terms', ['subscription_id', 'period_end_at', 'recurring_interval', 'recurring_interval_count'], multi_month_cycle_lines()) }}",

@@ -1,12 +1,12 @@
-"""Alert sensors and the weekly summary (delivery and once-only rules: saas_metrics/alerts.py)."""
+"""Sensors: revenue alerts after each refresh, an alert for each failed run (delivery and once-only rules:
+saas_metrics/alerts.py), and refreshes left STARTED by a dead process marked failed, so that the queued
+nightly is not held behind them (the lock that tells a live run from a dead one: saas_metrics/runs.py)."""
 
 import dagster as dg
 import psycopg2
 
-from orchestration.defs.resources import SettingsResource, WarehouseResource
-from orchestration.defs.schedules import refresh_job, transform_job
-from saas_metrics import alerts, runtime
-from saas_metrics import report as metrics_report
+from orchestration.defs.jobs import refresh_job, transform_job
+from saas_metrics import alerts, runs, runtime
 
 
 def _deliver(found: list[alerts.Alert]) -> tuple[list[alerts.Alert], list[str]]:
@@ -54,38 +54,21 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
         raise dg.Failure("alert delivery failed: " + "; ".join(errors))
 
 
-@dg.op(
-    description="Compose the week's summary from the marts, with the last complete month's report cards and files, "
-    "and deliver it (once per ISO week)."
+@dg.sensor(
+    name="dead_refresh_runs_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: a refresh that Dagster keeps as STARTED but whose process is gone (killed, out of "
+    "memory, a reboot) is marked failed, so that the next refresh (the queued nightly included) runs.",
 )
-def send_weekly_summary(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource, runtime_settings: SettingsResource
-):
-    with psycopg2.connect(warehouse.url()) as conn:
-        try:  # the last complete month's report: its cards go in the summary, its files are attached
-            files = metrics_report.write_report(conn, runtime_settings.get().home)
-        except metrics_report.ReportError as exc:
-            context.log.warning(f"no report: {exc}")
-            files = None
-        summary = alerts.weekly_summary(conn, report=files)
-    delivered, errors = alerts.deliver(warehouse.url(), [summary], runtime_settings.get().alerts)
-    if errors:
-        raise dg.Failure("weekly summary delivery failed: " + "; ".join(errors))
-    context.log.info(summary.message() if delivered else f"{summary.key} was already sent")
+def dead_refresh_runs_sensor(context: dg.SensorEvaluationContext):
+    settings = runtime.settings()
+    if settings.uses_embedded_db and not runtime.embedded_postgres(settings).status().running:
+        return dg.SkipReason("the embedded PostgreSQL is not running (not started for this)")
+    dead = runs.mark_dead_refreshes(context.instance, runtime.warehouse_url())
+    if dead:
+        return dg.SkipReason("marked failed (process gone): " + ", ".join(r.run_id[:8] for r in dead))
+    return dg.SkipReason("no dead refresh")
 
 
-@dg.job(description="Send the weekly SaaS summary (MRR change, new and churned customers, notable movements).")
-def weekly_summary_job():
-    send_weekly_summary()
-
-
-weekly_summary_schedule = dg.ScheduleDefinition(
-    name="weekly_summary_schedule",
-    job=weekly_summary_job,
-    cron_schedule="0 8 * * 1",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Monday 08:00 UTC: the weekly summary.",
-)
-
-sensors = [revenue_alerts_sensor, run_failure_alert_sensor]
+sensors = [revenue_alerts_sensor, run_failure_alert_sensor, dead_refresh_runs_sensor]

@@ -1,0 +1,114 @@
+-- The engine's MRR against Stripe's own invoice lines at the end of the last complete month (METRICS.md
+-- "Reconciliation with Stripe"): per customer with MRR on either side, both values in the reporting
+-- currency and the cause of any difference. The Dagster check stripe_reconciliation reads it (warns on
+-- an unexplained gap, fails on unpriced lines).
+--   invoice side: recurring lines (paid or open) whose period covers the month's end, normalised to a month;
+--   engine side:  int_customer_mrr_monthly at the month's end;
+--   cause:        unpriced_lines (cycle lines of a paying subscription whose price no load brought: neither
+--                 side can value them) | matched | mid_period_change (a proration: the engine counts the new
+--                 rate at once) | ended_before_month_end | unpaid_renewal | unexplained.
+with
+
+as_of as (
+    select
+        (date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC') - interval '1 month')::date as month,
+        date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC') at time zone 'UTC' as month_end_at
+),
+
+-- the lines whose service period covers the month's end (the period_end_at index finds them)
+lines as (
+    select lines.*
+    from {{ ref('int_invoice_lines_classified') }} as lines
+    cross join as_of
+    where lines.period_end_at >= as_of.month_end_at
+        and lines.period_start_at < as_of.month_end_at
+),
+
+subscriptions as (
+    select * from {{ ref('stg_stripe__subscriptions') }}
+),
+
+customer_months as (
+    select * from {{ ref('int_customer_mrr_monthly') }}
+),
+
+fx as (
+    select * from {{ ref('int_fx_rates_daily') }}
+),
+
+invoice_side as (
+    select customer_id, min(currency) as currency, sum(mrr_local) as mrr_local
+    from lines
+    where line_kind = 'recurring' and invoice_status in ('paid', 'open')
+    group by customer_id
+),
+
+unpriced as (
+    select customer_id, min(currency) as currency
+    from lines
+    where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
+        and amount_cents > 0 and invoice_status in ('paid', 'open')
+    group by customer_id
+),
+
+engine_side as (
+    select customer_months.customer_id, customer_months.currency, customer_months.mrr_local
+    from customer_months
+    inner join as_of on customer_months.month = as_of.month
+),
+
+causes as (
+    select
+        lines.customer_id,
+        bool_or(
+            lines.line_kind = 'proration'
+            and lines.invoice_status in ('paid', 'open', 'uncollectible', 'pending', 'invoiced')
+        ) as has_proration,
+        bool_or(subscriptions.ended_at < as_of.month_end_at) as has_ended,
+        bool_or(lines.line_kind = 'recurring' and lines.invoice_status in ('open', 'uncollectible')) as has_unpaid
+    from lines
+    cross join as_of
+    left join subscriptions
+        on lines.subscription_id = subscriptions.subscription_id
+    group by lines.customer_id
+),
+
+compared as (
+    select
+        coalesce(engine_side.customer_id, invoice_side.customer_id, unpriced.customer_id) as customer_id,
+        coalesce(engine_side.currency, invoice_side.currency, unpriced.currency) as currency,
+        coalesce(engine_side.mrr_local, 0) as engine_local,
+        coalesce(invoice_side.mrr_local, 0) as invoice_local,
+        unpriced.customer_id is not null as has_unpriced
+    from engine_side
+    full join invoice_side
+        on engine_side.customer_id = invoice_side.customer_id
+    full join unpriced
+        on coalesce(engine_side.customer_id, invoice_side.customer_id) = unpriced.customer_id
+),
+
+final as (
+    select
+        as_of.month,
+        compared.customer_id,
+        case
+            when compared.has_unpriced then 'unpriced_lines'
+            when compared.engine_local = compared.invoice_local then 'matched'
+            when causes.has_proration then 'mid_period_change'
+            when causes.has_ended then 'ended_before_month_end'
+            when causes.has_unpaid then 'unpaid_renewal'
+            else 'unexplained'
+        end as cause,
+        compared.currency,
+        compared.engine_local * {{ fx_rate('compared.currency', 'fx.rate') }} as engine_mrr,
+        compared.invoice_local * {{ fx_rate('compared.currency', 'fx.rate') }} as invoice_mrr
+    from compared
+    cross join as_of
+    left join fx
+        on compared.currency = fx.currency
+        and fx.rate_date = (as_of.month_end_at - interval '1 day')::date
+    left join causes
+        on compared.customer_id = causes.customer_id
+)
+
+select * from final

@@ -1,0 +1,49 @@
+"""dbt as a subprocess, one way for the CLI, the tests and the benchmarks: the connection variables
+profiles.yml reads, and the command line (this project's folders, a target folder of the caller's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from saas_metrics.config import DBT_PROJECT_DIR, parse_database_url
+
+
+def dbt_connection_env(database_url: str) -> dict[str, str]:
+    """The variables dbt_project/profiles.yml reads, for `database_url`."""
+    pg = parse_database_url(database_url)
+    return {
+        "SAAS_METRICS_PG_HOST": pg.host,
+        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
+        "SAAS_METRICS_PG_USER": pg.user,
+        "SAAS_METRICS_PG_PASSWORD": pg.password,
+        "SAAS_METRICS_PG_DBNAME": pg.dbname,
+    }
+
+
+def run_dbt(
+    args: list[str],
+    database_url: str | None = None,
+    target_path: Path | None = None,
+    vars_: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """`dbt <args>` on this project; against `database_url` (else the connection the environment names),
+    writing into `target_path` (its logs in target_path/logs; else dbt_project/target). Never raises on
+    dbt's exit code: the caller says what a failure means."""
+    env = {**os.environ, **(dbt_connection_env(database_url) if database_url else {})}
+    cmd = [
+        str(Path(sys.executable).parent / "dbt"),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    if target_path is not None:
+        cmd += ["--target-path", str(target_path), "--log-path", str(Path(target_path) / "logs")]
+    if vars_:
+        cmd += ["--vars", json.dumps(vars_)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
