@@ -16,7 +16,8 @@ The forecast is built from the movements, not from a curve fitted to total MRR:
 - what is already committed: a month's churn is at least the MRR whose cancellation is scheduled for
   that month; the MRR of terms ending in a month (the renewal calendar) is judged at the term's end
   at the historical renewal rates, and the monthly rates are estimated without the renewal points;
-  trials ending in a month convert at the historical rate, a floor on that month's new MRR;
+  trials ending in a month convert at the historical rate, a floor on that month's new MRR; the MRR
+  coupons ending in a month give back (the next invoice at full price) is a floor on its expansion;
 - the intervals come from simulation over the rates' history (SIMULATIONS paths, seeded): each path
   draws its own rates by resampling the window's months and its own new-business level (the
   uncertainty of the estimates), then each future month adds the deviation of one more drawn month
@@ -84,12 +85,15 @@ class Commitments:
     end, MRR after it of the renewed, MRR of the churned, and their counts). `renewal_calendar`: rows
     (month, mrr, customers) of terms ending in a future month whose fate is open (known non-renewals
     are scheduled cancellations). `trials`: rows (month, mrr, customers) of trials in progress by the
-    month they end, at their price's MRR; `trial_conversion_rate` the share that converts."""
+    month they end, at their price's MRR; `trial_conversion_rate` the share that converts.
+    `coupon_endings`: rows (month, mrr, customers) of the MRR paying subscriptions regain in a future
+    month because a discount ends (int_discounts_ending)."""
 
     renewal_history: pd.DataFrame | None = None
     renewal_calendar: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
     trial_conversion_rate: float = 0.0
+    coupon_endings: pd.DataFrame | None = None
 
 
 def _by_future_month(rows: pd.DataFrame | None, future: list[pd.Timestamp]) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +262,7 @@ def forecast(
         trial_mrr * commitments.trial_conversion_rate,
         trial_customers * commitments.trial_conversion_rate,
     )
+    coupon_mrr, _ = _by_future_month(commitments.coupon_endings, future)
 
     mrr = np.full(sims, float(last["ending_mrr"]))
     customers = np.full(sims, float(last["ending_customers"]))
@@ -271,7 +276,9 @@ def forecast(
         due = np.minimum(renewal_due[h], mrr)
         rest = mrr - due
         renewal_net = r[:, 7] * due
-        expansion = r[:, 0] * rest + np.maximum(renewal_net, 0)
+        # coupons ending this month give their MRR back: a floor on expansion, like scheduled cancellations
+        # on churn (the expansion rate already holds the coupons an ordinary month sees end)
+        expansion = np.maximum(r[:, 0] * rest + np.maximum(renewal_net, 0), coupon_mrr[h])
         contraction = r[:, 2] * rest + np.maximum(-renewal_net, 0)
         reactivation = r[:, 1] * mrr
         churned = np.minimum(np.maximum(r[:, 3] * rest + r[:, 6] * due, committed[h]), mrr)
@@ -312,6 +319,7 @@ def forecast(
             "scheduled_churn_mrr": committed,
             "renewal_due_mrr": renewal_due,
             "trial_conversion_mrr": trial_mrr,
+            "coupon_ending_mrr": coupon_mrr,
         }
     )
     frame["expected_arr"] = frame["expected_mrr"] * 12

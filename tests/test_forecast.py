@@ -160,6 +160,39 @@ def test_trials_in_progress_convert_at_their_rate_as_a_floor_on_new_business():
     assert plain["trial_conversion_mrr"].iloc[1] == 250
 
 
+def flat_history() -> pd.DataFrame:
+    """New 1,000 every month and nothing else (no expansion): MRR 24,000 after 24 months (2024-01 ..
+    2025-12), so the forecast starts with January 2026."""
+    history = compound_history()
+    history[["expansion_mrr", "contraction_mrr", "churned_mrr"]] = 0.0
+    history["new_mrr"] = 1_000.0
+    history["ending_mrr"] = 1_000.0 * np.arange(1, 25)
+    history["starting_mrr"] = history["ending_mrr"] - 1_000.0
+    return history
+
+
+def test_coupons_ending_are_committed_expansion():
+    # A $100/month subscription took a 20% coupon for 3 months (duration=repeating,
+    # duration_in_months=3) on 2025-11-08 (month M = November): its Nov 8, Dec 8 and Jan 8 invoices are
+    # 80.00, the Feb 8 one is 100.00, so February 2026 (M+3) regains 100 - 80 = 20.00 (80 x 20 / (100 - 20),
+    # int_discounts_ending). Without expansion in the history, February's expansion is exactly 20.00 and
+    # February ends at 24,000 + 1,000 (January's new) + 1,000 + 20 = 26,020.00; no other month expands.
+    endings = pd.DataFrame({"month": [pd.Timestamp(2026, 2, 1)], "mrr": [20.0], "customers": [1.0]})
+    frame = fc.forecast(flat_history(), commitments=fc.Commitments(coupon_endings=endings))
+    assert frame["coupon_ending_mrr"].tolist()[:3] == [0, 20, 0]
+    assert frame["expected_expansion_mrr"].tolist()[:3] == pytest.approx([0, 20.00, 0], abs=1e-9)
+    assert frame["expected_mrr"].iloc[1] == pytest.approx(26_020.00, abs=1e-6)
+    assert frame["expected_mrr"].iloc[-1] == pytest.approx(36_020.00, abs=1e-6)
+    # a floor, not an addition (like scheduled cancellations on churn): when the expansion rate already
+    # expects more (1% of February's rest, 1% x 20,937.78 x 1.03 = 215.66 > 20), nothing changes, since
+    # the rate holds the coupons an ordinary month sees end
+    history = compound_history()
+    plain = fc.forecast(history)
+    with_coupons = fc.forecast(history, commitments=fc.Commitments(coupon_endings=endings))
+    assert with_coupons["expected_expansion_mrr"].tolist() == pytest.approx(plain["expected_expansion_mrr"].tolist())
+    assert with_coupons["expected_mrr"].tolist() == pytest.approx(plain["expected_mrr"].tolist())
+
+
 def noisy_history(months: int = 48, seed: int = 1) -> pd.DataFrame:
     """A business whose movements are drawn around known rates: new 2,000 +- 30%, expansion 1%,
     contraction 0.5%, churn 2.5% +- noise."""
@@ -396,3 +429,96 @@ def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
     assert rows[0] == ("2026-07-01", 0, 8)
     assert rows[1] == ("2026-08-01", 1500, 0)
     assert rows[2] == ("2026-09-01", 0, 4)
+
+
+COUPONS_NOW = "2025-12-15"
+
+
+def _coupon_store(path, now: int):
+    """Five customers billed by the simulator up to `now` (Stripe's own objects, served over its protocol):
+    cus_rep20: $100/month from 2025-11-08 with 20% off for 3 months (ends 2026-02-08);
+    cus_forever: $100/month from 2025-11-09 with 20% off forever (a discount without an end);
+    cus_cancelling: as cus_rep20 from 2025-11-10, canceled at period end on 2025-12-12 (ends 2026-01-10);
+    cus_annual: $1,200/year from 2025-10-01 with 20% off for 3 months (ends 2026-01-01, mid-term);
+    cus_amount: $100/month from 2025-11-11 with $10 off for 3 months (ends 2026-02-11)."""
+    from saas_metrics.fakestripe.billing import Account, Item, ts
+    from saas_metrics.fakestripe.store import Store
+
+    store = Store(path)
+    acct = Account(store, now, id_prefix="C")
+    start = ts("2024-01-01")
+    product = acct.product("Product", start, id="prod_main")
+    m100 = acct.price(product, 10000, start, id="price_m100")
+    y1200 = acct.price(product, 120000, start, interval="year", id="price_y1200")
+    rep20 = acct.coupon(start, percent_off=20.0, duration="repeating", duration_in_months=3, id="REP20")
+    forever20 = acct.coupon(start, percent_off=20.0, duration="forever", id="FOREVER20")
+    rep10off = acct.coupon(
+        start, amount_off=1000, currency="usd", duration="repeating", duration_in_months=3, id="REP10"
+    )
+    for name, price, signup, coupon in (
+        ("rep20", m100, "2025-11-08", rep20),
+        ("forever", m100, "2025-11-09", forever20),
+        ("cancelling", m100, "2025-11-10", rep20),
+        ("annual", y1200, "2025-10-01", rep20),
+        ("amount", m100, "2025-11-11", rep10off),
+    ):
+        customer = acct.customer(ts(signup), id=f"cus_{name}", email=f"{name}@example.com")
+        sub = acct.subscribe(customer, [Item(price)], ts(signup), coupon=coupon)
+        if name == "cancelling":
+            sub.cancel(ts("2025-12-12"), at_period_end=True)
+        sub.finish()
+    acct.flush()
+    return store
+
+
+def test_coupons_ending_from_stripe_discounts_to_the_forecast(fresh_database, tmp_path):
+    """int_discounts_ending on real Stripe discount objects (their `end`), read by the forecast asset, and
+    equal to what the engine counts once the coupons have ended."""
+    from orchestration.defs.ml import read_commitments
+    from saas_metrics.fakestripe.billing import ts
+    from tests.pipeline import dbt_build, load_stripe
+
+    now = ts(COUPONS_NOW)
+    url = fresh_database("coupons_ending")
+    load_stripe(_coupon_store(tmp_path / "stripe.sqlite", now), url, tmp_path, now)
+    dbt_build(url, tmp_path, now, select="+int_discounts_ending +customer_mrr_current")
+    rows = query(
+        url,
+        "select customer_id, regained_month::text, mrr_regained, mrr_regained_local, currency, ends_at::date::text"
+        " from intermediate.int_discounts_ending order by customer_id",
+    )
+    # cus_rep20: level 80.00 today, 80 x 20 / (100 - 20) = 20.00 back with the Feb 8 invoice (month M+3);
+    # cus_amount: level 90.00, $10 a month back with the Feb 11 invoice; cus_annual: level 1,200 x 80% / 12
+    # = 80.00, 80 x 20 / 80 = 20.00, back at its renewal on 2026-10-01 (the discount ends mid-term);
+    # cus_forever: no end; cus_cancelling: its subscription ends on Jan 10, before the coupon's end
+    assert [(r[0], r[1], float(r[2]), float(r[3]), r[4], r[5]) for r in rows] == [
+        ("cus_amount", "2026-02-01", 10.0, 10.0, "usd", "2026-02-11"),
+        ("cus_annual", "2026-10-01", 20.0, 20.0, "usd", "2026-01-01"),
+        ("cus_rep20", "2026-02-01", 20.0, 20.0, "usd", "2026-02-08"),
+    ]
+    # the forecast reads them by month: February 2026 regains 30.00 from 2 customers, October 20.00
+    with psycopg2.connect(url) as conn:
+        endings = read_commitments(conn).coupon_endings
+    assert sorted((str(m)[:10], mrr, n) for m, mrr, n in endings.itertuples(index=False)) == [
+        ("2026-02-01", 30.0, 2.0),
+        ("2026-10-01", 20.0, 1.0),
+    ]
+    frame = fc.forecast(flat_history(), commitments=fc.Commitments(coupon_endings=endings))
+    assert frame["expected_expansion_mrr"].iloc[1] == pytest.approx(30.0, abs=1e-9)
+    assert frame["expected_expansion_mrr"].iloc[9] == pytest.approx(20.0, abs=1e-9)
+
+    # the engine, once the coupons have ended (today 2026-02-20, a fresh build): the same +20.00 and +10.00
+    later = ts("2026-02-20")
+    url_later = fresh_database("coupons_ended")
+    load_stripe(_coupon_store(tmp_path / "later.sqlite", later), url_later, tmp_path / "later", later)
+    dbt_build(url_later, tmp_path / "later", later, select="+mrr_movements")
+    moves = query(
+        url_later,
+        "select customer_id, movement_date::text, movement_type, mrr_after - mrr_before from marts.mrr_movements"
+        " where movement_date >= '2026-01-01' order by customer_id, movement_date",
+    )
+    assert [(c, d, t, float(x)) for c, d, t, x in moves] == [
+        ("cus_amount", "2026-02-11", "expansion", 10.0),
+        ("cus_cancelling", "2026-01-10", "churn", -80.0),
+        ("cus_rep20", "2026-02-08", "expansion", 20.0),
+    ]

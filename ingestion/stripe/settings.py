@@ -22,7 +22,8 @@ LISTS = {
     "products": ("/v1/products", {}, "product"),
     "prices": ("/v1/prices", {}, "price"),
     "plans": ("/v1/plans", {}, "plan"),
-    "coupons": ("/v1/coupons", {}, "coupon"),
+    # the products a coupon is restricted to are returned only when expanded (int_discounts_ending)
+    "coupons": ("/v1/coupons", {"expand": ["data.applies_to"]}, "coupon"),
     # canceled subscriptions are hidden unless status=all is asked for
     # their discounts expanded: the coupon behind each discount id (mrr_methodology stripe: its duration)
     "subscriptions": ("/v1/subscriptions", {"status": "all", "expand": ["data.discounts"]}, "subscription"),
@@ -67,6 +68,7 @@ RETRIEVE_PARAMS = {
     "customer": {"expand": ["invoice_settings.default_payment_method"]},
     "subscription": {"expand": ["discounts"]},
     "invoice": {"expand": ["discounts"]},
+    "coupon": {"expand": ["applies_to"]},
 }
 
 # Every table staging reads. dlt creates a table only when a resource yields rows, so an

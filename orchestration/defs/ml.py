@@ -54,6 +54,7 @@ MRR_FORECAST_COLUMNS = [
     ("scheduled_churn_mrr", "numeric(18,4)"),
     ("renewal_due_mrr", "numeric(18,4)"),
     ("trial_conversion_mrr", "numeric(18,4)"),
+    ("coupon_ending_mrr", "numeric(18,4)"),
 ]
 
 MRR_FORECAST_BACKTEST_COLUMNS = [
@@ -150,11 +151,12 @@ def _frame(cur, sql: str, columns: list[str], params=None) -> pd.DataFrame:
 def read_commitments(conn) -> fc.Commitments:
     """The renewal calendar and its history (`marts.renewals`, month rows), the trials in progress at
     their price's MRR by the month they end, and the trials' 30-day conversion rate over the trial
-    months of the last year whose 30 days have passed (`marts.trial_conversion`). A missing table
-    leaves its part out (METRICS.md "MRR forecast")."""
+    months of the last year whose 30 days have passed (`marts.trial_conversion`), and the MRR coupons
+    ending give back by month (`int_discounts_ending`). A missing table leaves its part out (METRICS.md
+    "MRR forecast")."""
     from orchestration.defs.checks import reporting_currency
 
-    renewal_history = renewal_calendar = trials = None
+    renewal_history = renewal_calendar = trials = coupon_endings = None
     rate = 0.0
     current = f"(select max(month) from {MARTS_SCHEMA}.mrr_monthly)"
     with conn.cursor() as cur:
@@ -190,18 +192,29 @@ def read_commitments(conn) -> fc.Commitments:
                 {"zero": ZERO_DECIMAL_CURRENCIES, "reporting": reporting_currency()},
             )
             trials["mrr"] = trials["mrr"].fillna(0.0)
-    return fc.Commitments(renewal_history, renewal_calendar, trials, rate)
+        if _exists(cur, "intermediate.int_discounts_ending"):
+            coupon_endings = _frame(
+                cur,
+                "select regained_month, sum(mrr_regained), count(distinct customer_id)"
+                " from intermediate.int_discounts_ending group by regained_month",
+                ["month", "mrr", "customers"],
+            )
+    return fc.Commitments(renewal_history, renewal_calendar, trials, rate, coupon_endings)
 
 
 FORECAST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast"])
 BACKTEST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast_backtest"])
-FORECAST_DEPS = [
-    dg.AssetKey([MARTS_SCHEMA, name])
-    for name in ("mrr_monthly", "customer_mrr_current", "renewals", "trial_conversion")
-] + [
-    dg.AssetKey(["staging", name])
-    for name in ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
-]
+FORECAST_DEPS = (
+    [
+        dg.AssetKey([MARTS_SCHEMA, name])
+        for name in ("mrr_monthly", "customer_mrr_current", "renewals", "trial_conversion")
+    ]
+    + [
+        dg.AssetKey(["staging", name])
+        for name in ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
+    ]
+    + [dg.AssetKey(["intermediate", "int_discounts_ending"])]
+)
 
 
 @dg.multi_asset(
@@ -213,7 +226,7 @@ FORECAST_DEPS = [
             group_name=GROUP,
             description="The next 12 months' MRR, ARR, paying customers and movements with 80%/95% intervals, "
             "from the movement rates of the last 12 complete months and what is committed (scheduled "
-            "cancellations, the renewal calendar, trials converting at their historical rate) "
+            "cancellations, the renewal calendar, trials converting at their historical rate, coupons ending) "
             '(METRICS.md "MRR forecast").',
         ),
         dg.AssetSpec(
@@ -267,6 +280,7 @@ def write_forecast(url: str, log) -> tuple[dict, dict]:
         metadata["renewal_due_mrr_12_months"] = round(float(frame["renewal_due_mrr"].sum()), 2)
         metadata["trial_conversion_rate"] = round(commitments.trial_conversion_rate, 4)
         metadata["trial_conversion_mrr_12_months"] = round(float(frame["trial_conversion_mrr"].sum()), 2)
+        metadata["coupon_ending_mrr_12_months"] = round(float(frame["coupon_ending_mrr"].sum()), 2)
         metadata["mrr_80_interval_in_12_months"] = (
             f"{frame['mrr_lower_80'].iloc[-1]:,.2f} - {frame['mrr_upper_80'].iloc[-1]:,.2f}"
         )

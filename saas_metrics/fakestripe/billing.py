@@ -23,7 +23,9 @@ Rules it follows (Stripe's documented behaviour):
 - coupons: percent_off per line, amount_off spread over the invoice's lines; `once` applies to
   the first paid invoice, `repeating` to invoices starting within `duration_in_months` of
   redemption, `forever` to all; a coupon with `applies_to.products` discounts only their lines,
-  and a subscription may have several;
+  and a subscription may have several; each is a discount object of its own (`di_...`, with the
+  subscription, `start`, and `end` for a repeating coupon, null for once and forever), listed on the
+  subscription while in force (Stripe removes a discount when it ends or a once coupon was used);
 - volume-tiered prices (`tiers`): the tier the quantity falls in prices every unit, plus its flat amount;
 - a price created `listed=False` is one the lists no longer return (a deleted legacy plan);
 - tax rates add exclusive tax lines' `taxes`; invoice totals add them up.
@@ -114,6 +116,19 @@ class _Discount:
     coupon: dict
     start: int
     used: bool = False
+    id: str = ""
+
+    @property
+    def end(self) -> int | None:
+        """When a repeating coupon stops discounting (Stripe's `discount.end`; null for once and forever)."""
+        if self.coupon["duration"] != "repeating":
+            return None
+        return add_interval(self.start, self.coupon["duration_in_months"], "month")
+
+    def in_force(self, now: int) -> bool:
+        """Still on the subscription: Stripe removes a discount once it ended or a `once` coupon was used."""
+        end = self.end
+        return not self.used if self.coupon["duration"] == "once" else end is None or end > now
 
     def covers(self, line: dict) -> bool:
         """A coupon restricted to some products discounts only their lines."""
@@ -126,8 +141,7 @@ class _Discount:
             return True
         if duration == "once":
             return not self.used
-        end = add_interval(self.start, self.coupon["duration_in_months"], "month")
-        return period_start < end
+        return period_start < self.end
 
 
 class Account:
@@ -524,13 +538,24 @@ class Subscription:
         self.id = self.id or acct.ids("sub")
         for item in self.items:
             item.id = item.id or acct.ids("si")
-        self.discounts = [_Discount(c, self.start) for c in ([self.coupon] if self.coupon else []) + self.coupons]
+        self.discounts = [
+            _Discount(c, self.start, id=acct.ids("di")) for c in ([self.coupon] if self.coupon else []) + self.coupons
+        ]
         for d in self.discounts:  # the discount objects a subscription's or invoice's `discounts` expand to
             acct._put(
                 {
-                    "id": f"di_{d.coupon['id']}",
+                    "id": d.id,
                     "object": "discount",
                     "created": self.start,
+                    "start": d.start,
+                    "end": d.end,
+                    "customer": self.customer["id"],
+                    "subscription": self.id,
+                    "subscription_item": None,
+                    "invoice": None,
+                    "invoice_item": None,
+                    "checkout_session": None,
+                    "promotion_code": None,
                     "source": {"type": "coupon", "coupon": d.coupon["id"]},
                     "coupon": d.coupon,
                 }
@@ -639,7 +664,7 @@ class Subscription:
 
     def _apply_one_discount(self, d: _Discount, lines: list[dict], prorations: bool) -> None:
         coupon = d.coupon
-        discount_id = f"di_{coupon['id']}"
+        discount_id = d.id
         eligible = [ln for ln in lines if (ln["amount"] > 0 or prorations) and d.covers(ln)]
         if coupon["percent_off"]:
             for ln in eligible:
@@ -973,7 +998,7 @@ class Subscription:
             "pause_collection": self.pause_collection,
             "livemode": False,
             "metadata": {},
-            "discounts": [f"di_{d.coupon['id']}" for d in self.discounts],
+            "discounts": [d.id for d in self.discounts if d.in_force(acct.now)],
             "billing_mode": {"type": self.billing_mode, "flexible": flexible},
             "latest_invoice": None,
             "description": None,

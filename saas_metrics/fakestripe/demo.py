@@ -29,7 +29,7 @@ log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
 DAY = 86400
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 
 
 @dataclass

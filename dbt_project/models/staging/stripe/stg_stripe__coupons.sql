@@ -12,6 +12,9 @@ final as (
         lower(data ->> 'currency') as currency,
         data ->> 'duration' as duration,
         (data ->> 'duration_in_months')::int as duration_in_months,
+        -- the products a restricted coupon discounts (returned when expanded); null: every product
+        case when jsonb_typeof(data -> 'applies_to' -> 'products') = 'array'
+            then data -> 'applies_to' -> 'products' end as applies_to_products,
         created as created_at
     from source
 )
