@@ -19,7 +19,7 @@ import dagster as dg
 import psycopg2
 
 from orchestration.defs.resources import WarehouseResource
-from saas_metrics.config import reporting_currency  # (orchestration/defs/ml.py imports it from here too)
+from saas_metrics.config import reporting_currency
 
 MRR_MONTHLY = dg.AssetKey(["marts", "mrr_monthly"])
 RAW_FRESHNESS_ASSETS = [dg.AssetKey(["stripe", name]) for name in ("customers", "subscriptions", "invoices")]

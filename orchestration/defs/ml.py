@@ -154,7 +154,7 @@ def read_commitments(conn) -> fc.Commitments:
     months of the last year whose 30 days have passed (`marts.trial_conversion`), and the MRR coupons
     ending give back by month (`int_discounts_ending`). A missing table leaves its part out (METRICS.md
     "MRR forecast")."""
-    from orchestration.defs.checks import reporting_currency
+    from saas_metrics.config import reporting_currency
 
     renewal_history = renewal_calendar = trials = coupon_endings = None
     rate = 0.0
