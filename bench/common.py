@@ -15,8 +15,8 @@ import psycopg2
 from ingestion.stripe import settings as stripe_settings
 from saas_metrics.config import parse_database_url
 from saas_metrics.dbt_cli import run_dbt
-from saas_metrics.fakestripe.demo import generate
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.account import generate
+from saas_metrics.demo.store import Store
 from saas_metrics.postgres import EmbeddedPostgres
 
 RESULTS = Path(__file__).parent / "results"

@@ -24,8 +24,8 @@ import dlt
 
 from bench.common import generated_store, save, throwaway_postgres
 from ingestion.stripe import stripe_source
-from saas_metrics.fakestripe.server import StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
 
 INVOICES_PER_CUSTOMER = 7.4  # the generator's average over 24 months
 API_KEY = "sk_test_bench"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
@@ -20,10 +19,6 @@ from saas_metrics.postgres import PostgresError
 log = logging.getLogger("saas_metrics")
 # platformdirs' complaint in containers without a login session: not ours to print
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-
-
-class RunFailed(Exception):
-    """A pipeline step or a blocking check failed; the message is the one-line reason."""
 
 
 # -- database ----------------------------------------------------------------------------------
@@ -78,162 +73,48 @@ def _bi_role(database_url: str, args: argparse.Namespace) -> int:
 
 
 # -- running the pipeline -----------------------------------------------------------------------
-CODE_LOCATION = "orchestration.definitions"  # the name `dagster dev -m orchestration.definitions` gives it
-
-
-def execute_job(job_name: str, full_refresh: bool = False, tags: dict | None = None, wait: bool = False):
-    """Run a job of the Definitions in this process, as an ordinary run of the code location.
-
-    The run is created the way the Dagster UI creates one (with the code location's origin), so it is in
-    the job's Runs tab and can be re-executed from the UI; it executes here, in this process. A refresh
-    takes the refresh lock first (saas_metrics/runs.py): with another refresh running, `wait` waits for
-    it, otherwise RefreshRunning ends this one at once."""
-    import dagster as dg
-
-    runtime.prepare_dbt()
-    from orchestration.defs.jobs import REFRESH_TAGS
-
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
-    if job_name == "refresh_job":
-        run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
-    run_tags = {runs.TRIGGER_TAG: "cli", **(tags or {})}
-    url = runtime.warehouse_url()
-    with contextlib.ExitStack() as stack:
-        if REFRESH_TAGS.keys() & _job_tags(job_name).keys():
-            stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: print(message + "...")))
-        instance = stack.enter_context(dg.DagsterInstance.get())
-        dagster_run, recon_job = _create_run(instance, job_name, run_config, run_tags)
-        if runs.REFRESH_TAG in dagster_run.tags:
-            # the run's own lock: while this process lives, nobody takes the run for dead
-            stack.enter_context(runs.hold_refresh(url, dagster_run.run_id, wait=wait))
-            for dead in runs.mark_dead_refreshes(instance, url, exclude_run_id=dagster_run.run_id):
-                print(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
-        from dagster._core.execution.api import execute_run
-
-        result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
-    if not result.success:
-        raise RunFailed(_failure_reason(result))
-    return result
-
-
-def _job_tags(job_name: str) -> dict:
-    from orchestration.definitions import defs
-
-    return dict(defs.resolve_job_def(job_name).tags)
-
-
-def _create_run(instance, job_name: str, run_config: dict, tags: dict):
-    """A NOT_STARTED run of `job_name` with the code location's origin (what `dagster job launch` creates)."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._utils.hosted_user_process import recon_job_from_origin
-
-    from saas_metrics.config import PROJECT_DIR
-
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            executable_path=sys.executable, module_name=CODE_LOCATION, working_directory=str(PROJECT_DIR)
-        ),
-        location_name=CODE_LOCATION,
-    )
-    with origin.create_location(instance) as location:
-        (repository,) = location.get_repositories().values()
-        remote_job = repository.get_full_job(job_name)
-        plan = location.get_execution_plan(
-            remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
-        ).execution_plan_snapshot
-        dagster_run = instance.create_run(
-            job_name=job_name,
-            run_id=None,
-            run_config=run_config,
-            resolved_op_selection=None,
-            step_keys_to_execute=plan.step_keys_to_execute,
-            op_selection=None,
-            status=None,
-            root_run_id=None,
-            parent_run_id=None,
-            tags={**remote_job.tags, **tags},
-            job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan,
-            parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=repository.asset_graph,
-        )
-    return dagster_run, recon_job_from_origin(dagster_run.job_code_origin)
-
-
-def _failure_reason(result) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            failure = getattr(event.event_specific_data, "user_failure_data", None)
-            if failure is not None and failure.description:  # a dg.Failure says it in its own words
-                return f"step {event.step_key} failed: {' '.join(failure.description.split())}"
-            error = event.event_specific_data.error
-            message = error.message.strip() if error else "unknown error"
-            cause = error.cause if error else None
-            while cause is not None:  # the innermost cause says what went wrong
-                message = cause.message.strip()
-                cause = cause.cause
-            return f"step {event.step_key} failed: {message.splitlines()[0] if message else 'unknown error'}"
-    return "the run failed (see the Dagster UI for details)"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from orchestration.run import run_refresh
+
     settings = runtime.settings()
     runtime.prepare_environment()
     if settings.stripe_configured:
         from saas_metrics import preflight
 
-        job_name = "refresh_job"
         target = settings.stripe_api_base or "Stripe"
         # a refused key or a server that is not there ends here, in seconds
         preflight.check_stripe(settings.stripe_api_key, settings.stripe_api_base)
         print(f"Loading Stripe from {target}, then building the marts...")
     else:
-        job_name = "transform_job"
         print("STRIPE_API_KEY is not set: skipping the Stripe load, building the marts from raw_stripe as it is.")
     started = time.monotonic()
-    execute_job(job_name, full_refresh=args.full_refresh, wait=args.wait)
+    run_refresh(full_refresh=args.full_refresh, wait=args.wait, on_message=print)
     print(f"Refresh finished in {time.monotonic() - started:.0f}s.")
     print_summary()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from saas_metrics.fakestripe import demo
-    from saas_metrics.fakestripe.server import StripeProtocolServer
+    from orchestration.run import run_refresh
+    from saas_metrics.config import demo_settings
+    from saas_metrics.demo import account
+    from saas_metrics.demo.server import StripeProtocolServer
 
     settings = runtime.settings()
     if not settings.uses_embedded_db:
         print("note: DATABASE_URL is set; the demo still loads into the embedded PostgreSQL only.")
-        os.environ.pop("DATABASE_URL", None)
-        runtime.settings.cache_clear()
-        settings = runtime.settings()
-        if not settings.uses_embedded_db:
-            raise ConfigError("DATABASE_URL comes from a .env file: unset it there to run the demo")
     started = time.monotonic()
-    store, now = demo.ensure_generated(
-        settings.home / "demo", customers=args.customers, months=args.months, seed=args.seed
-    )
-    runtime.prepare_environment()
-    with StripeProtocolServer(store, api_key=demo.DEMO_API_KEY, now=now) as server:
-        os.environ["STRIPE_API_KEY"] = demo.DEMO_API_KEY
-        os.environ["STRIPE_API_BASE"] = server.url
-        os.environ.setdefault("STRIPE_MAX_RPS", "1000")
-        os.environ["SAAS_METRICS_SPEND_CSV"] = str(settings.home / "demo" / "finance" / "marketing_spend.csv")
-        os.environ["SAAS_METRICS_GROSS_MARGIN_CSV"] = str(settings.home / "demo" / "finance" / "gross_margin.csv")
-        os.environ["SAAS_METRICS_PNL_CSV"] = str(settings.home / "demo" / "finance" / "pnl.csv")
-        os.environ["SAAS_METRICS_EVENTS_DIR"] = str(settings.home / "demo" / "events")
-        os.environ.pop("SAAS_METRICS_EVENTS_DB_URL", None)
-        runtime.settings.cache_clear()
-        print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
-        execute_job("refresh_job", full_refresh=True, tags={"saas_metrics/demo": "true"})
-        print(f"Demo finished in {time.monotonic() - started:.0f}s ({server.stats.requests} Stripe requests).")
-    print_summary()
+    demo_dir = settings.home / "demo"
+    store, now = account.ensure_generated(demo_dir, customers=args.customers, months=args.months, seed=args.seed)
+    with StripeProtocolServer(store, api_key=account.DEMO_API_KEY, now=now) as server:
+        # the demo's settings are a value of their own, put in force for the run: nothing in the process
+        # environment changes but what prepare_environment exports for dbt and dlt
+        with runtime.using(demo_settings(settings, server.url, account.DEMO_API_KEY, demo_dir)):
+            runtime.prepare_environment()
+            print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
+            run_refresh(full_refresh=True, tags={"saas_metrics/demo": "true"}, on_message=print)
+            print(f"Demo finished in {time.monotonic() - started:.0f}s ({server.stats.requests} Stripe requests).")
+            print_summary()
     return 0
 
 
@@ -435,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, PostgresError, RunFailed, runs.RefreshRunning) as exc:
+    except (ConfigError, PostgresError, runs.RunFailed, runs.RefreshRunning) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"saas-metrics: error: {exc}", file=sys.stderr)

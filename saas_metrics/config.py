@@ -157,6 +157,26 @@ def _float_env(name: str, default: float) -> float:
     return value
 
 
+def demo_settings(base: Settings, api_base: str, api_key: str, demo_dir: Path) -> Settings:
+    """The settings of a demo run: `base` (its home, ports, alerts) with the demo's own Stripe server and
+    key, the finance files and product events it generated beside the store, and always the embedded
+    PostgreSQL (a DATABASE_URL is not the demo's). STRIPE_MAX_RPS is kept when set; a local server
+    takes 1000 requests a second."""
+    from dataclasses import replace
+
+    return replace(
+        base,
+        database_url=None,
+        stripe_api_key=api_key,
+        stripe_api_base=api_base,
+        stripe_max_rps=_float_env("STRIPE_MAX_RPS", 1000.0),
+        spend_csv=demo_dir / "finance" / "marketing_spend.csv",
+        gross_margin_csv=demo_dir / "finance" / "gross_margin.csv",
+        pnl_csv=demo_dir / "finance" / "pnl.csv",
+        product=replace(base.product, database_url=None, events_dir=demo_dir / "events"),
+    )
+
+
 def load_settings() -> Settings:
     """Read the environment (and a `.env` file if present) into `Settings`."""
     _load_dotenv()

@@ -38,6 +38,10 @@ STARTED_GRACE_SECONDS = 60.0
 POLL_SECONDS = 1.0
 
 
+class RunFailed(Exception):
+    """A pipeline step or a blocking check failed; the message is the one-line reason."""
+
+
 class RefreshRunning(Exception):
     """Another refresh holds the refresh lock; the message says which (one line)."""
 

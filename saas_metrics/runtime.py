@@ -1,12 +1,18 @@
-"""Process-wide wiring: settings, the warehouse URL, and the environment dbt/dlt/Dagster read.
+"""Process-wide wiring: the settings in force, the warehouse URL, and the environment dbt/dlt/Dagster read.
 
-The CLI calls `prepare_environment()` once; Dagster resources call `warehouse_url()` and
-`settings()`, so `dagster dev` started by `saas-metrics ui` and `saas-metrics run` agree.
+The settings are read from the environment once (config.py is the one module reading it); a caller with
+other settings (the demo: its own Stripe server, finance files and events) puts them in force with
+`using(settings)` instead of changing the process environment, and everything below - Dagster resources
+(SettingsResource, WarehouseResource), the refresh (orchestration/run.py) - reads `settings()`.
+`prepare_environment()` exports what the subprocesses read (dbt's profiles.yml, dlt, dagster.yaml), from
+the settings in force; `dagster dev` started by `saas-metrics ui` gets the same from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,10 +25,33 @@ from saas_metrics.config import (
 )
 from saas_metrics.postgres import DAGSTER_DB_NAME, EmbeddedPostgres
 
+_in_force: list[Settings] = []
+
 
 @lru_cache(maxsize=1)
-def settings() -> Settings:
+def environment_settings() -> Settings:
+    """The settings the environment gives (and a .env file), read once."""
     return load_settings()
+
+
+def settings() -> Settings:
+    """The settings in force: those `using` put in force, else the environment's."""
+    return _in_force[-1] if _in_force else environment_settings()
+
+
+# tests read the environment again after changing it
+settings.cache_clear = environment_settings.cache_clear  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def using(current: Settings) -> Iterator[Settings]:
+    """Put `current` in force for the block (the demo's settings: a different value, not a mutated
+    environment)."""
+    _in_force.append(current)
+    try:
+        yield current
+    finally:
+        _in_force.pop()
 
 
 def embedded_postgres(current: Settings | None = None) -> EmbeddedPostgres:
@@ -31,10 +60,8 @@ def embedded_postgres(current: Settings | None = None) -> EmbeddedPostgres:
 
 
 def warehouse_url() -> str:
-    """DATABASE_URL, or the embedded PostgreSQL (started if it is not running)."""
+    """The settings' DATABASE_URL, or the embedded PostgreSQL (started if it is not running)."""
     current = settings()
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
     if current.database_url:
         return current.database_url
     return embedded_postgres(current).start()

@@ -330,8 +330,9 @@ def test_run_keeps_staged_rows_and_full_refresh_rebuilds_them(demo, user_env):
 def test_run_through_a_stripe_outage_says_it_is_retrying(demo, user_env, tmp_path):
     """A 503 is retried, each retry announced (issue 19.5: "retrying in N s, attempt k of n"); an
     unreachable STRIPE_API_BASE ends in seconds instead (tests/test_operations.py)."""
-    from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
-    from saas_metrics.fakestripe.store import Store
+    from saas_metrics.demo.server import StripeProtocolServer
+    from saas_metrics.demo.store import Store
+    from tests.support.faults import Faults
 
     faults = Faults()
     faults.add(503, times=3)

@@ -441,8 +441,9 @@ def _coupon_store(path, now: int):
     cus_cancelling: as cus_rep20 from 2025-11-10, canceled at period end on 2025-12-12 (ends 2026-01-10);
     cus_annual: $1,200/year from 2025-10-01 with 20% off for 3 months (ends 2026-01-01, mid-term);
     cus_amount: $100/month from 2025-11-11 with $10 off for 3 months (ends 2026-02-11)."""
-    from saas_metrics.fakestripe.billing import Account, Item, ts
-    from saas_metrics.fakestripe.store import Store
+    from saas_metrics.demo.billing import Account, Item
+    from saas_metrics.demo.store import Store
+    from tests.support.clock import ts
 
     store = Store(path)
     acct = Account(store, now, id_prefix="C")
@@ -475,8 +476,8 @@ def test_coupons_ending_from_stripe_discounts_to_the_forecast(fresh_database, tm
     """int_discounts_ending on real Stripe discount objects (their `end`), read by the forecast asset, and
     equal to what the engine counts once the coupons have ended."""
     from orchestration.defs.ml import read_commitments
-    from saas_metrics.fakestripe.billing import ts
-    from tests.pipeline import dbt_build, load_stripe
+    from tests.support.clock import ts
+    from tests.support.pipeline import dbt_build, load_stripe
 
     now = ts(COUPONS_NOW)
     url = fresh_database("coupons_ending")

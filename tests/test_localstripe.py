@@ -14,7 +14,7 @@ import pytest
 import stripe
 
 from tests.conftest import free_port, query
-from tests.pipeline import dbt_build, load_from
+from tests.support.pipeline import dbt_build, load_from
 
 KEY = "sk_test_localstripe"
 

@@ -13,10 +13,11 @@ from decimal import Decimal
 
 import pytest
 
-from saas_metrics.fakestripe.billing import Account, Item, ts
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.billing import Account, Item
+from saas_metrics.demo.store import Store
 from tests.conftest import query
-from tests.pipeline import dbt_build, load_stripe
+from tests.support.clock import ts
+from tests.support.pipeline import dbt_build, load_stripe
 
 NOW = ts("2025-12-15")
 START = ts("2024-01-01")

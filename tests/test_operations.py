@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 
 from saas_metrics import runtime
-from saas_metrics.fakestripe.server import StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
 from tests.conftest import free_port, query
 
 CLI = str(Path(sys.executable).parent / "saas-metrics")
@@ -266,7 +266,7 @@ def passwordless(pg, tmp_path_factory):
             cur.execute(f"create role {role} login" + (f" password '{password}'" if password else ""))
             cur.execute(f"create database {role}_warehouse owner {role}")
     store = Store(tmp_path_factory.mktemp("passwordless") / "stripe.sqlite")
-    from saas_metrics.fakestripe.demo import generate
+    from saas_metrics.demo.account import generate
 
     now = int(time.time())
     generate(store, customers=20, months=4, seed=11, now=now, progress_every=10**9)

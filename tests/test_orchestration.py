@@ -33,12 +33,13 @@ from aiosmtpd.controller import Controller
 
 from saas_metrics import alerts, runtime
 from saas_metrics.config import AlertSettings
-from saas_metrics.fakestripe.billing import Account, Item, ts
-from saas_metrics.fakestripe.demo import generate
-from saas_metrics.fakestripe.server import StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.account import generate
+from saas_metrics.demo.billing import Account, Item
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
 from tests.conftest import free_port, query
-from tests.pipeline import API_KEY, dbt_build, load_from
+from tests.support.clock import ts
+from tests.support.pipeline import API_KEY, dbt_build, load_from
 
 NOW = ts("2026-02-15")
 TODAY = dt.date(2026, 2, 15)

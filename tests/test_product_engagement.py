@@ -44,11 +44,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion.product import ProductEventsError, ensure_product_tables, product_source
-from saas_metrics.fakestripe.billing import Account, Item, ts
-from saas_metrics.fakestripe.server import StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.billing import Account, Item
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
 from tests.conftest import query
-from tests.pipeline import API_KEY, dbt_build, load_from
+from tests.support.clock import ts
+from tests.support.pipeline import API_KEY, dbt_build, load_from
 
 NOW = ts("2026-03-04")
 T0 = ts("2025-10-01")

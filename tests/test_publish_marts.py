@@ -14,11 +14,12 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from saas_metrics.fakestripe.billing import Account, Item, ts
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.billing import Account, Item
+from saas_metrics.demo.store import Store
 from saas_metrics.warehouse import create_bi_role
 from tests.conftest import query
-from tests.pipeline import dbt_build, load_stripe
+from tests.support.clock import ts
+from tests.support.pipeline import dbt_build, load_stripe
 
 NOW = ts("2025-12-15")
 NEXT_DAY = ts("2025-12-16")

@@ -10,11 +10,12 @@ import stripe
 
 from ingestion.stripe import SyncPlan, settings
 from ingestion.stripe.helpers import StripeApi
-from saas_metrics.fakestripe.billing import Account, Item
-from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.billing import Account, Item
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
 from tests.conftest import query
-from tests.pipeline import API_KEY, load_from, load_stripe
+from tests.support.faults import Faults
+from tests.support.pipeline import API_KEY, load_from, load_stripe
 
 DAY = 86400
 
@@ -229,7 +230,7 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
     """stg_stripe__invoices, stg_stripe__invoice_lines and int_invoice_lines_classified process only what
     a load brought, and end up exactly as a rebuild from scratch: a re-fetched invoice replaces its row
     and all its lines, and its subscription's lines are classified again."""
-    from tests.pipeline import dbt_build
+    from tests.support.pipeline import dbt_build
 
     now = int(time.time())
     store = Store(tmp_path / "stripe.sqlite")

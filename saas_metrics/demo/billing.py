@@ -38,7 +38,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.store import Store
 
 ZERO_DECIMAL = {
     "bif",
@@ -58,12 +58,6 @@ ZERO_DECIMAL = {
     "xof",
     "xpf",
 }
-
-
-def ts(text: str) -> int:
-    """'2024-01-31 23:30' (UTC) -> unix seconds."""
-    fmt = "%Y-%m-%d %H:%M:%S" if text.count(":") == 2 else "%Y-%m-%d %H:%M" if ":" in text else "%Y-%m-%d"
-    return int(datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp())
 
 
 def add_interval(anchor: int, n: int, interval: str, count: int = 1) -> int:

@@ -11,8 +11,9 @@ import dlt
 from ingestion.stripe import stripe_source
 from ingestion.stripe.helpers import ensure_raw_tables
 from saas_metrics.dbt_cli import run_dbt
-from saas_metrics.fakestripe.server import Faults, StripeProtocolServer
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.server import StripeProtocolServer
+from saas_metrics.demo.store import Store
+from tests.support.faults import Faults
 
 API_KEY = "sk_test_saas_metrics_tests"
 

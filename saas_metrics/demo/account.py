@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from saas_metrics.fakestripe.billing import Account, Item, add_interval
-from saas_metrics.fakestripe.product_events import ProductEventWriter, customer_events
-from saas_metrics.fakestripe.store import Store
+from saas_metrics.demo.billing import Account, Item, add_interval
+from saas_metrics.demo.product_events import ProductEventWriter, customer_events
+from saas_metrics.demo.store import Store
 
 log = logging.getLogger("saas_metrics.demo")
 

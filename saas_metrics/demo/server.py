@@ -29,35 +29,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlparse
 
-from saas_metrics.fakestripe.store import LIST_PATHS, Store
+from saas_metrics.demo.store import LIST_PATHS, Store
 
 EMBED_LIMIT = 10
 EVENT_WINDOW_SECONDS = 30 * 86400
 HIDDEN_SUBSCRIPTION_STATUSES = ["canceled", "incomplete_expired"]
 PATH_TO_TYPE = {path: type_ for type_, path in LIST_PATHS.items()}
-
-
-@dataclass
-class Faults:
-    """Failures to inject, consumed in order; each rule fires `times` times on matching paths."""
-
-    rules: list[dict] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, status: int | str, path_regex: str = ".*", times: int = 1, should_retry: bool | None = None):
-        """status: an HTTP status (429, 500, 503...) or "drop" to close the connection."""
-        with self.lock:
-            self.rules.append(
-                {"status": status, "re": re.compile(path_regex), "times": times, "should_retry": should_retry}
-            )
-
-    def take(self, path: str) -> dict | None:
-        with self.lock:
-            for rule in self.rules:
-                if rule["times"] > 0 and rule["re"].search(path):
-                    rule["times"] -= 1
-                    return rule
-        return None
 
 
 @dataclass
@@ -99,13 +76,13 @@ class StripeProtocolServer:
         api_key: str = "sk_test_saas_metrics",
         port: int = 0,
         now: int | None = None,
-        faults: Faults | None = None,
+        faults=None,
         latency_seconds: float = 0.0,
     ):
         self.store = store
         self.api_key = api_key
         self.now = now
-        self.faults = faults or Faults()
+        self.faults = faults  # failures to inject (tests/support/faults.py), or None
         self.stats = Stats()
         self.latency_seconds = latency_seconds
         handler = self._make_handler()
@@ -277,7 +254,7 @@ class StripeProtocolServer:
             def do_GET(self):  # noqa: N802
                 parsed = urlparse(self.path)
                 server_self.stats.hit(parsed.path)
-                fault = server_self.faults.take(parsed.path)
+                fault = server_self.faults.take(parsed.path) if server_self.faults is not None else None
                 if fault is not None:
                     if fault["status"] == "drop":
                         self.close_connection = True

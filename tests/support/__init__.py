@@ -1,0 +1,1 @@
+"""What the tests share: the real pipeline driven for tests, fault injection, time helpers."""
