@@ -189,3 +189,23 @@ def test_refreshes_run_in_one_process_and_dead_runs_are_swept(repo):
         assert repo.get_job(name).executor_def.name == "in_process"
     sensor = repo.get_sensor_def("dead_refresh_runs_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_library_imports_nothing_from_orchestration():
+    """saas_metrics/ is the library under the Dagster code and the CLI (orchestration/): no module of it
+    imports orchestration, at its top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    import saas_metrics
+
+    offenders = []
+    for path in Path(saas_metrics.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "orchestration"]
+    assert offenders == []
