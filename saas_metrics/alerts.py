@@ -6,7 +6,8 @@ often the sensors evaluate it (a rerun, a retried run, two sensors racing). A ke
 same transaction as its delivery: when delivery fails, nothing is recorded and the next evaluation
 tries again.
 
-Channels (README "Alerts"): a Slack-compatible webhook (JSON `{"text": ...}`) and email over SMTP.
+Channels (README "Configuration", "Operating it in Dagster"):
+a Slack-compatible webhook (JSON `{"text": ...}`) and email over SMTP.
 With neither configured, alerts are only logged.
 """
 

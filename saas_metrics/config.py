@@ -31,7 +31,7 @@ def reporting_currency() -> str:
 
 DEFAULT_PG_PORT = 54329
 
-# Schemas are part of the public contract (README "Schemas").
+# Schemas are part of the public contract (README "Data flow", "Mart catalogue").
 RAW_STRIPE_SCHEMA = "raw_stripe"
 RAW_PRODUCT_SCHEMA = "raw_product"
 RAW_FINANCE_SCHEMA = "raw_finance"
@@ -44,7 +44,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class AlertSettings:
-    """Where alerts go (README "Alerts"); neither channel set: alerts are only logged."""
+    """Where alerts go (README "Configuration", "Operating it in Dagster"); neither channel set: alerts
+    are only logged."""
 
     webhook_url: str | None = field(default=None, repr=False)  # Slack-compatible incoming webhook
     smtp_host: str | None = None
@@ -70,7 +71,8 @@ class AlertSettings:
 
 @dataclass(frozen=True)
 class ProductSettings:
-    """Where product events come from (README "Product events"); neither set: none are loaded."""
+    """Where product events come from (README "Configuration"; ingestion/product/README.md); neither set:
+    none are loaded."""
 
     database_url: str | None = field(default=None, repr=False)  # the application's database
     table: str = "events"

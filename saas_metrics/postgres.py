@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from saas_metrics.config import ConfigError
-
 DB_USER = "saas_metrics"
 DB_NAME = "saas_metrics"
 DAGSTER_DB_NAME = "dagster"
@@ -335,9 +333,3 @@ class EmbeddedPostgres:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.pgdata, ignore_errors=True)
-
-
-def from_settings(settings) -> EmbeddedPostgres:
-    if not settings.uses_embedded_db:
-        raise ConfigError("DATABASE_URL is set: the embedded PostgreSQL is not used")
-    return EmbeddedPostgres(settings.pgdata, settings.pg_port)

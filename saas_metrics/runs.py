@@ -1,6 +1,6 @@
 """One refresh at a time, whoever starts it, and no refresh left STARTED by a dead process.
 
-Two PostgreSQL advisory locks in the warehouse do it (README "Operating it"):
+Two PostgreSQL advisory locks in the warehouse do it (README "Operating it in Dagster"):
 
 - the *refresh lock*: held for the whole of a refresh (`refresh_job`, `transform_job`) by the
   process that runs it (the CLI, or the run worker of a run launched from the Dagster UI or the

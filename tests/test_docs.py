@@ -47,3 +47,27 @@ def test_the_readme_catalogue_lists_every_mart():
     assert len(marts) > 20
     missing = [name for name in marts if f"| `{name}` |" not in readme]
     assert missing == []
+
+
+README_REFERENCE = re.compile(r'README\s*(?:(?:--|#)\s*)?"([^"\n]+)"')
+
+
+def test_every_readme_reference_names_a_section():
+    """Code and docs that cite `README "Section"` point at a heading the README has."""
+    sections = {
+        line.lstrip("#").strip() for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("#")
+    }
+    cited: dict[str, set[str]] = {}
+    for folder in ("saas_metrics", "ingestion", "orchestration", "dbt_project/models", "dbt_project/macros", "bench"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".sql", ".yml", ".md"):
+                for name in README_REFERENCE.findall(path.read_text()):
+                    cited.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    assert len(cited) >= 3
+    # a heading may add a parenthesis: "BI tools" is "BI tools (Metabase and others)"
+    missing = {
+        name: files
+        for name, files in cited.items()
+        if not any(s == name or s.startswith(name + " (") for s in sections)
+    }
+    assert missing == {}

@@ -123,3 +123,27 @@
 {% macro multi_month_cycle_lines() -%}
     line_kind = 'recurring' and (recurring_interval = 'year' or (recurring_interval = 'month' and recurring_interval_count > 1))
 {%- endmacro %}
+
+{#- The two columns that name a row of a grouping-sets aggregate over the segment dimensions: `dimension`
+    (the dimension's name) and `segment` (its value). -#}
+{% macro segment_labels(dimensions) -%}
+    case
+        {%- for name, expression in dimensions %}
+        when grouping({{ expression }}) = 0 then '{{ name }}'
+        {%- endfor %}
+    end as dimension,
+    coalesce(
+        {%- for name, expression in dimensions %}
+        case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    ) as segment
+{%- endmacro %}
+
+{#- `grouping sets ((keys, dimension 1), (keys, dimension 2), ...)`: one aggregate per dimension. -#}
+{% macro segment_grouping_sets(dimensions, keys) -%}
+    grouping sets (
+        {%- for name, expression in dimensions %}
+        ({{ keys }}, {{ expression }}){% if not loop.last %},{% endif %}
+        {%- endfor %}
+    )
+{%- endmacro %}

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from ingestion.finance import settings
+
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -52,7 +54,7 @@ def _number(path: Path, line: int, name: str, value: str) -> Decimal:
 
 def spend_rows(path: Path) -> Iterator[dict]:
     seen: dict[tuple[str, str], int] = {}
-    for line, row in read_rows(path, ["month", "channel", "amount", "currency"]):
+    for line, row in read_rows(path, settings.SPEND_COLUMNS):
         month = _month(path, line, row["month"])
         if not row["channel"]:
             raise FinanceFileError(f"{path} line {line}: channel is empty")
@@ -70,7 +72,7 @@ def spend_rows(path: Path) -> Iterator[dict]:
 
 def gross_margin_rows(path: Path) -> Iterator[dict]:
     seen: dict[str, int] = {}
-    for line, row in read_rows(path, ["month", "gross_margin"]):
+    for line, row in read_rows(path, settings.GROSS_MARGIN_COLUMNS):
         month = _month(path, line, row["month"])
         margin = _number(path, line, "gross_margin", row["gross_margin"])
         if not Decimal(0) <= margin <= Decimal(1):
@@ -86,7 +88,7 @@ def gross_margin_rows(path: Path) -> Iterator[dict]:
 def pnl_rows(path: Path) -> Iterator[dict]:
     """The monthly P&L: revenue and operating expenses not negative; net burn may be (cash generated)."""
     seen: dict[str, int] = {}
-    for line, row in read_rows(path, ["month", "revenue", "operating_expenses", "net_burn", "currency"]):
+    for line, row in read_rows(path, settings.PNL_COLUMNS):
         month = _month(path, line, row["month"])
         values = {name: _number(path, line, name, row[name]) for name in ("revenue", "operating_expenses", "net_burn")}
         for name in ("revenue", "operating_expenses"):

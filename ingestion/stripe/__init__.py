@@ -149,7 +149,7 @@ class SyncPlan:
 
 class Progress:
     """Progress of one resource during a long load: objects, pages (requests) and rate, every
-    `every_seconds` and at the end (README "Operating": what a long first load shows)."""
+    `every_seconds` and at the end (README "Operating it in Dagster": what a long first load shows)."""
 
     def __init__(self, name: str, api: StripeApi | None = None, every_seconds: float = 10.0):
         self.name, self.api, self.every = name, api, every_seconds

@@ -22,7 +22,6 @@ from orchestration.defs.resources import WarehouseResource
 from saas_metrics.config import reporting_currency
 
 MRR_MONTHLY = dg.AssetKey(["marts", "mrr_monthly"])
-RAW_FRESHNESS_ASSETS = [dg.AssetKey(["stripe", name]) for name in ("customers", "subscriptions", "invoices")]
 RAW_MAX_AGE = dt.timedelta(hours=26)
 
 # a gap the causes below do not explain must stay within this share of the month's MRR

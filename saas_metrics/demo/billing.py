@@ -40,25 +40,6 @@ from datetime import UTC, datetime
 
 from saas_metrics.demo.store import Store
 
-ZERO_DECIMAL = {
-    "bif",
-    "clp",
-    "djf",
-    "gnf",
-    "jpy",
-    "kmf",
-    "krw",
-    "mga",
-    "pyg",
-    "rwf",
-    "ugx",
-    "vnd",
-    "vuv",
-    "xaf",
-    "xof",
-    "xpf",
-}
-
 
 def add_interval(anchor: int, n: int, interval: str, count: int = 1) -> int:
     """The n-th period boundary after `anchor` (Stripe's calendar arithmetic)."""
@@ -440,7 +421,6 @@ def _invoice(
     billing_reason,
     subscription_id,
     status,
-    tax_total=0,
 ) -> dict:
     subtotal = sum(line["amount"] for line in lines)
     discount = sum(sum(d["amount"] for d in line["discount_amounts"]) for line in lines)

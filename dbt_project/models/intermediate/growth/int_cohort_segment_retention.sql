@@ -41,24 +41,11 @@ cohort_members as (
 cohort_sizes as (
     select
         cohort_month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
+        {{ segment_labels(dimensions) }},
         count(*) as cohort_customers,
         sum(starting_mrr) as cohort_starting_mrr
     from cohort_members
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (cohort_month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
+    group by {{ segment_grouping_sets(dimensions, 'cohort_month') }}
 ),
 
 {% if is_incremental() -%}
@@ -94,25 +81,12 @@ activity as (
     select
         cohort_month,
         month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
+        {{ segment_labels(dimensions) }},
         count(*) filter (where mrr > 0) as active_customers,
         sum(mrr) as mrr,
         sum(capped_mrr) as capped_mrr
     from member_months
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (cohort_month, month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
+    group by {{ segment_grouping_sets(dimensions, 'cohort_month, month') }}
 ),
 
 spine as (

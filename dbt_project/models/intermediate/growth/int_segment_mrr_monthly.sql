@@ -23,16 +23,7 @@ customer_months as (
 grouped as (
     select
         month,
-        case
-            {%- for name, expression in dimensions %}
-            when grouping({{ expression }}) = 0 then '{{ name }}'
-            {%- endfor %}
-        end as dimension,
-        coalesce(
-            {%- for name, expression in dimensions %}
-            case when grouping({{ expression }}) = 0 then {{ expression }} end{% if not loop.last %},{% endif %}
-            {%- endfor %}
-        ) as segment,
+        {{ segment_labels(dimensions) }},
         sum(starting_mrr) as starting_mrr,
         sum(new_mrr) as new_mrr,
         sum(expansion_mrr) as expansion_mrr,
@@ -47,11 +38,7 @@ grouped as (
         count(*) filter (where is_paying) as customers,
         count(*) filter (where is_paying_at_start and churned_customers > 0) as churned_from_start
     from customer_months
-    group by grouping sets (
-        {%- for name, expression in dimensions %}
-        (month, {{ expression }}){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    )
+    group by {{ segment_grouping_sets(dimensions, 'month') }}
 ),
 
 final as (
