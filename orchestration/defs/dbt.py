@@ -111,7 +111,8 @@ def dbt_models(
     url = warehouse.url()
     ensure_finance_tables(url)
     ensure_product_tables(url)
-    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+    # the dbt unit tests test the code, not the data: `make test` runs them (tests/test_dbt_unit_tests.py)
+    args = ["build", "--exclude-resource-type", "unit_test"] + (["--full-refresh"] if config.full_refresh else [])
     invocation = dbt.cli(args, context=context)
     try:
         yield from invocation.stream()

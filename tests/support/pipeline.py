@@ -87,7 +87,9 @@ def dbt_build(
     ensure_finance_tables(database_url)
     ensure_product_tables(database_url)
     as_of = datetime.fromtimestamp(now, UTC).isoformat()
-    args = ["build"] + (["--select", select] if select else []) + (["--full-refresh"] if full_refresh else [])
+    # the dbt unit tests have a test of their own (tests/test_dbt_unit_tests.py), as the nightly leaves them out
+    args = ["build", "--exclude-resource-type", "unit_test"]
+    args += (["--select", select] if select else []) + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, database_url, work_dir / "dbt_target", {"as_of": as_of, **(extra_vars or {})})
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-40:])
