@@ -194,7 +194,7 @@
 {%- endmacro %}
 
 {#- Pre-hook of int_invoice_lines_classified (an incremental build): what it reclassifies, as temporary
-    tables (temp_key_set, macros/staging.sql): the invoices loaded since its last build, the subscriptions
+    tables (temp_key_set, macros/incremental.sql): the invoices loaded since its last build, the subscriptions
     they (and proration invoice items loaded since) touch, and every invoice and line of those
     subscriptions. Run before the pre-hook that deletes the re-fetched invoices' lines. -#}
 {% macro lines_classified_key_sets() -%}
@@ -224,4 +224,10 @@
         inner join pg_temp.ilc_touched_subscriptions as touched on lines.subscription_id = touched.subscription_id
     )") }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The cycle lines of prices billed for more than one month at a time (renewals' terms), as a condition on
+    int_invoice_lines_classified; that model keeps a partial index on exactly this condition. -#}
+{% macro multi_month_cycle_lines() -%}
+    line_kind = 'recurring' and (recurring_interval = 'year' or (recurring_interval = 'month' and recurring_interval_count > 1))
 {%- endmacro %}

@@ -1,7 +1,7 @@
 -- cohort_retention_by_segment, built month by month (METRICS.md "Segments"; the mart publishes it whole).
 -- Incremental: the rows of the months the ledger of int_customer_segments_monthly lists since this
 -- model's last build, and every row of a cohort whose own month is listed (its members or their starting
--- MRR may have changed), are recomputed (macros/growth.sql, growth_months_prepare); a full build computes all.
+-- MRR may have changed), are recomputed (macros/segments.sql, growth_months_prepare); a full build computes all.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

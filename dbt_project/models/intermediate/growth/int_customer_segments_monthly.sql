@@ -3,7 +3,7 @@
 -- A segment is the value at the month's end; a customer without MRR then (it churned in the month)
 -- keeps the plan, billing interval and MRR band of the previous month's end; a missing value is '(none)'.
 -- One pass over the customer months (a window per customer, read in index order), no self-join.
--- Incremental per customer (macros/growth.sql): only the customers whose engine rows were rewritten
+-- Incremental per customer (macros/segments.sql): only the customers whose engine rows were rewritten
 -- since the last build (a newer engine_batch_at, or listed by the engine's ledger) or whose Stripe
 -- customer was loaded again are recomputed, all their months at once; the months in which a row changed
 -- go to the ledger int_customer_segments_monthly__changed_months (growth_record_changed_months). A change of var

@@ -1,7 +1,7 @@
 -- MRR, movements and churn per month and segment, built for mrr_by_segment (which publishes it; METRICS.md
 -- "Segments"). One scan of the customer months of a month, all dimensions at once (grouping sets).
 -- Incremental by month: only the months the ledger of int_customer_segments_monthly lists since this
--- model's last build are recomputed (macros/growth.sql, growth_months_prepare); a full build computes all.
+-- model's last build are recomputed (macros/segments.sql, growth_months_prepare); a full build computes all.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',

@@ -10,7 +10,7 @@
 -- depends on its invoice and on the other cycle lines of its period; whole invoices are replaced
 -- (delete+insert on invoice_id; the pre-hook also drops invoices left with no line at all).
 -- Prices are read as they are: Stripe does not let a price's amount or interval change.
--- A partial index holds the cycle lines of multi-month prices, which renewals reads (macros/growth.sql).
+-- A partial index holds the cycle lines of multi-month prices, which renewals reads (macros/mrr_engine.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',

@@ -118,12 +118,6 @@
     {{ return(dimensions) }}
 {%- endmacro %}
 
-{#- The cycle lines of prices billed for more than one month at a time (renewals' terms), as a condition on
-    int_invoice_lines_classified; that model keeps a partial index on exactly this condition. -#}
-{% macro multi_month_cycle_lines() -%}
-    line_kind = 'recurring' and (recurring_interval = 'year' or (recurring_interval = 'month' and recurring_interval_count > 1))
-{%- endmacro %}
-
 {#- The two columns that name a row of a grouping-sets aggregate over the segment dimensions: `dimension`
     (the dimension's name) and `segment` (its value). -#}
 {% macro segment_labels(dimensions) -%}
