@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -15,6 +16,10 @@ from ingestion.cleaning import NUL_IN_JSON, CleanedObjects, strip_nul
 from ingestion.stripe import settings
 
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
+
+# lists paged at once, each with its next page asked for ahead (every list of the source, with room for the
+# lines of an invoice paged inside the invoices list); the request budget (max_rps) still bounds them all
+PREFETCH_THREADS = 16
 
 
 class StripeAuthError(Exception):
@@ -72,6 +77,7 @@ class StripeApi:
         self._count_lock = threading.Lock()
         # set by the first request that fails for good: every other fetch stops instead of retrying on
         self.aborted = threading.Event()
+        self._prefetcher: ThreadPoolExecutor | None = None
 
     def get(self, path: str, **params) -> dict:
         """One GET with bounded, jittered exponential backoff on 429, 5xx and dropped connections."""
@@ -82,7 +88,7 @@ class StripeApi:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests += 1
-                resource = _resource_of(path)
+                resource = resource_of_path(path)
                 self.pages[resource] = self.pages.get(resource, 0) + 1
             try:
                 return self._without_nul(self.client.raw_request("get", path, **params))
@@ -132,6 +138,14 @@ class StripeApi:
         data, _ = strip_nul(response.data, self.cleaned)
         return data
 
+    def _prefetch(self) -> ThreadPoolExecutor:
+        """Threads asking for the next page of each list while the caller processes the current one: a
+        list's pages follow one another (`starting_after`), but its network wait need not add to our work."""
+        with self._count_lock:
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="stripe-next-page")
+            return self._prefetcher
+
     def pages_of(self, resource: str) -> int:
         """Requests made so far for one resource (subscriptions include their items' pages)."""
         with self._count_lock:
@@ -148,8 +162,28 @@ class StripeApi:
         A server that does not know an expansion asked for (an emulator, an old API version: a 400
         "Bad expand" on the first page) is asked again without expansions, with a warning.
         """
+        first = self._first_page(path, params, starting_after, missing_ok)
+        if first is None:
+            return
+        data, has_more, params = first
+        while True:
+            if not has_more or not data:
+                yield from data
+                return
+            # the next page is asked for while the caller processes this one
+            next_page = self._prefetch().submit(
+                self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
+            )
+            yield from data
+            page = next_page.result()
+            data, has_more = page.get("data", []), bool(page.get("has_more"))
+
+    def _first_page(
+        self, path: str, params: dict | None, starting_after: str | None, missing_ok: bool
+    ) -> tuple[list[dict], bool, dict] | None:
+        """The first page of a list: its objects, whether more follow, and the params it was asked with (without
+        an expansion the server does not know); None for a list the server does not offer (see paginate)."""
         params = dict(params or {})
-        first = True
         while True:
             page_params = {**params, "limit": settings.PAGE_SIZE}
             if starting_after:
@@ -157,20 +191,117 @@ class StripeApi:
             try:
                 page = self.get(path, **page_params)
             except stripe.StripeError as exc:
-                if missing_ok and first and getattr(exc, "http_status", None) == 404:
+                if missing_ok and getattr(exc, "http_status", None) == 404:
                     logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
-                    return
-                if first and _bad_expand(exc) and params.get("expand"):
+                    return None
+                if _bad_expand(exc) and params.get("expand"):
                     logger.warning("GET %s: %s; loading without expansions", path, exc.user_message or exc)
                     params.pop("expand")
                     continue
                 raise
-            first = False
-            data = page.get("data", [])
+            return page.get("data", []), bool(page.get("has_more")), params
+
+    def paginate_split(self, path: str, params: dict | None = None, missing_ok: bool = False) -> Iterator[dict]:
+        """Every object of a long list, its pages asked for by up to `concurrency` chains at once.
+
+        One list's pages follow one another (`starting_after`): one chain of pages asks one page at a time,
+        so a long list (invoices) would take its pages one round trip after another, far below the request
+        budget. After the first page (asked for as `paginate` does, with its 404 and expansion fallbacks),
+        the rest of the list is split on `created`: a chain that reads a page and sees more to come hands
+        the older half of its remaining range, `created` in [lo, mid), to a new chain while fewer than
+        `concurrency` run, and goes on with [mid, hi) after its cursor. The ranges never overlap and cover
+        the whole list: nothing is read twice or missed. A page with an object outside its range (a server
+        that ignores `created` filters) fails the load rather than load it twice.
+        """
+        params = dict(params or {})
+        created = dict(params.get("created") or {})
+        if set(created) - {"gte"} or self.concurrency < 2:
+            yield from self.paginate(path, params, missing_ok=missing_ok)
+            return
+        first = self._first_page(path, params, None, missing_ok)
+        if first is None:
+            return
+        data, has_more, params = first
+        if not has_more or not data:
             yield from data
-            if not page.get("has_more") or not data:
-                return
-            starting_after = data[-1]["id"]
+            return
+        params.pop("created", None)
+        low = created.get("gte", 0)
+        pages: queue.Queue = queue.Queue(maxsize=4 * self.concurrency)
+        stop = threading.Event()
+        lock = threading.Lock()
+        started, finished = [0], [0]  # chains started, chains finished
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="stripe-list-range")
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def start(lo: int, hi: int | None, after: str | None) -> None:
+            with lock:
+                started[0] += 1
+            pool.submit(chain, lo, hi, after)
+
+        def chain(lo: int, hi: int | None, after: str | None) -> None:
+            try:
+                while not stop.is_set():
+                    window = {"gte": lo, **({"lt": hi} if hi is not None else {})}
+                    page_params = {**params, "created": window, "limit": settings.PAGE_SIZE}
+                    if after:
+                        page_params["starting_after"] = after
+                    page = self.get(path, **page_params)
+                    rows = page.get("data", [])
+                    outside = [o["id"] for o in rows if not lo <= o["created"] < (hi if hi is not None else 2**63)]
+                    if outside:
+                        raise StripeFetchError(
+                            f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
+                            "server ignores created filters"
+                        )
+                    put(("page", rows))
+                    if not page.get("has_more") or not rows:
+                        return
+                    after, last = rows[-1]["id"], rows[-1]["created"]
+                    with lock:
+                        room = started[0] - finished[0] < self.concurrency
+                    if room and last - lo >= 2:
+                        mid = lo + (last - lo) // 2
+                        start(lo, mid, None)
+                        lo = mid
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                put(("error", exc))
+            finally:
+                with lock:
+                    finished[0] += 1
+                put(("done", None))
+
+        last = data[-1]["created"]
+        if last - low >= 2:
+            mid = low + (last - low) // 2
+            start(mid, None, data[-1]["id"])
+            start(low, mid, None)
+        else:
+            start(low, None, data[-1]["id"])
+        done = 0
+        try:
+            yield from data
+            while True:
+                kind, value = pages.get()
+                if kind == "page":
+                    yield from value
+                elif kind == "error":
+                    raise value
+                else:
+                    done += 1
+                    with lock:
+                        if done == started[0]:
+                            return
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def complete_list(self, embedded: dict | None, path: str, params: dict | None = None) -> list[dict]:
         """An embedded list (invoice.lines, subscription.items) with the rows past the first page."""
@@ -211,7 +342,7 @@ def _bad_expand(exc: Exception) -> bool:
     return getattr(exc, "http_status", None) == 400 and "expand" in message
 
 
-def _resource_of(path: str) -> str:
+def resource_of_path(path: str) -> str:
     """/v1/invoices/in_1/lines -> invoices"""
     parts = path.strip("/").split("/")
     return parts[1] if len(parts) > 1 else path
