@@ -36,6 +36,7 @@ LISTS = {
 # (StripeApi.paginate_split): one chain asks one page per round trip, far below the request budget. Stripe
 # filters each of them on `created` (credit notes it does not).
 SPLIT_LISTS = {"customers", "subscriptions", "invoices", "invoiceitems", "events"}
+SPLIT_AFTER_PAGES = 3  # a list of at most this many pages is read page after page
 
 # Objects Stripe deletes outright (no longer listed, a 404 by id): the `<type>.deleted` event carries the
 # object, which is loaded with `"deleted": true` in `data` so staging can drop it.
