@@ -188,6 +188,7 @@ def main() -> None:
         action="store_true",
         help="the server renders each page when asked (default: pages rendered before the load, see PrecomputedServer)",
     )
+    parser.add_argument("--concurrency", type=int, default=4, help="STRIPE_CONCURRENCY of the load (default 4)")
     parser.add_argument("--work", type=Path, help="keep the generated account here and reuse it (default: a temp dir)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -215,7 +216,9 @@ def main() -> None:
             pipelines_dir=pipelines_dir,
         )
         cpu0, started = time.process_time(), time.perf_counter()
-        pipeline.extract(stripe_source(api_key=API_KEY, api_base=server_url, max_rps=args.max_rps))
+        pipeline.extract(
+            stripe_source(api_key=API_KEY, api_base=server_url, max_rps=args.max_rps, concurrency=args.concurrency)
+        )
         cpu1, extracted = time.process_time(), time.perf_counter()
         pipeline.normalize()
         cpu2, normalized = time.process_time(), time.perf_counter()
@@ -245,6 +248,7 @@ def main() -> None:
         "objects": objects,
         "latency_ms": args.latency_ms,
         "max_rps": args.max_rps,
+        "concurrency": args.concurrency,
         "requests": requests,
         "extract_seconds": round(extract_s, 2),
         "normalize_seconds": round(normalized - extracted, 2),

@@ -424,8 +424,22 @@ def _batched(
 def _list(api: StripeApi, name: str, path: str, params: dict) -> Iterator[dict]:
     """A list's objects: the long ones (settings.SPLIT_LISTS) by several chains of pages at once."""
     if name in settings.SPLIT_LISTS:
-        return api.paginate_split(path, params, missing_ok=True)
+        return api.paginate_split(path, params, missing_ok=True, complete=lambda objs: _complete(api, name, objs))
     return api.paginate(path, params, missing_ok=True)
+
+
+def _complete(api: StripeApi, name: str, objects: list[dict]) -> None:
+    """Embedded lines or items past the first 10, fetched into the objects (then `_expand` has nothing to ask)."""
+    for obj in objects:
+        if name == "invoices":
+            field, args = "lines", (f"/v1/invoices/{obj['id']}/lines",)
+        elif name == "subscriptions":
+            field, args = "items", ("/v1/subscription_items", {"subscription": obj["id"]})
+        else:
+            return
+        embedded = obj.get(field)
+        if embedded and embedded.get("has_more"):
+            obj[field] = {**embedded, "data": api.complete_list(embedded, *args), "has_more": False}
 
 
 def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:

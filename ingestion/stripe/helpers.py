@@ -222,7 +222,9 @@ class StripeApi:
                 raise
             return page.get("data", []), bool(page.get("has_more")), params
 
-    def paginate_split(self, path: str, params: dict | None = None, missing_ok: bool = False) -> Iterator[dict]:
+    def paginate_split(
+        self, path: str, params: dict | None = None, missing_ok: bool = False, complete=None
+    ) -> Iterator[dict]:
         """Every object of a long list, its pages asked for by up to `concurrency` chains at once.
 
         One list's pages follow one another (`starting_after`): one chain of pages asks one page at a time,
@@ -233,7 +235,8 @@ class StripeApi:
         [lo, mid), to a new chain while fewer than `concurrency` run, and goes on with [mid, hi) after its
         cursor. The ranges never overlap and cover the whole list: nothing is read twice or missed. A page
         with an object outside its range (a server that ignores `created` filters) fails the load rather
-        than load it twice.
+        than load it twice. `complete(objects)`, if given, runs on each page in the chain that read it (an
+        invoice's lines past the tenth are asked for there, not where the objects are processed).
         """
         params = dict(params or {})
         created = dict(params.get("created") or {})
@@ -293,6 +296,8 @@ class StripeApi:
                             f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
                             "server ignores created filters"
                         )
+                    if complete is not None:
+                        complete(rows)
                     put(("page", rows))
                     if not page.get("has_more") or not rows:
                         return
