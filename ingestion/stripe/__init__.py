@@ -17,11 +17,14 @@ only with a successful load, so a run that dies halfway is redone by the next on
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
+from typing import NamedTuple
 
 import dlt
 import pyarrow as pa
@@ -104,7 +107,7 @@ class SyncPlan:
         with self._lock:
             if self._events is None or (self._events_since is not None and (since or 0) < self._events_since):
                 params = {"created": {"gte": since}} if since else {}
-                self._events = list(self.api.paginate_split("/v1/events", params))
+                self._events = [event for page in self.api.paginate_split("/v1/events", params) for event in page]
                 self._events_since = since or 0
             return [e for e in self._events if since is None or e["created"] >= since]
 
@@ -318,11 +321,11 @@ class Rows:
     `_dlt_load_id` and `_dlt_id` are set here, as dlt sets them only on rows it normalises.
     """
 
-    def __init__(self, table: str, synced_at: datetime):
+    def __init__(self, table: str, synced_at: datetime, load_id: str):
         self.table = table
         self.schema = _arrow_schema(table)
         self.synced_us = int(synced_at.timestamp() * 1_000_000)
-        self.load_id: str | None = None
+        self.load_id = load_id
         self.columns: dict[str, list] = {
             f.name: [] for f in self.schema if f.name not in ("synced_at", "_dlt_load_id", "_dlt_id")
         }
@@ -345,8 +348,6 @@ class Rows:
 
     def take(self) -> pa.Table:
         """The rows added since the last take, as an Arrow table (and start again empty)."""
-        if self.load_id is None:
-            self.load_id = dlt.current.load_package_state()["load_id"]
         n = len(self.dlt_ids)
         arrays = []
         for f in self.schema:
@@ -368,68 +369,20 @@ class Rows:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
-def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime) -> pa.Table:
-    rows = Rows(table, synced_at)
+def _load_id() -> str:
+    """The id of the load package being extracted (dlt's context: ask from the resource's own thread)."""
+    return dlt.current.load_package_state()["load_id"]
+
+
+def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime, load_id: str) -> pa.Table:
+    rows = Rows(table, synced_at, load_id)
     for obj in objects:
         rows.add(obj, _keys(table, obj))
     return rows.take()
 
 
-def _expand(api: StripeApi, name: str, obj: dict) -> tuple[dict, list[dict]]:
-    """The object to store (without its embedded lines or items), and its complete lines or items."""
-    if name == "invoices":
-        lines = api.complete_list(obj.get("lines"), f"/v1/invoices/{obj['id']}/lines")
-        obj = {k: v for k, v in obj.items() if k != "lines"}
-        obj["lines_count"] = len(lines)
-        return obj, lines
-    if name == "subscriptions":
-        items = api.complete_list(obj.get("items"), "/v1/subscription_items", {"subscription": obj["id"]})
-        return {k: v for k, v in obj.items() if k != "items"}, items
-    return obj, []
-
-
-def _batched(
-    api: StripeApi, plan: SyncPlan, name: str, objects: Iterable[dict], synced_at: datetime, progress
-) -> Iterator:
-    """Rows in Arrow tables of BATCH_SIZE, each followed by its objects' child rows (merged per parent)."""
-    rows = Rows(name, synced_at)
-    child_table = CHILD_TABLE_OF.get(name)
-    children = Rows(child_table, synced_at) if child_table else None
-
-    def flush() -> Iterator:
-        if rows:
-            yield rows.take()
-        if children:
-            yield dlt.mark.with_hints(children.take(), _CHILD_HINTS[child_table], create_table_variant=True)
-
-    for obj in objects:
-        progress.tick()
-        obj, kids = _expand(api, name, obj)
-        if name in ("prices", "plans"):
-            plan.list_price(obj["id"])
-        elif name == "invoiceitems":
-            plan.name_prices([obj])
-        elif name == "invoices":
-            plan.name_prices(kids)
-        rows.add(obj, _keys(name, obj))
-        if children is not None:
-            parent = {CHILD_KEY[child_table]: obj["id"]}
-            for kid in kids:
-                children.add(kid, parent)
-        if len(rows) >= BATCH_SIZE:
-            yield from flush()
-    yield from flush()
-
-
-def _list(api: StripeApi, name: str, path: str, params: dict) -> Iterator[dict]:
-    """A list's objects: the long ones (settings.SPLIT_LISTS) by several chains of pages at once."""
-    if name in settings.SPLIT_LISTS:
-        return api.paginate_split(path, params, missing_ok=True, complete=lambda objs: _complete(api, name, objs))
-    return api.paginate(path, params, missing_ok=True)
-
-
 def _complete(api: StripeApi, name: str, objects: list[dict]) -> None:
-    """Embedded lines or items past the first 10, fetched into the objects (then `_expand` has nothing to ask)."""
+    """Embedded lines or items past the first 10, fetched into the objects."""
     for obj in objects:
         if name == "invoices":
             field, args = "lines", (f"/v1/invoices/{obj['id']}/lines",)
@@ -442,6 +395,83 @@ def _complete(api: StripeApi, name: str, objects: list[dict]) -> None:
             obj[field] = {**embedded, "data": api.complete_list(embedded, *args), "has_more": False}
 
 
+class Page(NamedTuple):
+    """A page of objects turned into rows: their ids, the table's rows and the lines' or items' rows."""
+
+    ids: list[str]
+    rows: pa.Table
+    children: pa.Table | None
+
+
+def _prepare(api: StripeApi, plan: SyncPlan, name: str, synced_at: datetime, load_id: str, objects: list[dict]) -> Page:
+    """Objects into rows: lines or items past the tenth fetched, then stored in their own table (without the
+    embedded list in `data`; an invoice keeps `lines_count`). Runs where the page was read (paginate_split)."""
+    _complete(api, name, objects)
+    rows = Rows(name, synced_at, load_id)
+    child_table = CHILD_TABLE_OF.get(name)
+    children = Rows(child_table, synced_at, load_id) if child_table else None
+    for obj in objects:
+        if name == "invoices":
+            kids = (obj.get("lines") or {}).get("data") or []
+            obj = {k: v for k, v in obj.items() if k != "lines"}
+            obj["lines_count"] = len(kids)
+            plan.name_prices(kids)
+        elif name == "subscriptions":
+            kids = (obj.get("items") or {}).get("data") or []
+            obj = {k: v for k, v in obj.items() if k != "items"}
+        else:
+            kids = []
+            if name in ("prices", "plans"):
+                plan.list_price(obj["id"])
+            elif name == "invoiceitems":
+                plan.name_prices([obj])
+        rows.add(obj, _keys(name, obj))
+        if children is not None:
+            parent = {CHILD_KEY[child_table]: obj["id"]}
+            for kid in kids:
+                children.add(kid, parent)
+    return Page([obj["id"] for obj in objects], rows.take(), children.take() if children is not None else None)
+
+
+def _tables(name: str, pages: Iterable[Page], progress: Progress, seen: set[str] | None = None) -> Iterator:
+    """The pages' rows handed to dlt in Arrow tables of about BATCH_SIZE rows, each followed by its objects'
+    lines or items (merged per parent)."""
+    rows: list[pa.Table] = []
+    children: list[pa.Table] = []
+    count = 0
+
+    def flush() -> Iterator:
+        if rows:
+            yield pa.concat_tables(rows)
+        if children:
+            hints = _CHILD_HINTS[CHILD_TABLE_OF[name]]
+            yield dlt.mark.with_hints(pa.concat_tables(children), hints, create_table_variant=True)
+        rows.clear()
+        children.clear()
+
+    for page in pages:
+        progress.tick(len(page.ids))
+        if seen is not None:
+            seen.update(page.ids)
+        rows.append(page.rows)
+        count += page.rows.num_rows
+        if page.children is not None and page.children.num_rows:
+            children.append(page.children)
+        if count >= BATCH_SIZE:
+            yield from flush()
+            count = 0
+    yield from flush()
+
+
+def _batched(
+    api: StripeApi, plan: SyncPlan, name: str, objects: Iterable[dict], synced_at: datetime, progress, load_id: str
+) -> Iterator:
+    """Objects (retrieved by id, deleted ones from events) into rows, as the pages of a list are."""
+    objects = iter(objects)
+    chunks = iter(lambda: list(islice(objects, BATCH_SIZE)), [])
+    yield from _tables(name, (_prepare(api, plan, name, synced_at, load_id, chunk) for chunk in chunks), progress)
+
+
 def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
     path, params, object_type = settings.LISTS[name]
 
@@ -449,28 +479,31 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         state = dlt.current.source_state().setdefault("cursors", {})
         cursor = state.get(name)
         synced_at = _ts(plan.started_at)
+        load_id = _load_id()
         progress = Progress(name, api)
+        prepare = functools.partial(_prepare, api, plan, name, synced_at, load_id)
+
+        def pages(list_params: dict) -> Iterator[Page]:
+            if name in settings.SPLIT_LISTS:
+                return api.paginate_split(path, list_params, missing_ok=True, prepare=prepare)
+            objects = api.paginate(path, list_params, missing_ok=True)
+            return (prepare(chunk) for chunk in iter(lambda: list(islice(objects, settings.PAGE_SIZE)), []))
+
         if plan.mode(name, cursor) == "full":
-            yield from _batched(api, plan, name, _list(api, name, path, params), synced_at, progress)
+            yield from _tables(name, pages(params), progress)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
-
-            def created_since() -> Iterator[dict]:
-                for obj in _list(api, name, path, {**params, "created": {"gte": since}}):
-                    seen.add(obj["id"])
-                    yield obj
-
-            yield from _batched(api, plan, name, created_since(), synced_at, progress)
+            yield from _tables(name, pages({**params, "created": {"gte": since}}), progress, seen)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
             changed_objects = api.retrieve_many(
                 settings.RETRIEVE_PATHS[object_type], changed, settings.RETRIEVE_PARAMS.get(object_type)
             )
-            yield from _batched(api, plan, name, changed_objects, synced_at, progress)
+            yield from _batched(api, plan, name, changed_objects, synced_at, progress, load_id)
         if name in settings.DELETED_EVENTS:
             since = None if plan.mode(name, cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
             deleted = plan.deleted_objects(settings.DELETED_EVENTS[name], since)
-            yield from _batched(api, plan, name, deleted, synced_at, progress)
+            yield from _batched(api, plan, name, deleted, synced_at, progress, load_id)
         if name in ("prices", "plans"):
             plan.price_list_done(name)
         if name in ("invoices", "invoiceitems"):
@@ -499,7 +532,8 @@ def _unlisted_prices(api: StripeApi, plan: SyncPlan, synced_at: datetime) -> Ite
         state["known_prices"] = sorted(set(state.get("known_prices") or []) | {obj["id"] for obj in fetched})
     logger.info("stripe prices: %d named by invoices but not listed, %d fetched by id", len(unknown), len(fetched))
     if fetched:
-        yield dlt.mark.with_hints(_rows_of("prices", fetched, synced_at), PRICE_HINTS, create_table_variant=True)
+        rows = _rows_of("prices", fetched, synced_at, _load_id())
+        yield dlt.mark.with_hints(rows, PRICE_HINTS, create_table_variant=True)
 
 
 def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
@@ -509,8 +543,9 @@ def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
         since = None if plan.mode("events", cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
         synced_at = _ts(plan.started_at)
         events = plan.events(since)
+        load_id = _load_id()
         for start in range(0, len(events), BATCH_SIZE):
-            yield _rows_of("events", events[start : start + BATCH_SIZE], synced_at)
+            yield _rows_of("events", events[start : start + BATCH_SIZE], synced_at, load_id)
         logger.info("stripe events: %d events", len(events))
         state["events"] = plan.started_at
 

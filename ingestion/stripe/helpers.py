@@ -7,8 +7,9 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import orjson
 import stripe
@@ -223,9 +224,10 @@ class StripeApi:
             return page.get("data", []), bool(page.get("has_more")), params
 
     def paginate_split(
-        self, path: str, params: dict | None = None, missing_ok: bool = False, complete=None
-    ) -> Iterator[dict]:
-        """Every object of a long list, its pages asked for by up to `concurrency` chains at once.
+        self, path: str, params: dict | None = None, missing_ok: bool = False, prepare: Callable | None = None
+    ) -> Iterator:
+        """Every page of a long list (as `prepare(objects)`, or the list of its objects), its pages asked for
+        by up to `concurrency` chains at once, in no particular order.
 
         One list's pages follow one another (`starting_after`): one chain of pages asks one page at a time,
         so a long list (invoices) would take its pages one round trip after another, far below the request
@@ -235,30 +237,34 @@ class StripeApi:
         [lo, mid), to a new chain while fewer than `concurrency` run, and goes on with [mid, hi) after its
         cursor. The ranges never overlap and cover the whole list: nothing is read twice or missed. A page
         with an object outside its range (a server that ignores `created` filters) fails the load rather
-        than load it twice. `complete(objects)`, if given, runs on each page in the chain that read it (an
-        invoice's lines past the tenth are asked for there, not where the objects are processed).
+        than load it twice. `prepare` runs on each page in the chain that read it (turning objects into rows,
+        asking for an invoice's lines past the tenth): the caller only collects what it returns.
         """
+        prepare = prepare or list
         params = dict(params or {})
         created = dict(params.get("created") or {})
         if set(created) - {"gte"} or self.concurrency < 2:
-            yield from self.paginate(path, params, missing_ok=missing_ok)
+            objects = self.paginate(path, params, missing_ok=missing_ok)
+            while page := list(islice(objects, settings.PAGE_SIZE)):
+                yield prepare(page)
             return
         first = self._first_page(path, params, None, missing_ok)
         if first is None:
             return
         data, has_more, params = first
-        pages = 1
+        read = 1
         # a short list is read as `paginate` reads it: splitting costs a request or two per range
-        while has_more and data and pages < settings.SPLIT_AFTER_PAGES:
+        while has_more and data and read < settings.SPLIT_AFTER_PAGES:
             next_page = self._prefetch().submit(
                 self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
             )
-            yield from data
+            yield prepare(data)
             page = next_page.result()
             data, has_more = page.get("data", []), bool(page.get("has_more"))
-            pages += 1
+            read += 1
         if not has_more or not data:
-            yield from data
+            if data:
+                yield prepare(data)
             return
         params.pop("created", None)
         low = created.get("gte", 0)
@@ -296,9 +302,7 @@ class StripeApi:
                             f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
                             "server ignores created filters"
                         )
-                    if complete is not None:
-                        complete(rows)
-                    put(("page", rows))
+                    put(("page", prepare(rows)))
                     if not page.get("has_more") or not rows:
                         return
                     after, last = rows[-1]["id"], rows[-1]["created"]
@@ -324,11 +328,11 @@ class StripeApi:
             start(low, None, data[-1]["id"])
         done = 0
         try:
-            yield from data
+            yield prepare(data)
             while True:
                 kind, value = pages.get()
                 if kind == "page":
-                    yield from value
+                    yield value
                 elif kind == "error":
                     raise value
                 else:
