@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import shlex
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def main() -> None:
             dataset_name="raw_stripe",
             pipelines_dir=pipelines_dir,
         )
+        load_before = os.getloadavg()[0]
         cpu0, started = time.process_time(), time.perf_counter()
         pipeline.extract(
             stripe_source(api_key=API_KEY, api_base=server_url, max_rps=args.max_rps, concurrency=args.concurrency)
@@ -225,6 +227,7 @@ def main() -> None:
         pipeline.load()
         cpu3, done = time.process_time(), time.perf_counter()
         server = served()
+        load_after = os.getloadavg()[0]
     requests = server["requests"]
     total_objects = sum(objects.values())
     extract_s, total_s = extracted - started, done - started
@@ -271,6 +274,10 @@ def main() -> None:
         "server_precomputed_pages_served": server["precomputed_pages_served"],
         "server_cpu_seconds": round(server["cpu"], 2),
         "server_cpu_ms_per_request": round(1000 * server["cpu"] / requests, 2),
+        # the machine's 1-minute load average around the load (above its cores: the client waited for a core)
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+        "cores": os.cpu_count(),
+        "client_cpu_share_during_extract": round((cpu1 - cpu0) / extract_s, 2),
         "per_resource": per_resource,
     }
     for key, value in results.items():

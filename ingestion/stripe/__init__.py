@@ -201,7 +201,8 @@ def stripe_source(
         api_base: another server speaking Stripe's protocol (an emulator, a proxy); None for Stripe.
         full_refresh: list everything instead of loading changes since the last sync.
         max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
-        concurrency: threads fetching objects by id.
+        concurrency: threads fetching objects by id, and chains of pages reading each long list at once
+            (requests in flight against a slow API: about max_rps x seconds per request).
         max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
         cleaned: records the objects stored with NUL characters removed (PostgreSQL cannot store
             them), by Stripe object type; the caller reads the counts after the load.
