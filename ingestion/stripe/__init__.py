@@ -40,12 +40,18 @@ __all__ = ["stripe_source", "StripeAuthError", "StripeFetchError"]
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
 
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
-# Typed key columns (customer_id, status, ...) are inferred from the rows; `data` holds the object.
+# dlt's own columns: rows handed over as Arrow tables carry them (dlt adds them only to rows it normalises)
+DLT_COLUMNS = {
+    "_dlt_load_id": {"data_type": "text", "nullable": False},
+    "_dlt_id": {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
+}
+# Typed key columns (customer_id, status, ...) come with the rows (settings.RAW_TABLES); `data` holds the object.
 BASE_COLUMNS = {
     "id": {"data_type": "text", "nullable": False},
     "created": {"data_type": "timestamp"},
     "data": {"data_type": "json"},
     "synced_at": {"data_type": "timestamp"},
+    **DLT_COLUMNS,
 }
 
 
@@ -240,12 +246,6 @@ def _keys(name: str, obj: dict) -> dict:
     return {}
 
 
-# dlt's own columns: rows handed over as Arrow tables carry them (dlt adds them only to rows it normalises)
-DLT_COLUMNS = {
-    "_dlt_load_id": {"data_type": "text", "nullable": False},
-    "_dlt_id": {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
-}
-BASE_COLUMNS = {**BASE_COLUMNS, **DLT_COLUMNS}
 PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS)
 
 
