@@ -19,8 +19,9 @@ from ingestion.stripe import settings
 
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
 
-# lists paged at once, each with its next page asked for ahead (every list of the source, with room for the
-# lines of an invoice paged inside the invoices list); the request budget (max_rps) still bounds them all
+# threads asking for next pages ahead: one per list of the source (and lines paged inside the invoices), and
+# one per chain of each long list (StripeApi.paginate_split: up to `concurrency` for each of SPLIT_LISTS); the
+# request budget (max_rps) still bounds them all
 PREFETCH_THREADS = 16
 
 
@@ -165,7 +166,8 @@ class StripeApi:
         list's pages follow one another (`starting_after`), but its network wait need not add to our work."""
         with self._count_lock:
             if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="stripe-next-page")
+                threads = PREFETCH_THREADS + len(settings.SPLIT_LISTS) * self.concurrency
+                self._prefetcher = ThreadPoolExecutor(threads, thread_name_prefix="stripe-next-page")
             return self._prefetcher
 
     def pages_of(self, resource: str) -> int:
@@ -287,14 +289,18 @@ class StripeApi:
                 started[0] += 1
             pool.submit(chain, lo, hi, after)
 
+        def ask(lo: int, hi: int | None, after: str | None):
+            window = {"gte": lo, **({"lt": hi} if hi is not None else {})}
+            page_params = {**params, "created": window, "limit": settings.PAGE_SIZE}
+            if after:
+                page_params["starting_after"] = after
+            return self._prefetch().submit(self.get, path, **page_params)
+
         def chain(lo: int, hi: int | None, after: str | None) -> None:
             try:
+                next_page = ask(lo, hi, after)
                 while not stop.is_set():
-                    window = {"gte": lo, **({"lt": hi} if hi is not None else {})}
-                    page_params = {**params, "created": window, "limit": settings.PAGE_SIZE}
-                    if after:
-                        page_params["starting_after"] = after
-                    page = self.get(path, **page_params)
+                    page = next_page.result()
                     rows = page.get("data", [])
                     outside = [o["id"] for o in rows if not lo <= o["created"] < (hi if hi is not None else 2**63)]
                     if outside:
@@ -302,16 +308,20 @@ class StripeApi:
                             f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
                             "server ignores created filters"
                         )
+                    more = page.get("has_more") and rows
+                    if more:
+                        after, last = rows[-1]["id"], rows[-1]["created"]
+                        with lock:
+                            room = started[0] - finished[0] < self.concurrency
+                        if room and last - lo >= 2:
+                            mid = lo + (last - lo) // 2
+                            start(lo, mid, None)
+                            lo = mid
+                        # the next page is asked for while this one is prepared
+                        next_page = ask(lo, hi, after)
                     put(("page", prepare(rows)))
-                    if not page.get("has_more") or not rows:
+                    if not more:
                         return
-                    after, last = rows[-1]["id"], rows[-1]["created"]
-                    with lock:
-                        room = started[0] - finished[0] < self.concurrency
-                    if room and last - lo >= 2:
-                        mid = lo + (last - lo) // 2
-                        start(lo, mid, None)
-                        lo = mid
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
                 put(("error", exc))
             finally:
