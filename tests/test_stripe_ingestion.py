@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 import stripe
 
 from ingestion.stripe import SyncPlan, settings
-from ingestion.stripe.helpers import StripeApi
+from ingestion.stripe.helpers import StripeApi, StripeFetchError
 from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
@@ -422,3 +423,51 @@ def test_nul_counts_are_in_the_ingestion_assets_metadata(tmp_path, fresh_databas
     }
     assert nul_removed["stripe/subscriptions"].value == 0
     assert query(url, "select event_name from raw_product.events order by event_id") == [("login",), ("login",)]
+
+
+def _invoices_store(path, count: int, now: int) -> Store:
+    """`count` bare invoices, three per second of `created` (ties at every page and range boundary)."""
+    store = Store(path)
+    store.put_many(
+        {"object": "invoice", "id": f"in_{i:05d}", "created": now - 5000 + i // 3, "customer": "cus_1"}
+        for i in range(count)
+    )
+    return store
+
+
+def test_long_list_read_by_chains_over_created_ranges(tmp_path):
+    # 1,250 invoices = 13 pages of 100. The first SPLIT_AFTER_PAGES (3) pages are read one after the other,
+    # the other 950 invoices by up to 4 chains over ranges of `created`: every invoice exactly once
+    now = int(time.time())
+    store = _invoices_store(tmp_path / "stripe.sqlite", 1250, now)
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        api = StripeApi(API_KEY, server.url, max_rps=1000, concurrency=4)
+        # from the first invoice's second (as an incremental load asks): the ranges' bounds fall among the invoices
+        since = {"created": {"gte": now - 5000}}
+        threads = set()
+
+        def prepare(objects: list[dict]) -> list[str]:
+            threads.add(threading.current_thread().name.rpartition("_")[0])
+            return [o["id"] for o in objects]
+
+        pages = list(api.paginate_split("/v1/invoices", since, prepare=prepare))
+    ids = [i for page in pages for i in page]
+    assert len(ids) == 1250 and len(set(ids)) == 1250
+    # pages were read (and prepared) by the range chains; at most one partial page per range more than 13
+    assert "stripe-list-range" in threads
+    assert 13 <= api.requests < 26
+
+
+def test_long_list_from_a_server_ignoring_created_filters_fails(tmp_path):
+    # a server that ignores created[gte]/created[lt] would hand every chain the same objects: the load fails
+    # rather than load them twice (or more)
+    class IgnoresCreated(StripeProtocolServer):
+        def _list(self, type_, path, flat, arrays, **kwargs):
+            return super()._list(type_, path, flat, {k: v for k, v in arrays.items() if k != "created"}, **kwargs)
+
+    now = int(time.time())
+    store = _invoices_store(tmp_path / "stripe.sqlite", 1250, now)
+    with IgnoresCreated(store, api_key=API_KEY, now=now) as server:
+        api = StripeApi(API_KEY, server.url, max_rps=1000, concurrency=4)
+        with pytest.raises(StripeFetchError, match="ignores created filters"):
+            list(api.paginate_split("/v1/invoices", {}))

@@ -17,13 +17,18 @@ only with a successful load, so a run that dies halfway is redone by the next on
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
+from typing import NamedTuple
 
 import dlt
+import pyarrow as pa
+from dlt.common.json import json as fast_json
 from dlt.sources import DltResource
 
 from ingestion.cleaning import CleanedObjects
@@ -35,12 +40,18 @@ __all__ = ["stripe_source", "StripeAuthError", "StripeFetchError"]
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
 
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
-# Typed key columns (customer_id, status, ...) are inferred from the rows; `data` holds the object.
+# dlt's own columns: rows handed over as Arrow tables carry them (dlt adds them only to rows it normalises)
+DLT_COLUMNS = {
+    "_dlt_load_id": {"data_type": "text", "nullable": False},
+    "_dlt_id": {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
+}
+# Typed key columns (customer_id, status, ...) come with the rows (settings.RAW_TABLES); `data` holds the object.
 BASE_COLUMNS = {
     "id": {"data_type": "text", "nullable": False},
     "created": {"data_type": "timestamp"},
     "data": {"data_type": "json"},
     "synced_at": {"data_type": "timestamp"},
+    **DLT_COLUMNS,
 }
 
 
@@ -102,7 +113,7 @@ class SyncPlan:
         with self._lock:
             if self._events is None or (self._events_since is not None and (since or 0) < self._events_since):
                 params = {"created": {"gte": since}} if since else {}
-                self._events = list(self.api.paginate("/v1/events", params))
+                self._events = [event for page in self.api.paginate_split("/v1/events", params) for event in page]
                 self._events_since = since or 0
             return [e for e in self._events if since is None or e["created"] >= since]
 
@@ -169,9 +180,12 @@ class Progress:
         return f"{pages} pages" if pages is not None else "? pages"
 
     def done(self) -> None:
-        logger.info(
-            "stripe %s: %d objects, %s in %.1fs", self.name, self.count, self._pages(), time.monotonic() - self.start
-        )
+        seconds = time.monotonic() - self.start
+        pages = self.api.pages_of(self.name) if self.api is not None else None
+        # the numbers again, for a caller that collects them (bench/stripe_ingest.py)
+        done = {"resource": self.name, "objects": self.count, "requests": pages, "seconds": round(seconds, 2)}
+        extra = {"stripe_resource_done": done}
+        logger.info("stripe %s: %d objects, %s in %.1fs", self.name, self.count, self._pages(), seconds, extra=extra)
 
 
 @dlt.source(name="stripe", max_table_nesting=0)
@@ -193,7 +207,8 @@ def stripe_source(
         api_base: another server speaking Stripe's protocol (an emulator, a proxy); None for Stripe.
         full_refresh: list everything instead of loading changes since the last sync.
         max_rps: the request budget shared by all concurrent fetches (Stripe allows ~100/s live, 25/s test).
-        concurrency: threads fetching objects by id.
+        concurrency: threads fetching objects by id, and chains of pages reading each long list at once
+            (requests in flight against a slow API: about max_rps x seconds per request).
         max_retries: retries of one request on 429, 5xx or a dropped connection (with backoff).
         cleaned: records the objects stored with NUL characters removed (PostgreSQL cannot store
             them), by Stripe object type; the caller reads the counts after the load.
@@ -214,18 +229,21 @@ def stripe_source(
     return resources
 
 
-def _row(name: str, obj: dict, synced_at: datetime) -> dict:
-    row = {"id": obj["id"], "created": _ts(obj.get("created")), "data": obj, "synced_at": synced_at}
+def _keys(name: str, obj: dict) -> dict:
+    """The typed key columns of a raw table's row (settings.RAW_TABLES), next to the object in `data`."""
     if name in ("subscriptions", "invoices", "credit_notes"):
-        row["customer_id"] = _ref(obj.get("customer"))
-    if name in ("subscriptions", "invoices"):
-        row["status"] = obj.get("status")
-    if name == "invoices":
-        parent = (obj.get("parent") or {}).get("subscription_details") or {}
-        row["subscription_id"] = _ref(parent.get("subscription")) or _ref(obj.get("subscription"))
-    if name == "credit_notes":
-        row["invoice_id"] = _ref(obj.get("invoice"))
-    return row
+        keys = {"customer_id": _ref(obj.get("customer"))}
+        if name in ("subscriptions", "invoices"):
+            keys["status"] = obj.get("status")
+        if name == "invoices":
+            parent = (obj.get("parent") or {}).get("subscription_details") or {}
+            keys["subscription_id"] = _ref(parent.get("subscription")) or _ref(obj.get("subscription"))
+        if name == "credit_notes":
+            keys["invoice_id"] = _ref(obj.get("invoice"))
+        return keys
+    if name == "events":
+        return {"type": obj.get("type")}
+    return {}
 
 
 PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS)
@@ -242,6 +260,7 @@ _CHILD_HINTS = {
             "invoice_id": {"data_type": "text", "nullable": False},
             "data": {"data_type": "json"},
             "synced_at": {"data_type": "timestamp"},
+            **DLT_COLUMNS,
         },
     ),
     "subscription_items": dlt.mark.make_hints(
@@ -254,60 +273,204 @@ _CHILD_HINTS = {
             "subscription_id": {"data_type": "text", "nullable": False},
             "data": {"data_type": "json"},
             "synced_at": {"data_type": "timestamp"},
+            **DLT_COLUMNS,
         },
     ),
 }
 
 
 CHILD_TABLE_OF = {"invoices": "invoice_lines", "subscriptions": "subscription_items"}
-BATCH_SIZE = 100  # rows handed to dlt at once: dlt's per-item overhead dominates one by one
+CHILD_KEY = {"invoice_lines": "invoice_id", "subscription_items": "subscription_id"}
+# rows handed to dlt at once, as one Arrow table: dlt's per-item overhead dominates small tables
+BATCH_SIZE = 1000
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
-def _expand(api: StripeApi, name: str, obj: dict, synced_at: datetime) -> tuple[dict, list[dict]]:
-    """The object's row, plus its complete lines or items as rows of their own table."""
-    if name == "invoices":
-        lines = api.complete_list(obj.get("lines"), f"/v1/invoices/{obj['id']}/lines")
-        obj = {k: v for k, v in obj.items() if k != "lines"}
-        obj["lines_count"] = len(lines)
-        children = [{"id": ln["id"], "invoice_id": obj["id"], "data": ln, "synced_at": synced_at} for ln in lines]
-        return _row(name, obj, synced_at), children
-    if name == "subscriptions":
-        items = api.complete_list(obj.get("items"), "/v1/subscription_items", {"subscription": obj["id"]})
-        obj = {k: v for k, v in obj.items() if k != "items"}
-        children = [{"id": it["id"], "subscription_id": obj["id"], "data": it, "synced_at": synced_at} for it in items]
-        return _row(name, obj, synced_at), children
-    return _row(name, obj, synced_at), []
+class _JsonAsText(logging.Filter):
+    """Drops dlt's warning that an Arrow table's `data` (JSON text) differs from the column's type (json): the
+    difference is intended, PostgreSQL casts the text to jsonb on COPY. Any other warning passes."""
+
+    ours = tuple(f"In resource: {name}," for name in (*settings.LISTS, "events"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(self.ours) and "when merging arrow schema with dlt schema" in message)
 
 
-def _batched(
-    api: StripeApi, plan: SyncPlan, name: str, objects: Iterable[dict], synced_at: datetime, progress
-) -> Iterator:
-    """Rows in batches of BATCH_SIZE, each followed by its objects' child rows (merged per parent)."""
-    rows: list[dict] = []
-    children: list[dict] = []
+logging.getLogger("dlt").addFilter(_JsonAsText())
+
+
+def _arrow_schema(table: str) -> pa.Schema:
+    """The columns of a raw table as dlt creates them (ensure_raw_tables: the same, for an empty one). The
+    lines and items tables have no `created`; their parent's id is never null."""
+    if table in CHILD_KEY:
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field(CHILD_KEY[table], pa.string(), nullable=False)]
+    else:
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field("created", _TIMESTAMP)]
+        fields += [pa.field(key, pa.string()) for key in settings.RAW_TABLES[table]]
+    fields += [pa.field("data", pa.string()), pa.field("synced_at", _TIMESTAMP)]
+    fields += [pa.field(name, pa.string(), nullable=False) for name in DLT_COLUMNS]
+    return pa.schema(fields)
+
+
+class Rows:
+    """Rows of one raw table, column by column, handed to dlt as an Arrow table.
+
+    dlt writes an Arrow table straight to a file and PostgreSQL copies it in: none of dlt's per-row work
+    (normalising each dict, inferring its types, writing SQL literals), which bounded the load more than
+    the request budget did. `data` is the object as JSON text (PostgreSQL casts it to jsonb on COPY);
+    `_dlt_load_id` and `_dlt_id` are set here, as dlt sets them only on rows it normalises.
+    """
+
+    def __init__(self, table: str, synced_at: datetime, load_id: str):
+        self.table = table
+        self.schema = _arrow_schema(table)
+        self.synced_us = int(synced_at.timestamp() * 1_000_000)
+        self.load_id = load_id
+        self.columns: dict[str, list] = {
+            f.name: [] for f in self.schema if f.name not in ("synced_at", "_dlt_load_id", "_dlt_id")
+        }
+        self.dlt_ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.dlt_ids)
+
+    def add(self, obj: dict, keys: dict) -> None:
+        columns = self.columns
+        columns["id"].append(obj["id"])
+        if "created" in columns:
+            created = obj.get("created")
+            columns["created"].append(created * 1_000_000 if created is not None else None)
+        for key, value in keys.items():
+            columns[key].append(value)
+        columns["data"].append(fast_json.dumps(obj))
+        parent = keys.get(CHILD_KEY.get(self.table, ""))
+        self.dlt_ids.append(f"{obj['id']}.{parent}" if parent else obj["id"])
+
+    def take(self) -> pa.Table:
+        """The rows added since the last take, as an Arrow table (and start again empty)."""
+        n = len(self.dlt_ids)
+        arrays = []
+        for f in self.schema:
+            # timestamps as microseconds, cast: pyarrow would import pandas to convert Python ints itself
+            if f.name == "synced_at":
+                arrays.append(pa.array([self.synced_us] * n, type=pa.int64()).cast(_TIMESTAMP))
+            elif f.name == "created":
+                arrays.append(pa.array(self.columns["created"], type=pa.int64()).cast(_TIMESTAMP))
+            elif f.name == "_dlt_load_id":
+                arrays.append(pa.array([self.load_id] * n, type=pa.string()))
+            elif f.name == "_dlt_id":
+                # unique per row and load, as dlt's are
+                arrays.append(pa.array([f"{self.load_id}.{i}" for i in self.dlt_ids], type=pa.string()))
+            else:
+                arrays.append(pa.array(self.columns[f.name], type=f.type))
+        for values in self.columns.values():
+            values.clear()
+        self.dlt_ids.clear()
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _load_id() -> str:
+    """The id of the load package being extracted (dlt's context: ask from the resource's own thread)."""
+    return dlt.current.load_package_state()["load_id"]
+
+
+def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime, load_id: str) -> pa.Table:
+    rows = Rows(table, synced_at, load_id)
+    for obj in objects:
+        rows.add(obj, _keys(table, obj))
+    return rows.take()
+
+
+def _complete(api: StripeApi, name: str, objects: list[dict]) -> None:
+    """Embedded lines or items past the first 10, fetched into the objects."""
+    for obj in objects:
+        if name == "invoices":
+            field, args = "lines", (f"/v1/invoices/{obj['id']}/lines",)
+        elif name == "subscriptions":
+            field, args = "items", ("/v1/subscription_items", {"subscription": obj["id"]})
+        else:
+            return
+        embedded = obj.get(field)
+        if embedded and embedded.get("has_more"):
+            obj[field] = {**embedded, "data": api.complete_list(embedded, *args), "has_more": False}
+
+
+class Page(NamedTuple):
+    """A page of objects turned into rows: their ids, the table's rows and the lines' or items' rows."""
+
+    ids: list[str]
+    rows: pa.Table
+    children: pa.Table | None
+
+
+def _prepare(api: StripeApi, plan: SyncPlan, name: str, synced_at: datetime, load_id: str, objects: list[dict]) -> Page:
+    """Objects into rows: lines or items past the tenth fetched, then stored in their own table (without the
+    embedded list in `data`; an invoice keeps `lines_count`). Runs where the page was read (paginate_split)."""
+    _complete(api, name, objects)
+    rows = Rows(name, synced_at, load_id)
+    child_table = CHILD_TABLE_OF.get(name)
+    children = Rows(child_table, synced_at, load_id) if child_table else None
+    for obj in objects:
+        if name == "invoices":
+            kids = (obj.get("lines") or {}).get("data") or []
+            obj = {k: v for k, v in obj.items() if k != "lines"}
+            obj["lines_count"] = len(kids)
+            plan.name_prices(kids)
+        elif name == "subscriptions":
+            kids = (obj.get("items") or {}).get("data") or []
+            obj = {k: v for k, v in obj.items() if k != "items"}
+        else:
+            kids = []
+            if name in ("prices", "plans"):
+                plan.list_price(obj["id"])
+            elif name == "invoiceitems":
+                plan.name_prices([obj])
+        rows.add(obj, _keys(name, obj))
+        if children is not None:
+            parent = {CHILD_KEY[child_table]: obj["id"]}
+            for kid in kids:
+                children.add(kid, parent)
+    return Page([obj["id"] for obj in objects], rows.take(), children.take() if children is not None else None)
+
+
+def _tables(name: str, pages: Iterable[Page], progress: Progress, seen: set[str] | None = None) -> Iterator:
+    """The pages' rows handed to dlt in Arrow tables of about BATCH_SIZE rows, each followed by its objects'
+    lines or items (merged per parent)."""
+    rows: list[pa.Table] = []
+    children: list[pa.Table] = []
+    count = 0
 
     def flush() -> Iterator:
         if rows:
-            yield list(rows)
+            yield pa.concat_tables(rows)
         if children:
-            yield dlt.mark.with_hints(list(children), _CHILD_HINTS[CHILD_TABLE_OF[name]], create_table_variant=True)
+            hints = _CHILD_HINTS[CHILD_TABLE_OF[name]]
+            yield dlt.mark.with_hints(pa.concat_tables(children), hints, create_table_variant=True)
         rows.clear()
         children.clear()
 
-    for obj in objects:
-        progress.tick()
-        row, kids = _expand(api, name, obj, synced_at)
-        if name in ("prices", "plans"):
-            plan.list_price(obj["id"])
-        elif name == "invoiceitems":
-            plan.name_prices([obj])
-        elif name == "invoices":
-            plan.name_prices(kid["data"] for kid in kids)
-        rows.append(row)
-        children.extend(kids)
-        if len(rows) >= BATCH_SIZE:
+    for page in pages:
+        progress.tick(len(page.ids))
+        if seen is not None:
+            seen.update(page.ids)
+        rows.append(page.rows)
+        count += page.rows.num_rows
+        if page.children is not None and page.children.num_rows:
+            children.append(page.children)
+        if count >= BATCH_SIZE:
             yield from flush()
+            count = 0
     yield from flush()
+
+
+def _batched(
+    api: StripeApi, plan: SyncPlan, name: str, objects: Iterable[dict], synced_at: datetime, progress, load_id: str
+) -> Iterator:
+    """Objects (retrieved by id, deleted ones from events) into rows, as the pages of a list are."""
+    objects = iter(objects)
+    chunks = iter(lambda: list(islice(objects, BATCH_SIZE)), [])
+    yield from _tables(name, (_prepare(api, plan, name, synced_at, load_id, chunk) for chunk in chunks), progress)
 
 
 def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
@@ -317,28 +480,31 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         state = dlt.current.source_state().setdefault("cursors", {})
         cursor = state.get(name)
         synced_at = _ts(plan.started_at)
+        load_id = _load_id()
         progress = Progress(name, api)
+        prepare = functools.partial(_prepare, api, plan, name, synced_at, load_id)
+
+        def pages(list_params: dict) -> Iterator[Page]:
+            if name in settings.SPLIT_LISTS:
+                return api.paginate_split(path, list_params, missing_ok=True, prepare=prepare)
+            objects = api.paginate(path, list_params, missing_ok=True)
+            return (prepare(chunk) for chunk in iter(lambda: list(islice(objects, settings.PAGE_SIZE)), []))
+
         if plan.mode(name, cursor) == "full":
-            yield from _batched(api, plan, name, api.paginate(path, params, missing_ok=True), synced_at, progress)
+            yield from _tables(name, pages(params), progress)
         else:
             since = cursor - settings.CURSOR_OVERLAP_SECONDS
             seen: set[str] = set()
-
-            def created_since() -> Iterator[dict]:
-                for obj in api.paginate(path, {**params, "created": {"gte": since}}, missing_ok=True):
-                    seen.add(obj["id"])
-                    yield obj
-
-            yield from _batched(api, plan, name, created_since(), synced_at, progress)
+            yield from _tables(name, pages({**params, "created": {"gte": since}}), progress, seen)
             changed = [i for i in plan.changed_ids(object_type, since) if i not in seen]
             changed_objects = api.retrieve_many(
                 settings.RETRIEVE_PATHS[object_type], changed, settings.RETRIEVE_PARAMS.get(object_type)
             )
-            yield from _batched(api, plan, name, changed_objects, synced_at, progress)
+            yield from _batched(api, plan, name, changed_objects, synced_at, progress, load_id)
         if name in settings.DELETED_EVENTS:
             since = None if plan.mode(name, cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
             deleted = plan.deleted_objects(settings.DELETED_EVENTS[name], since)
-            yield from _batched(api, plan, name, deleted, synced_at, progress)
+            yield from _batched(api, plan, name, deleted, synced_at, progress, load_id)
         if name in ("prices", "plans"):
             plan.price_list_done(name)
         if name in ("invoices", "invoiceitems"):
@@ -367,9 +533,8 @@ def _unlisted_prices(api: StripeApi, plan: SyncPlan, synced_at: datetime) -> Ite
         state["known_prices"] = sorted(set(state.get("known_prices") or []) | {obj["id"] for obj in fetched})
     logger.info("stripe prices: %d named by invoices but not listed, %d fetched by id", len(unknown), len(fetched))
     if fetched:
-        yield dlt.mark.with_hints(
-            [_row("prices", obj, synced_at) for obj in fetched], PRICE_HINTS, create_table_variant=True
-        )
+        rows = _rows_of("prices", fetched, synced_at, _load_id())
+        yield dlt.mark.with_hints(rows, PRICE_HINTS, create_table_variant=True)
 
 
 def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
@@ -379,17 +544,9 @@ def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
         since = None if plan.mode("events", cursor) == "full" else cursor - settings.CURSOR_OVERLAP_SECONDS
         synced_at = _ts(plan.started_at)
         events = plan.events(since)
+        load_id = _load_id()
         for start in range(0, len(events), BATCH_SIZE):
-            yield [
-                {
-                    "id": event["id"],
-                    "created": _ts(event["created"]),
-                    "type": event.get("type"),
-                    "data": event,
-                    "synced_at": synced_at,
-                }
-                for event in events[start : start + BATCH_SIZE]
-            ]
+            yield _rows_of("events", events[start : start + BATCH_SIZE], synced_at, load_id)
         logger.info("stripe events: %d events", len(events))
         state["events"] = plan.started_at
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
+import orjson
 import stripe
 
 from ingestion.cleaning import NUL_IN_JSON, CleanedObjects, strip_nul
 from ingestion.stripe import settings
 
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
+
+# threads asking for next pages ahead: one per list of the source (and lines paged inside the invoices), and
+# one per chain of each long list (StripeApi.paginate_split: up to `concurrency` for each of SPLIT_LISTS); the
+# request budget (max_rps) still bounds them all
+PREFETCH_THREADS = 16
 
 
 class StripeAuthError(Exception):
@@ -72,6 +80,7 @@ class StripeApi:
         self._count_lock = threading.Lock()
         # set by the first request that fails for good: every other fetch stops instead of retrying on
         self.aborted = threading.Event()
+        self._prefetcher: ThreadPoolExecutor | None = None
 
     def get(self, path: str, **params) -> dict:
         """One GET with bounded, jittered exponential backoff on 429, 5xx and dropped connections."""
@@ -82,10 +91,10 @@ class StripeApi:
             self.limiter.acquire()
             with self._count_lock:
                 self.requests += 1
-                resource = _resource_of(path)
+                resource = resource_of_path(path)
                 self.pages[resource] = self.pages.get(resource, 0) + 1
             try:
-                return self._without_nul(self.client.raw_request("get", path, **params))
+                return self._without_nul(self._request(path, params))
             except stripe.AuthenticationError as exc:
                 self.aborted.set()
                 raise StripeAuthError("invalid Stripe API key (the server answered 401)") from exc
@@ -123,14 +132,43 @@ class StripeApi:
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc
 
-    def _without_nul(self, response) -> dict:
+    def _request(self, path: str, params: dict) -> tuple[str | bytes, dict]:
+        """GET through the stripe library's requestor (its HTTP client, headers, timeouts and error classes):
+        the response's body and its parsed JSON.
+
+        What `StripeClient.raw_request` does, but for a success the body is parsed with orjson into plain
+        dicts: the library parses every body into OrderedDicts with the standard json module, which took
+        more of the load's CPU than anything else. An error answer goes through the library as before.
+        """
+        requestor = self.client._requestor
+        body, code, headers = requestor.request_raw(
+            "get", path, params=params, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
+        )
+        if 200 <= code < 300:
+            try:
+                return body, orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass  # the library's own error for a body that is not JSON
+        response = requestor._interpret_response(body, code, headers, "V1")
+        return response.body, response.data
+
+    def _without_nul(self, response: tuple[str | bytes, dict]) -> dict:
         """The response's objects, NUL characters removed (and the objects changed recorded). Only a
         response whose JSON text has one is walked: the test of the text is all the others cost."""
-        body = response.body
+        body, data = response
         if (NUL_IN_JSON if isinstance(body, str) else NUL_IN_JSON.encode()) not in body:
-            return response.data
-        data, _ = strip_nul(response.data, self.cleaned)
+            return data
+        data, _ = strip_nul(data, self.cleaned)
         return data
+
+    def _prefetch(self) -> ThreadPoolExecutor:
+        """Threads asking for the next page of each list while the caller processes the current one: a
+        list's pages follow one another (`starting_after`), but its network wait need not add to our work."""
+        with self._count_lock:
+            if self._prefetcher is None:
+                threads = PREFETCH_THREADS + len(settings.SPLIT_LISTS) * self.concurrency
+                self._prefetcher = ThreadPoolExecutor(threads, thread_name_prefix="stripe-next-page")
+            return self._prefetcher
 
     def pages_of(self, resource: str) -> int:
         """Requests made so far for one resource (subscriptions include their items' pages)."""
@@ -148,8 +186,28 @@ class StripeApi:
         A server that does not know an expansion asked for (an emulator, an old API version: a 400
         "Bad expand" on the first page) is asked again without expansions, with a warning.
         """
+        first = self._first_page(path, params, starting_after, missing_ok)
+        if first is None:
+            return
+        data, has_more, params = first
+        while True:
+            if not has_more or not data:
+                yield from data
+                return
+            # the next page is asked for while the caller processes this one
+            next_page = self._prefetch().submit(
+                self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
+            )
+            yield from data
+            page = next_page.result()
+            data, has_more = page.get("data", []), bool(page.get("has_more"))
+
+    def _first_page(
+        self, path: str, params: dict | None, starting_after: str | None, missing_ok: bool
+    ) -> tuple[list[dict], bool, dict] | None:
+        """The first page of a list: its objects, whether more follow, and the params it was asked with (without
+        an expansion the server does not know); None for a list the server does not offer (see paginate)."""
         params = dict(params or {})
-        first = True
         while True:
             page_params = {**params, "limit": settings.PAGE_SIZE}
             if starting_after:
@@ -157,20 +215,144 @@ class StripeApi:
             try:
                 page = self.get(path, **page_params)
             except stripe.StripeError as exc:
-                if missing_ok and first and getattr(exc, "http_status", None) == 404:
+                if missing_ok and getattr(exc, "http_status", None) == 404:
                     logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
-                    return
-                if first and _bad_expand(exc) and params.get("expand"):
+                    return None
+                if _bad_expand(exc) and params.get("expand"):
                     logger.warning("GET %s: %s; loading without expansions", path, exc.user_message or exc)
                     params.pop("expand")
                     continue
                 raise
-            first = False
-            data = page.get("data", [])
-            yield from data
-            if not page.get("has_more") or not data:
-                return
-            starting_after = data[-1]["id"]
+            return page.get("data", []), bool(page.get("has_more")), params
+
+    def paginate_split(
+        self, path: str, params: dict | None = None, missing_ok: bool = False, prepare: Callable | None = None
+    ) -> Iterator:
+        """Every page of a long list (as `prepare(objects)`, or the list of its objects), its pages asked for
+        by up to `concurrency` chains at once, in no particular order.
+
+        One list's pages follow one another (`starting_after`): one chain of pages asks one page at a time,
+        so a long list (invoices) would take its pages one round trip after another, far below the request
+        budget. The first pages are read as `paginate` reads them (with its 404 and expansion fallbacks);
+        the rest of a list longer than settings.SPLIT_AFTER_PAGES pages is split on `created`: a chain
+        that reads a page and sees more to come hands the older half of its remaining range, `created` in
+        [lo, mid), to a new chain while fewer than `concurrency` run, and goes on with [mid, hi) after its
+        cursor. The ranges never overlap and cover the whole list: nothing is read twice or missed. A page
+        with an object outside its range (a server that ignores `created` filters) fails the load rather
+        than load it twice. `prepare` runs on each page in the chain that read it (turning objects into rows,
+        asking for an invoice's lines past the tenth): the caller only collects what it returns.
+        """
+        prepare = prepare or list
+        params = dict(params or {})
+        created = dict(params.get("created") or {})
+        if set(created) - {"gte"} or self.concurrency < 2:
+            objects = self.paginate(path, params, missing_ok=missing_ok)
+            while page := list(islice(objects, settings.PAGE_SIZE)):
+                yield prepare(page)
+            return
+        first = self._first_page(path, params, None, missing_ok)
+        if first is None:
+            return
+        data, has_more, params = first
+        read = 1
+        # a short list is read as `paginate` reads it: splitting costs a request or two per range
+        while has_more and data and read < settings.SPLIT_AFTER_PAGES:
+            next_page = self._prefetch().submit(
+                self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
+            )
+            yield prepare(data)
+            page = next_page.result()
+            data, has_more = page.get("data", []), bool(page.get("has_more"))
+            read += 1
+        if not has_more or not data:
+            if data:
+                yield prepare(data)
+            return
+        params.pop("created", None)
+        low = created.get("gte", 0)
+        pages: queue.Queue = queue.Queue(maxsize=4 * self.concurrency)
+        stop = threading.Event()
+        lock = threading.Lock()
+        started, finished = [0], [0]  # chains started, chains finished
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="stripe-list-range")
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def start(lo: int, hi: int | None, after: str | None) -> None:
+            with lock:
+                started[0] += 1
+            pool.submit(chain, lo, hi, after)
+
+        def ask(lo: int, hi: int | None, after: str | None):
+            window = {"gte": lo, **({"lt": hi} if hi is not None else {})}
+            page_params = {**params, "created": window, "limit": settings.PAGE_SIZE}
+            if after:
+                page_params["starting_after"] = after
+            return self._prefetch().submit(self.get, path, **page_params)
+
+        def chain(lo: int, hi: int | None, after: str | None) -> None:
+            try:
+                next_page = ask(lo, hi, after)
+                while not stop.is_set():
+                    page = next_page.result()
+                    rows = page.get("data", [])
+                    outside = [o["id"] for o in rows if not lo <= o["created"] < (hi if hi is not None else 2**63)]
+                    if outside:
+                        raise StripeFetchError(
+                            f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
+                            "server ignores created filters"
+                        )
+                    more = page.get("has_more") and rows
+                    if more:
+                        after, last = rows[-1]["id"], rows[-1]["created"]
+                        with lock:
+                            room = started[0] - finished[0] < self.concurrency
+                        if room and last - lo >= 2:
+                            mid = lo + (last - lo) // 2
+                            start(lo, mid, None)
+                            lo = mid
+                        # the next page is asked for while this one is prepared
+                        next_page = ask(lo, hi, after)
+                    put(("page", prepare(rows)))
+                    if not more:
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                put(("error", exc))
+            finally:
+                with lock:
+                    finished[0] += 1
+                put(("done", None))
+
+        last = data[-1]["created"]
+        if last - low >= 2:
+            mid = low + (last - low) // 2
+            start(mid, None, data[-1]["id"])
+            start(low, mid, None)
+        else:
+            start(low, None, data[-1]["id"])
+        done = 0
+        try:
+            yield prepare(data)
+            while True:
+                kind, value = pages.get()
+                if kind == "page":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    done += 1
+                    with lock:
+                        if done == started[0]:
+                            return
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def complete_list(self, embedded: dict | None, path: str, params: dict | None = None) -> list[dict]:
         """An embedded list (invoice.lines, subscription.items) with the rows past the first page."""
@@ -211,7 +393,7 @@ def _bad_expand(exc: Exception) -> bool:
     return getattr(exc, "http_status", None) == 400 and "expand" in message
 
 
-def _resource_of(path: str) -> str:
+def resource_of_path(path: str) -> str:
     """/v1/invoices/in_1/lines -> invoices"""
     parts = path.strip("/").split("/")
     return parts[1] if len(parts) > 1 else path

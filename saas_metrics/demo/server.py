@@ -274,8 +274,9 @@ class StripeProtocolServer:
                 status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
                 self._send(status, body)
 
-            def _send(self, status: int, body: dict, headers: dict | None = None):
-                payload = json.dumps(body, separators=(",", ":")).encode()
+            def _send(self, status: int, body: dict | bytes, headers: dict | None = None):
+                # bytes: a body already encoded (a benchmark's precomputed pages)
+                payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
