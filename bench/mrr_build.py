@@ -6,8 +6,9 @@ Generates the account (seeded), writes raw_stripe in the dlt source's shape, the
   - a full `dbt build` (models and tests) of everything up to the MRR marts;
   - the nightly build after one more day of data, loaded as an incremental load leaves it (unchanged
     rows keep their synced_at): the MRR marts with everything upstream (the engine's incremental
-    models) and their tests, on a copy of the warehouse; then, on the warehouse, the whole project
-    (every model and test) in one dbt invocation, as the nightly refresh runs it;
+    models) and their tests, on a copy of the warehouse; the whole project without the growth marts
+    (issue 15), on another copy; then, on the warehouse, the whole project (every model and test) in one
+    dbt invocation, as the nightly refresh runs it (the difference is what the growth marts add);
   - dashboard queries on the marts (a year of mrr_monthly; one customer's movements);
   - the predictions: a churn-model training, then the nightly forecast plus churn scoring;
   - a naive date-spine model of the same month-end MRR, and the ratio;
@@ -71,6 +72,10 @@ group by spine.customer_id, spine.month
 """
 
 
+# the growth marts of issue 15 with their intermediate models and tests
+GROWTH_MARTS = (
+    "int_customer_segments_monthly+ int_customer_journey+ renewals cac_by_channel saas_efficiency stg_finance__pnl"
+)
 MRR_MARTS = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements customer_mrr_monthly"
 COMPARED = (
     "intermediate.int_subscription_mrr_points",
@@ -163,12 +168,26 @@ def main() -> None:
         results["nightly_mrr_marts_slowest_nodes"] = slowest_nodes(work / "target_mrr")
         results["nightly_mrr_marts_publish_seconds"] = hook_seconds(work / "target_mrr")
         drop_database(pg, "bench_nightly_mrr_marts")
+        # the same nightly without the growth marts (issue 15), on a copy: what they add to it
+        rest_url = clone_database(pg, url, "bench_nightly_without_growth")
+        dbt(rest_url, ["parse"], work / "target_rest", today)
+        with timed("dbt_nightly_without_growth_seconds", results):
+            dbt(
+                rest_url,
+                ["build", "--exclude", "resource_type:snapshot", *GROWTH_MARTS.split()],
+                work / "target_rest",
+                today,
+            )
+        drop_database(pg, "bench_nightly_without_growth")
         # the nightly build as the refresh runs it: one `dbt build` of every model and test
         with timed("dbt_nightly_build_seconds", results):
             dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target", today)
         results["nightly_build_slowest_nodes"] = slowest_nodes(work / "target", count=15)
         results["nightly_build_publish_seconds"] = hook_seconds(work / "target")
         results["nightly_build_sum_of_node_seconds"] = sum_of_nodes(work / "target")
+        results["nightly_growth_marts_add_seconds"] = round(
+            results["dbt_nightly_build_seconds"] - results["dbt_nightly_without_growth_seconds"], 3
+        )
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             cur.execute(
                 "select count(subscription_id), count(distinct customer_id) from intermediate.int_mrr_engine_batches "
