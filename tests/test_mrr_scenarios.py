@@ -252,6 +252,22 @@ def _(c: Catalogue):
 
 
 @scenario(
+    "quantity_decimal_seats",
+    [("2025-04-02", "new", "0", "250"), ("2025-04-17", "expansion", "250", "350")],
+    {"2025-04": "350"},
+)
+def _(c: Catalogue):
+    # flexible billing mode with a fractional quantity: the lines carry quantity_decimal ("2.5", "3.5") and no
+    # `quantity`. 2.5 x $100 = 250; on Apr 17 the quantity goes to 3.5: the pending prorations are valued at
+    # the full price, +3.5 x 100 - 2.5 x 100 = +100: 250 -> 350. Read without quantity_decimal (a quantity
+    # of 1 each), they would net 0 and April would end at 250.
+    customer = c.customer("quantity_decimal_seats", ts("2025-04-02"))
+    sub = c.acct.subscribe(customer, [Item(c.m100, quantity=2.5)], ts("2025-04-02"), billing_mode="flexible")
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m100, quantity=3.5, id=sub.items[0].id)])
+    sub.finish()
+
+
+@scenario(
     "flexible_included",
     [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
     {"2025-04": "160"},

@@ -66,13 +66,13 @@ class Ids:
         return f"{kind}_{self.prefix}{next(counter):08d}"
 
 
-def price_amount(price: dict, quantity: int) -> int:
+def price_amount(price: dict, quantity: float) -> int:
     """What `quantity` units of a price cost for a whole period (volume tiers: the tier it falls in)."""
     if price.get("tiers"):
         for tier in price["tiers"]:
             if tier["up_to"] is None or quantity <= tier["up_to"]:
-                return (tier.get("unit_amount") or 0) * quantity + (tier.get("flat_amount") or 0)
-    return price["unit_amount"] * quantity
+                return round((tier.get("unit_amount") or 0) * quantity) + (tier.get("flat_amount") or 0)
+    return round(price["unit_amount"] * quantity)
 
 
 def _public(price: dict) -> dict:
@@ -82,7 +82,7 @@ def _public(price: dict) -> dict:
 @dataclass
 class Item:
     price: dict
-    quantity: int = 1
+    quantity: float = 1  # a fraction only in flexible billing mode (lines then carry quantity_decimal alone)
     id: str | None = None
 
 
@@ -599,7 +599,8 @@ class Subscription:
             "livemode": False,
             "metadata": {},
             "period": {"start": start, "end": end},
-            "quantity": qty,
+            # a fractional quantity exists only as quantity_decimal (API 2026-03-25 deprecates `quantity`)
+            "quantity": qty if float(qty).is_integer() else None,
             "pretax_credit_amounts": [],
             "taxes": [],
             "subtotal": amount,
@@ -834,7 +835,7 @@ class Subscription:
             "period": dict(line["period"]),
             "proration": True,
             "quantity": line["quantity"],
-            "quantity_decimal": str(line["quantity"]),
+            "quantity_decimal": line.get("quantity_decimal") or str(line["quantity"]),
             "tax_rates": [],
             "test_clock": None,
             "parent": {
