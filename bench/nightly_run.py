@@ -8,7 +8,7 @@ temporary SAAS_METRICS_HOME) twice: the first run loads everything over HTTP and
 (timed, not the target); the second is the nightly with nothing new since. Reported for the nightly:
 the whole command's wall time, and where it went: the process until Dagster starts the run (imports,
 definitions, run creation), each step of the run (Stripe listing, product and finance loads, dbt
-parse + build + checks, predictions, report) from Dagster's own step timings, and the dbt build alone
+parse + build + checks, predictions, report) as spans of their log lines, and the dbt build alone
 (run_results.json). Results: bench/results/nightly_run.json.
 """
 
@@ -28,13 +28,16 @@ from bench.common import generated_store, save
 from bench.stripe_ingest import API_KEY, server_process
 from saas_metrics.config import DBT_PROJECT_DIR
 
-STEP_DONE = re.compile(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s|m)')
-RUN_START = re.compile(r"(RUN_START|Started execution of run)")
+# Dagster's console lines: "2026-11-30 13:01:49 +0000 - dagster - INFO - refresh_job - <run id> - <step> - ..."
+DAGSTER_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) [+-]\d{4} - dagster - \w+ - \w+ - [0-9a-f-]{36} - (\S+) - "
+)
 
 
 def run_cli(env: dict, label: str) -> dict:
-    """`saas-metrics run` as a subprocess; its wall time, the time until Dagster started the run, and
-    the duration of each step."""
+    """`saas-metrics run` as a subprocess; its wall time, the time until Dagster logged the run's first
+    line, and each step's span (its first to its last log line, to the second: Dagster logs a step's own
+    duration only at DEBUG)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "saas-metrics"), "run"],
@@ -44,18 +47,18 @@ def run_cli(env: dict, label: str) -> dict:
         text=True,
     )
     run_started_at = None
-    steps: dict[str, float] = {}
+    spans: dict[str, list[float]] = {}
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if run_started_at is None and RUN_START.search(line):
-            run_started_at = time.perf_counter() - started
-        match = STEP_DONE.search(line)
+        match = DAGSTER_LINE.match(line)
         if match:
-            value = float(match.group(2))
-            steps[match.group(1)] = round(
-                value / 1000 if match.group(3) == "ms" else value * (60 if match.group(3) == "m" else 1), 2
-            )
+            if run_started_at is None:
+                run_started_at = time.perf_counter() - started
+            at = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+            span = spans.setdefault(match.group(2), [at, at])
+            span[1] = at
+    steps = {step: round(last - first, 1) for step, (first, last) in spans.items() if step != "RUN_START"}
     code = process.wait()
     wall = round(time.perf_counter() - started, 2)
     if code != 0:
