@@ -15,6 +15,7 @@ parse + build + checks, predictions, report) as spans of their log lines, and th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -34,13 +35,13 @@ DAGSTER_LINE = re.compile(
 )
 
 
-def run_cli(env: dict, label: str) -> dict:
+def run_cli(env: dict, label: str, timeline: Path | None = None) -> dict:
     """`saas-metrics run` as a subprocess; its wall time, the time until Dagster logged the run's first
     line, and each step's span (its first to its last log line, to the second: Dagster logs a step's own
     duration only at DEBUG)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "saas-metrics"), "run"],
+        [*os.environ.get("NIGHTLY_BENCH_WRAP", "").split(), str(Path(sys.executable).parent / "saas-metrics"), "run"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -50,7 +51,7 @@ def run_cli(env: dict, label: str) -> dict:
     spans: dict[str, list[float]] = {}
     lines = []
     for line in process.stdout:
-        lines.append(line)
+        lines.append(f"{time.perf_counter() - started:7.2f} {line}")
         match = DAGSTER_LINE.match(line)
         if match:
             if run_started_at is None:
@@ -61,6 +62,8 @@ def run_cli(env: dict, label: str) -> dict:
     steps = {step: round(last - first, 1) for step, (first, last) in spans.items() if step != "RUN_START"}
     code = process.wait()
     wall = round(time.perf_counter() - started, 2)
+    if timeline is not None:  # every line of the run, with the second it was printed at
+        timeline.write_text("".join(lines))
     if code != 0:
         sys.stdout.write("".join(lines[-40:]))
         raise SystemExit(f"{label}: saas-metrics run failed ({code})")
@@ -82,12 +85,28 @@ def dbt_nodes(target_root: Path) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _home(keep: Path | None):
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="nightly-bench-home-") as home:
+            yield home
+    else:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield str(keep)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, help="keep the generated account here and reuse it")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="SAAS_METRICS_HOME to keep between invocations: when it holds a loaded warehouse, the first run "
+        "is skipped and only the nightly is measured (for iterating on the nightly)",
+    )
     parser.add_argument("--max-rps", type=float, default=100.0, help="STRIPE_MAX_RPS of the nightly (default 100)")
     parser.add_argument(
         "--first-max-rps", type=float, default=1000.0, help="STRIPE_MAX_RPS of the first load (default 1000)"
@@ -102,8 +121,8 @@ def main() -> None:
     store_path = str(store.path)
     store.close()
     with (
-        tempfile.TemporaryDirectory(prefix="nightly-bench-home-") as home,
-        server_process(store_path, now, 0.0) as (url, server_stats),
+        _home(args.home) as home,
+        server_process(store_path, now, 0.0, precompute=False) as (url, server_stats),
     ):
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SAAS_METRICS_", "STRIPE_", "DATABASE_URL"))},
@@ -111,10 +130,19 @@ def main() -> None:
             "STRIPE_API_KEY": API_KEY,
             "STRIPE_API_BASE": url,
         }
-        results["first_run"] = run_cli(
-            {**env, "STRIPE_MAX_RPS": str(args.first_max_rps)}, "first run (everything over HTTP, every mart built)"
+        loaded = Path(home, ".first-run-done")
+        if loaded.exists():
+            print(f"  first run: skipped ({home} holds a loaded warehouse)")
+        else:
+            results["first_run"] = run_cli(
+                {**env, "STRIPE_MAX_RPS": str(args.first_max_rps)}, "first run (everything over HTTP, every mart built)"
+            )
+            loaded.touch()
+        results["nightly_run"] = run_cli(
+            {**env, "STRIPE_MAX_RPS": str(args.max_rps)},
+            "nightly run (nothing new)",
+            timeline=Path(home) / "nightly-timeline.log",
         )
-        results["nightly_run"] = run_cli({**env, "STRIPE_MAX_RPS": str(args.max_rps)}, "nightly run (nothing new)")
         results["nightly_run"].update(dbt_nodes(DBT_PROJECT_DIR / "target"))
         served = server_stats()
         results["stripe_requests_both_runs"] = served["requests"]

@@ -333,5 +333,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `saas-metrics` command: main(), then exit without tearing the interpreter down. A refresh
+    leaves Dagster, dbt, dlt, pandas and scikit-learn loaded, and freeing every module and object one by
+    one takes seconds after the work is done; everything it wrote is committed and closed by then."""
+    import atexit
+
+    code = main()
+    atexit._run_exitfuncs()  # what registered a clean-up still gets it (logging, multiprocessing, temp files)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -46,6 +46,7 @@ def execute_job(
         if REFRESH_TAGS.keys() & _job_tags(job_name).keys():
             stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: on_message(message + "...")))
         instance = stack.enter_context(dg.DagsterInstance.get())
+        _keep_storage_connections(instance)
         dagster_run, recon_job = _create_run(instance, job_name, run_config, run_tags)
         if runs.REFRESH_TAG in dagster_run.tags:
             # the run's own lock: while this process lives, nobody takes the run for dead
@@ -58,6 +59,14 @@ def execute_job(
     if not result.success:
         raise runs.RunFailed(_failure_reason(result))
     return result
+
+
+def _keep_storage_connections(instance) -> None:
+    """Dagster's PostgreSQL storage opens a new connection for every event it stores (no pool: it is
+    built for many short-lived processes); a refresh stores a thousand events (every model, test and
+    log line), and each connection costs a process on the server and an authentication. The run holds
+    a few open for its duration instead, as Dagster's webserver does (no statement timeout: 0)."""
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
 
 
 def _job_tags(job_name: str) -> dict:

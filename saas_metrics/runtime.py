@@ -128,14 +128,43 @@ def link_dagster_home(current: Settings) -> Path:
 DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
 
 
-def prepare_dbt() -> None:
-    """Parse the dbt project so Dagster has a current manifest (a few seconds)."""
+def prepare_dbt(force: bool = False) -> None:
+    """Parse the dbt project so Dagster has a current manifest: a few seconds, even when dbt's partial
+    parsing finds nothing changed, so it is skipped when nothing it reads changed since the last parse
+    (the project's files, the environment variables dbt reads, dbt's version): the nightly's case."""
+    from saas_metrics.config import DBT_PROJECT_DIR
     from saas_metrics.dbt_cli import run_dbt
 
+    target = DBT_PROJECT_DIR / "target"
+    stamp = target / "manifest.fingerprint"
+    fingerprint = dbt_project_fingerprint()
+    if not force and (target / "manifest.json").exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return
     result = run_dbt(["parse", "--quiet"])
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()
         raise RuntimeError("dbt parse failed: " + (detail[-1] if detail else "no output"))
+    stamp.write_text(fingerprint)
+
+
+def dbt_project_fingerprint() -> str:
+    """A digest of what the manifest depends on: every file of the dbt project (not its target or logs),
+    the environment variables its YAML reads (SAAS_METRICS_*, DBT_*; not the password), dbt's version."""
+    import hashlib
+    from importlib.metadata import version
+
+    from saas_metrics.config import DBT_PROJECT_DIR
+
+    digest = hashlib.sha256(f"dbt-core {version('dbt-core')}\n".encode())
+    for path in sorted(DBT_PROJECT_DIR.rglob("*")):
+        relative = path.relative_to(DBT_PROJECT_DIR)
+        if path.is_file() and relative.parts[0] not in ("target", "logs", "dbt_packages"):
+            digest.update(f"{relative}\n".encode())
+            digest.update(path.read_bytes())
+    for name in sorted(os.environ):
+        if name.startswith(("SAAS_METRICS_", "DBT_")) and name not in ("SAAS_METRICS_PG_PASSWORD", DBT_PREPARED_ENV):
+            digest.update(f"{name}={os.environ[name]}\n".encode())
+    return digest.hexdigest()
 
 
 def mrr_methodology(url: str) -> str:

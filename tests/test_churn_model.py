@@ -297,3 +297,29 @@ def test_asset_trains_stores_and_says_which_model_scored(warehouse, monkeypatch)
     assert dg.materialize([churn_model], resources={"warehouse": WarehouseResource()}).success
     assert query(warehouse, "select count(*) from ops.churn_models") == [(1,)]
     assert query(warehouse, "select model_id from marts.churn_predictions") == [(1,)]
+
+
+def test_top_reasons_predict_only_rows_away_from_the_median_and_match_predicting_every_row():
+    # most customers sit at the median of most features: top_reasons predicts only the others; the
+    # reasons must be exactly those of setting each feature to the median for every row
+    frame = history(customers=200, separable=False)
+    rng = np.random.default_rng(1)
+    for name in cm.FEATURE_NAMES[:6]:
+        frame.loc[rng.random(len(frame)) < 0.6, name] = frame[name].median()
+    frame.loc[rng.random(len(frame)) < 0.3, cm.FEATURE_NAMES[7]] = np.nan
+    model = cm.train(frame)
+    probability = cm.predict(model, frame)
+    x = cm.matrix(frame, model.features)
+    lifts = np.zeros_like(x)
+    for j, name in enumerate(model.features):
+        changed = x.copy()
+        changed[:, j] = cm.MISSING if np.isnan(model.reference[name]) else model.reference[name]
+        lifts[:, j] = probability - model.estimator.predict_proba(changed)[:, 1]
+    order = np.argsort(-lifts, axis=1)[:, :3]
+    expected = [[model.features[j] for j in row if lifts[i, j] > 1e-6] for i, row in enumerate(order)]
+    assert cm.top_reasons(model, frame, probability) == expected
+    # a feature at its median is never a reason
+    at_median = frame[cm.FEATURE_NAMES[0]] == model.reference[cm.FEATURE_NAMES[0]]
+    assert at_median.sum() > 100
+    reasons = cm.top_reasons(model, frame, probability)
+    assert not any(cm.FEATURE_NAMES[0] in reasons[i] for i in np.flatnonzero(at_median.to_numpy()))

@@ -209,3 +209,25 @@ def test_the_library_imports_nothing_from_orchestration():
                 names = [node.module]
             offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "orchestration"]
     assert offenders == []
+
+
+def test_dbt_parse_is_skipped_when_nothing_it_reads_changed(monkeypatch):
+    # the nightly starts with prepare_dbt(): a second call with the same project and environment does
+    # not parse again (the manifest stays as it was); a variable the project reads makes it parse
+    from saas_metrics import runtime
+    from saas_metrics.config import DBT_PROJECT_DIR
+
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    runtime.prepare_dbt()
+    parsed_at = manifest.stat().st_mtime_ns
+    runtime.prepare_dbt()
+    assert manifest.stat().st_mtime_ns == parsed_at
+    before = runtime.dbt_project_fingerprint()
+    monkeypatch.setenv("SAAS_METRICS_PG_PASSWORD", "not part of the manifest")
+    assert runtime.dbt_project_fingerprint() == before
+    monkeypatch.setenv("SAAS_METRICS_ACCOUNT_METADATA_KEY", "workspace_id")
+    assert runtime.dbt_project_fingerprint() != before
+    runtime.prepare_dbt()
+    assert manifest.stat().st_mtime_ns != parsed_at
+    monkeypatch.undo()
+    runtime.prepare_dbt()  # the manifest of the environment the other tests run in

@@ -15,7 +15,9 @@ movements as (
 ),
 
 as_of as (
-    select date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
+    select
+        ({{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_date,
+        date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
 ),
 
 cohorts as (
@@ -44,12 +46,11 @@ starting as (
             cohorts.mrr_after
         ) as starting_mrr
     from cohorts
-    left join customer_months
-        on cohorts.customer_id = customer_months.customer_id
-        and cohorts.cohort_month = customer_months.month
+    cross join as_of
+    -- the cohort month's snapshot day (customer_mrr_monthly.snapshot_date: its last day, or today)
     left join fx
         on cohorts.currency = fx.currency
-        and customer_months.snapshot_date = fx.rate_date
+        and least((cohorts.cohort_month + interval '1 month - 1 day')::date, as_of.as_of_date) = fx.rate_date
 ),
 
 cohort_sizes as (

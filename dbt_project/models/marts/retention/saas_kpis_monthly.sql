@@ -66,21 +66,40 @@ customer_pairs as (
     window customer_history as (partition by customer_id order by month)
 ),
 
--- summed per later month and currency (in the customer's currency)
-cohort_sums as (
+-- summed per month and currency (in the customer's currency), both horizons in one pass
+pair_sums as (
     select
-        (month + offsets.months * interval '1 month')::date as month,
-        offsets.months as months_back,
+        month,
         currency,
         sum(then_local) as then_local,
-        sum(case when offsets.months = 1 then one_month_later_local else twelve_months_later_local end)
-            as now_local,
-        sum(least(case when offsets.months = 1 then one_month_later_local else twelve_months_later_local end,
-                  then_local)) as capped_now_local
+        sum(one_month_later_local) as one_month_later_local,
+        sum(least(one_month_later_local, then_local)) as capped_one_month_later_local,
+        sum(twelve_months_later_local) as twelve_months_later_local,
+        sum(least(twelve_months_later_local, then_local)) as capped_twelve_months_later_local
     from customer_pairs
-    cross join (values (1), (12)) as offsets (months)
     where then_local > 0
-    group by 1, 2, 3
+    group by month, currency
+),
+
+-- ...filed under the later month
+cohort_sums as (
+    select
+        (month + interval '1 month')::date as month,
+        1 as months_back,
+        currency,
+        then_local,
+        one_month_later_local as now_local,
+        capped_one_month_later_local as capped_now_local
+    from pair_sums
+    union all
+    select
+        (month + interval '12 months')::date as month,
+        12 as months_back,
+        currency,
+        then_local,
+        twelve_months_later_local as now_local,
+        capped_twelve_months_later_local as capped_now_local
+    from pair_sums
 ),
 
 -- valued at the later month's rate (its last day, or today for the current month): a constant rate,
