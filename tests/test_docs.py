@@ -71,3 +71,30 @@ def test_every_readme_reference_names_a_section():
         if not any(s == name or s.startswith(name + " (") for s in sections)
     }
     assert missing == {}
+
+
+def test_the_column_index_names_every_mart_column_with_its_rule_and_model():
+    # a newcomer finds any mart column in METRICS.md "Column index": the section of its rule (a heading
+    # of METRICS.md) and the model computing it (a file that exists)
+    import yaml
+
+    metrics = (ROOT / "METRICS.md").read_text()
+    index = metrics[metrics.index("# Column index") :]
+    entries = {block.split("`", 1)[0]: block for block in index.split("### `")[1:]}
+    sections = metrics_sections()
+    columns = 0
+    for models_yml in (ROOT / "dbt_project/models/marts").rglob("_*__models.yml"):
+        for model in yaml.safe_load(models_yml.read_text())["models"]:
+            entry = entries.get(model["name"])
+            assert entry is not None, f"{model['name']} is not in the column index"
+            for path in re.findall(r"`((?:marts|intermediate)/[^`]+\.(?:sql|yml))`", entry):
+                assert (ROOT / "dbt_project/models" / path).is_file(), path
+            assert f"`{models_yml.parent.relative_to(ROOT / 'dbt_project/models')}/{model['name']}.sql`" in entry
+            listed = {}
+            for section, names in re.findall(r'^- "([^"]+)": (.+)$', entry, flags=re.M):
+                assert section in sections, f"{model['name']}: no section {section!r}"
+                listed.update({name: section for name in re.findall(r"`([^`]+)`", names)})
+            for column in model["columns"]:
+                columns += 1
+                assert column["name"] in listed, f"{model['name']}.{column['name']} is not in the column index"
+    assert columns > 250
