@@ -319,4 +319,7 @@ def warehouse_environment(database_url: str, dagster_url: str, settings: Setting
         "SAAS_METRICS_DLT_DIR": str(settings.dlt_pipelines_dir),
         # a project-local dlt folder keeps dlt from writing into the user's home
         "DLT_DATA_DIR": str(settings.dlt_pipelines_dir),
+        # nothing about a run leaves the machine: dlt's anonymous usage telemetry off (dbt's is off in
+        # dbt_project.yml, Dagster's in dagster.yaml)
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
