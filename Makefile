@@ -24,13 +24,17 @@ demo: install
 test: install lint
 	$(BIN)/pytest
 
+## make lint: ruff, then sqlfluff on the dbt project (it starts a throwaway PostgreSQL: the dbt templater compiles)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m saas_metrics.sql_lint lint
 
+## make format: what ruff and sqlfluff can fix themselves (review the SQL diff: sqlfluff fix rewrites queries)
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+	$(BIN)/python -m saas_metrics.sql_lint fix
 
 ui: install
 	$(BIN)/saas-metrics ui

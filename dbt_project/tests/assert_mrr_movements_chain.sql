@@ -15,7 +15,7 @@ checked as (
     from movements
 )
 
-select * from checked
+select * from checked -- noqa: AM04
 where mrr_before_local <> previous_after
     or mrr_after_local - mrr_before_local <> mrr_change_local
     or (movement_type = 'churn' and mrr_after_local <> 0)

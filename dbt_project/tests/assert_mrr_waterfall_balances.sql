@@ -10,8 +10,10 @@ waterfall as (
 checked as (
     select
         month,
-        ending_mrr - (starting_mrr + new_mrr + expansion_mrr + reactivation_mrr
-            - contraction_mrr - churned_mrr + fx_impact) as identity_gap,
+        ending_mrr - (
+            starting_mrr + new_mrr + expansion_mrr + reactivation_mrr
+            - contraction_mrr - churned_mrr + fx_impact
+        ) as identity_gap,
         starting_mrr - coalesce(lag(ending_mrr) over (order by month), 0) as continuity_gap,
         ending_customers - (starting_customers + new_customers + reactivated_customers - churned_customers)
             as customer_gap

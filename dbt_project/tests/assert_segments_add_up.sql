@@ -5,7 +5,10 @@
 {{ config(severity='error') }}
 {%- if execute and (load_relation(ref('mrr_by_segment')) is none
     or 'model.saas_metrics.mrr_by_segment' not in selected_resources) %}
-select null::date as month, null::text as dimension where false
+select
+    null::date as month,
+    null::text as dimension
+where false
 {%- else %}
 
 with

@@ -61,7 +61,7 @@ today_rates as (
     cross join as_of
     left join fx
         on currencies.currency = fx.currency
-        and fx.rate_date = as_of.as_of_date
+        and as_of.as_of_date = fx.rate_date
 ),
 
 latest as (
@@ -71,7 +71,7 @@ latest as (
         mrr_after_local as mrr_local,
         movement_date as last_movement_date
     from movements
-    order by customer_id, movement_date desc
+    order by customer_id asc, movement_date desc
 ),
 
 firsts as (
@@ -91,7 +91,7 @@ subscription_mrr as (
             subscription_id,
             mrr_local
         from changes
-        order by subscription_id, price_id, changed_at desc
+        order by subscription_id asc, price_id asc, changed_at desc
     ) as latest_levels
     group by subscription_id
 ),

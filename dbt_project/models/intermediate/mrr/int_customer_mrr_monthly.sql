@@ -63,14 +63,17 @@ month_ends as (
         spans.valid_to
     from spans
     cross join as_of
-    cross join lateral generate_series(
-        {{ mrr_engine_first_month(scope, "date_trunc('month', spans.valid_from)", 'spans.is_changed', 'spans.currency') }},
-        case
-            when spans.mrr_after_local <= 0 then date_trunc('month', spans.valid_from)
-            else date_trunc('month', coalesce(spans.valid_to - 1, as_of.as_of_date))
-        end,
-        interval '1 month'
-    ) as months (month)
+    cross join
+        lateral generate_series(
+            {{ mrr_engine_first_month(
+                scope, "date_trunc('month', spans.valid_from)", 'spans.is_changed', 'spans.currency'
+            ) }},
+            case
+                when spans.mrr_after_local <= 0 then date_trunc('month', spans.valid_from)
+                else date_trunc('month', coalesce(spans.valid_to - 1, as_of.as_of_date))
+            end,
+            interval '1 month'
+        ) as months (month)
     where months.month <= as_of.as_of_date
 ),
 

@@ -54,13 +54,14 @@ month_ends as (
         least((months.month + interval '1 month - 1 day')::date, as_of.as_of_date) as snapshot_date
     from spans
     cross join as_of
-    cross join lateral generate_series(
-        {{ mrr_engine_first_month(
-            scope, "date_trunc('month', spans.valid_from at time zone 'UTC')", 'spans.is_changed', 'spans.currency'
-        ) }},
-        date_trunc('month', coalesce(spans.valid_to at time zone 'UTC', as_of.as_of_date::timestamp)),
-        interval '1 month'
-    ) as months (month)
+    cross join
+        lateral generate_series(
+            {{ mrr_engine_first_month(
+                scope, "date_trunc('month', spans.valid_from at time zone 'UTC')", 'spans.is_changed', 'spans.currency'
+            ) }},
+            date_trunc('month', coalesce(spans.valid_to at time zone 'UTC', as_of.as_of_date::timestamp)),
+            interval '1 month'
+        ) as months (month)
     where spans.mrr_local <> 0
         and months.month <= as_of.as_of_date
 ),

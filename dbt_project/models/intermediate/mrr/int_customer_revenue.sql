@@ -36,8 +36,10 @@ fx as (
 paid as (
     select
         invoices.customer_id,
-        sum({{ cents_to_major('invoices.amount_paid_cents - invoices.tax_cents', 'invoices.currency') }}
-            * {{ fx_rate('invoices.currency', 'fx.rate') }}) as paid_revenue
+        sum(
+            {{ cents_to_major('invoices.amount_paid_cents - invoices.tax_cents', 'invoices.currency') }}
+            * {{ fx_rate('invoices.currency', 'fx.rate') }}
+        ) as paid_revenue
     from invoices
     left join fx
         on (coalesce(invoices.paid_at, invoices.created_at) at time zone 'UTC')::date = fx.rate_date
@@ -48,8 +50,10 @@ paid as (
 credited as (
     select
         credit_notes.customer_id,
-        sum({{ cents_to_major('credit_notes.total_cents', 'credit_notes.currency') }}
-            * {{ fx_rate('credit_notes.currency', 'fx.rate') }}) as credited_revenue
+        sum(
+            {{ cents_to_major('credit_notes.total_cents', 'credit_notes.currency') }}
+            * {{ fx_rate('credit_notes.currency', 'fx.rate') }}
+        ) as credited_revenue
     from credit_notes
     left join fx
         on (credit_notes.created_at at time zone 'UTC')::date = fx.rate_date

@@ -50,7 +50,7 @@ as_of as (
         ({{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_date,
         -- the first instant after the forecast's 12 months (the month in progress is the first)
         (date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC') + interval '12 months')
-            at time zone 'UTC' as horizon_end_at
+        at time zone 'UTC' as horizon_end_at
 ),
 
 -- every discount in force, with its coupon's terms (the discount's own copy of its coupon, else the coupon)
@@ -76,7 +76,7 @@ ending as (
     cross join as_of
     where terms.ends_at > as_of.as_of_at
         and terms.ends_at < as_of.horizon_end_at
-        {%- if stripe %}
+    {%- if stripe %}
         and false
         {%- endif %}
 ),
@@ -98,8 +98,8 @@ levels as (
             currency,
             mrr_local
         from changes
-        where subscription_id in (select subscription_id from ending)
-        order by subscription_id, price_id, changed_at desc
+        where subscription_id in (select ending.subscription_id from ending)
+        order by subscription_id asc, price_id asc, changed_at desc
     ) as latest
     inner join prices
         on latest.price_id = prices.price_id
@@ -131,12 +131,15 @@ valued as (
         min(levels.recurring_interval) as recurring_interval,
         min(levels.recurring_interval_count) as recurring_interval_count,
         case
-            when ending.percent_off is not null then round(sum(
-                levels.mrr_local * ending.percent_off / nullif(100 - price_percent_off.total_percent_off, 0)
-            ), 4)
-            when ending.amount_off_cents is not null and ending.amount_off_currency = min(levels.currency) then round(
-                {{ cents_to_major('ending.amount_off_cents', 'ending.amount_off_currency') }}
-                * {{ monthly_factor('min(levels.recurring_interval)', 'min(levels.recurring_interval_count)') }}, 4)
+            when ending.percent_off is not null then
+                round(sum(
+                    levels.mrr_local * ending.percent_off / nullif(100 - price_percent_off.total_percent_off, 0)
+                ), 4)
+            when ending.amount_off_cents is not null and ending.amount_off_currency = min(levels.currency) then
+                round(
+                    {{ cents_to_major('ending.amount_off_cents', 'ending.amount_off_currency') }}
+                    * {{ monthly_factor('min(levels.recurring_interval)', 'min(levels.recurring_interval_count)') }}, 4
+                )
         end as mrr_regained_local
     from ending
     inner join levels
@@ -161,7 +164,7 @@ period_ends as (
         subscription_id,
         min(current_period_end_at) as current_period_end_at
     from items
-    where subscription_id in (select subscription_id from valued)
+    where subscription_id in (select valued.subscription_id from valued)
     group by subscription_id
 ),
 
@@ -174,10 +177,10 @@ regained as (
         subscriptions.is_cancel_at_period_end,
         subscriptions.cancel_at,
         (
-            select min(boundary)
+            select min(boundaries.boundary)
             from generate_series(
-                0, case valued.recurring_interval when 'day' then 400 when 'week' then 60 else 13 end
-            ) as steps (step),
+                    0, case valued.recurring_interval when 'day' then 400 when 'week' then 60 else 13 end
+                ) as steps (step),
                 lateral (
                     select (period_end.at_utc + case valued.recurring_interval
                         when 'month' then make_interval(months => steps.step * valued.recurring_interval_count)
@@ -193,10 +196,13 @@ regained as (
         on valued.subscription_id = subscriptions.subscription_id
     left join period_ends
         on valued.subscription_id = period_ends.subscription_id
-    cross join lateral (
-        select coalesce(period_ends.current_period_end_at, subscriptions.legacy_current_period_end_at)
-            at time zone 'UTC' as at_utc
-    ) as period_end
+    -- a lateral subquery reads the row it joins: no CTE can stand for it
+    cross join
+        lateral ( -- noqa: ST05
+            select
+                coalesce(period_ends.current_period_end_at, subscriptions.legacy_current_period_end_at)
+                at time zone 'UTC' as at_utc
+        ) as period_end
     where valued.mrr_regained_local > 0
 ),
 
@@ -220,7 +226,7 @@ final as (
     cross join as_of
     left join fx
         on regained.currency = fx.currency
-        and fx.rate_date = as_of.as_of_date
+        and as_of.as_of_date = fx.rate_date
     where regained.regained_at < as_of.horizon_end_at
         and regained.ended_at is null
         and not regained.is_cancel_at_period_end

@@ -113,26 +113,27 @@ all_lines as (
         on lines.invoice_id = invoices.invoice_id
     union all
     select
-        invoice_item_id,
-        invoice_item_id,
+        invoice_item_id as invoice_line_id,
+        invoice_item_id as invoice_id,
         customer_id,
         subscription_id,
         subscription_item_id,
         invoice_item_id,
-        true,
+        true as is_invoice_item,
         price_id,
-        'invoiceitem',
+        'invoiceitem' as line_type,
         is_proration,
         currency,
         quantity,
         amount_cents,
-        0,
-        null::jsonb,
-        0,
-        null,
-        case when is_deleted then 'deleted' when invoice_id is null then 'pending' else 'invoiced' end,
-        created_at,
-        null,
+        0 as discount_cents,
+        null::jsonb as discount_amounts,
+        0 as inclusive_tax_cents,
+        null as unit_amount_cents,
+        case when is_deleted then 'deleted' when invoice_id is null then 'pending' else 'invoiced' end
+            as invoice_status,
+        created_at as invoice_created_at,
+        null as marked_uncollectible_at,
         period_start_at,
         period_end_at,
         synced_at
@@ -204,11 +205,17 @@ ratios as (
         *,
         coalesce(
             sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over item_period
-                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over item_period, 0)::numeric,
+            / nullif(
+                sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over item_period, 0
+            )::numeric,
             sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over price_period
-                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over price_period, 0)::numeric,
+            / nullif(
+                sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over price_period, 0
+            )::numeric,
             sum(net_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines
-                / nullif(sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines, 0)::numeric
+            / nullif(
+                sum(amount_cents) filter (where line_kind = 'recurring' and amount_cents > 0) over period_lines, 0
+            )::numeric
         ) as period_net_ratio,
         min(period_start_at) filter (where line_kind = 'recurring') over period_lines as cycle_period_start_at
     from classified
@@ -237,12 +244,14 @@ valued as (
             when line_kind = 'proration' then
                 -- an invoice line's own net (gross less its discount, or net already in flexible mode's
                 -- `included`); a pending item, not discounted yet, takes its period's ratio
-                round(case when is_invoice_item then amount_cents * coalesce(period_net_ratio, 1) else net_cents end
-                      * extract(epoch from period_end_at - coalesce(
-                          cycle_period_start_at,
-                          {{ interval_before('period_end_at', 'recurring_interval', 'recurring_interval_count') }}
-                      ))
-                      / nullif(extract(epoch from period_end_at - period_start_at), 0))
+                round(
+                    case when is_invoice_item then amount_cents * coalesce(period_net_ratio, 1) else net_cents end
+                    * extract(epoch from period_end_at - coalesce(
+                        cycle_period_start_at,
+                        {{ interval_before('period_end_at', 'recurring_interval', 'recurring_interval_count') }}
+                    ))
+                    / nullif(extract(epoch from period_end_at - period_start_at), 0)
+                )
         end as full_period_net_cents
     from ratios
 ),
@@ -279,9 +288,11 @@ final as (
         line_kind,
         full_period_net_cents,
         case
-            when line_kind in ('recurring', 'proration') then round(
-                {{ cents_to_major('full_period_net_cents', 'currency') }}
-                * {{ monthly_factor('recurring_interval', 'recurring_interval_count') }}, 4)
+            when line_kind in ('recurring', 'proration') then
+                round(
+                    {{ cents_to_major('full_period_net_cents', 'currency') }}
+                    * {{ monthly_factor('recurring_interval', 'recurring_interval_count') }}, 4
+                )
             else 0
         end as mrr_local
     from valued

@@ -1,7 +1,8 @@
 -- The ledger of the MRR engine's builds (METRICS.md "Incremental builds"): per build (batch_at), one
 -- header row (settings not null: what the build saw: "today", the settings, how far the loads went) and one row per
 -- subscription whose MRR history may have changed since the previous batch, with its customer; plus
--- customers whose attributes changed, or with an invoice or credit note loaded (their revenue). A subscription may change because
+-- customers whose attributes changed, or with an invoice or credit note loaded (their revenue).
+-- A subscription may change because
 --   one of its invoices was loaded again or for the first time (new, paid, voided, edited), or one of its
 --   proration invoice items (pending, invoiced, deleted);
 --   the subscription itself was loaded again (ended, cancelled, paused);
@@ -38,7 +39,7 @@
 {%- endif -%}
 {%- set synced_after = {} -%}
 {%- for name in ['invoices', 'subscriptions', 'customers', 'credit_notes'] -%}
-    {%- do synced_after.update({name: "'" ~ (previous.get(name) or '-infinity') ~ "'::timestamp"}) -%}
+{%- do synced_after.update({name: "'" ~ (previous.get(name) or '-infinity') ~ "'::timestamp"}) -%}
 {%- endfor -%}
 {%- set previous_as_of = "'" ~ (previous.as_of_at or 'infinity') ~ "'::timestamptz" %}
 
@@ -69,7 +70,10 @@ header as (
 ),
 
 refetched_invoices as (
-    select invoices.invoice_id, invoices.subscription_id, invoices.customer_id
+    select
+        invoices.invoice_id,
+        invoices.subscription_id,
+        invoices.customer_id
     from {{ ref('stg_stripe__invoices') }} as invoices
     cross join header
     where not header.is_full_batch
@@ -95,7 +99,8 @@ recent_lines as (
 ),
 
 changed_subscriptions as (
-    select subscription_id from refetched_invoices where subscription_id is not null
+    select subscription_id from refetched_invoices
+    where subscription_id is not null
     union
     select lines.subscription_id
     from {{ ref('int_invoice_lines_classified') }} as lines
@@ -127,7 +132,8 @@ changed_subscriptions as (
             or (subscriptions.canceled_at > {{ previous_as_of }} and subscriptions.canceled_at <= header.as_of_at)
         )
     union
-    select subscription_id from recent_lines where subscription_id is not null
+    select subscription_id from recent_lines
+    where subscription_id is not null
 ),
 
 -- the customer of each: the subscription's, else its invoices' (an emulator may leave one out)
@@ -136,24 +142,34 @@ changed_rows as (
         changed_subscriptions.subscription_id,
         coalesce(
             subscriptions.customer_id,
-            (select min(lines.customer_id) from {{ ref('int_invoice_lines_classified') }} as lines
-             where lines.subscription_id = changed_subscriptions.subscription_id)
+            (
+                select min(lines.customer_id) from {{ ref('int_invoice_lines_classified') }} as lines
+                where lines.subscription_id = changed_subscriptions.subscription_id
+            )
         ) as customer_id
     from changed_subscriptions
     left join {{ ref('stg_stripe__subscriptions') }} as subscriptions
         on changed_subscriptions.subscription_id = subscriptions.subscription_id
     union
     -- attributes (country, channel) changed
-    select null, customers.customer_id
+    select
+        null as subscription_id,
+        customers.customer_id
     from {{ ref('stg_stripe__customers') }} as customers
     cross join header
     where not header.is_full_batch
         and customers.synced_at > {{ synced_after.customers }}
     union
     -- revenue (int_customer_revenue): any invoice or credit note loaded
-    select null, customer_id from refetched_invoices where customer_id is not null
+    select
+        null as subscription_id,
+        customer_id
+    from refetched_invoices
+    where customer_id is not null
     union
-    select null, credit_notes.customer_id
+    select
+        null as subscription_id,
+        credit_notes.customer_id
     from {{ ref('stg_stripe__credit_notes') }} as credit_notes
     cross join header
     where not header.is_full_batch
@@ -178,11 +194,11 @@ final as (
         header.batch_at,
         header.is_full_batch,
         header.as_of_at,
-        null,
-        null,
-        null,
-        null,
-        null,
+        null as settings,
+        null as invoices_synced_through,
+        null as subscriptions_synced_through,
+        null as customers_synced_through,
+        null as credit_notes_synced_through,
         changed_rows.subscription_id,
         changed_rows.customer_id
     from changed_rows

@@ -37,14 +37,19 @@ fx as (
 ),
 
 invoice_side as (
-    select customer_id, min(currency) as currency, sum(mrr_local) as mrr_local
+    select
+        customer_id,
+        min(currency) as currency,
+        sum(mrr_local) as mrr_local
     from lines
     where line_kind = 'recurring' and invoice_status in ('paid', 'open')
     group by customer_id
 ),
 
 unpriced as (
-    select customer_id, min(currency) as currency
+    select
+        customer_id,
+        min(currency) as currency
     from lines
     where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
         and amount_cents > 0 and invoice_status in ('paid', 'open')
@@ -52,7 +57,10 @@ unpriced as (
 ),
 
 engine_side as (
-    select customer_months.customer_id, customer_months.currency, customer_months.mrr_local
+    select
+        customer_months.customer_id,
+        customer_months.currency,
+        customer_months.mrr_local
     from customer_months
     inner join as_of on customer_months.month = as_of.month
 ),

@@ -252,7 +252,7 @@ sequenced as (
     select
         *,
         sum(case when is_absolute and first_row_of_point then 1 else 0 end) over (
-            partition by subscription_id order by point_at, priority, first_row_of_point desc
+            partition by subscription_id order by point_at asc, priority asc, first_row_of_point desc
             rows between unbounded preceding and current row
         ) as abs_seq
     from (

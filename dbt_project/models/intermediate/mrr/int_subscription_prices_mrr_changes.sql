@@ -27,14 +27,22 @@ points as (
 ),
 
 subscriptions as (
-    select subscription_id, customer_id, currency from {{ ref('stg_stripe__subscriptions') }}
+    select
+        subscription_id,
+        customer_id,
+        currency
+    from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
     {%- endif %}
 ),
 
 group_starts as (
-    select subscription_id, abs_seq, point_at, priority
+    select
+        subscription_id,
+        abs_seq,
+        point_at,
+        priority
     from points
     where starts_group
 ),
@@ -71,18 +79,31 @@ dropped_prices as (
     inner join group_starts as next_group
         on followed.subscription_id = next_group.subscription_id
         and next_group.abs_seq = followed.abs_seq + 1
-    where not (
-        coalesce(followed.next_abs_seq = followed.abs_seq + 1, false)
-        and followed.next_at_absolute_point
-    )
+    where
+        not (
+            coalesce(followed.next_abs_seq = followed.abs_seq + 1, false)
+            and followed.next_at_absolute_point
+        )
 ),
 
 price_events as (
-    select subscription_id, point_at, priority, is_absolute, price_id, mrr_value
+    select
+        subscription_id,
+        point_at,
+        priority,
+        is_absolute,
+        price_id,
+        mrr_value
     from points
     where price_id is not null
     union all
-    select subscription_id, point_at, priority, is_absolute, price_id, mrr_value
+    select
+        subscription_id,
+        point_at,
+        priority,
+        is_absolute,
+        price_id,
+        mrr_value
     from dropped_prices
 ),
 
@@ -112,7 +133,7 @@ instant_levels as (
         point_at,
         greatest(running_level, 0) as mrr_level
     from price_levels
-    order by subscription_id, price_id, point_at, priority desc
+    order by subscription_id asc, price_id asc, point_at asc, priority desc
 ),
 
 changes as (

@@ -20,7 +20,7 @@ final as (
         count(distinct user_id) as users,
         max(load_id) as max_load_id
     from events
-    group by 1, 2, 3
+    group by account_id, activity_date, event_name
 )
 
 select * from final

@@ -33,7 +33,7 @@ by_metadata as (
         customer_id
     from customers
     where metadata ->> '{{ var("account_metadata_key") }}' is not null
-    order by metadata ->> '{{ var("account_metadata_key") }}', is_deleted, created_at desc, customer_id
+    order by metadata ->> '{{ var("account_metadata_key") }}', is_deleted asc, created_at desc, customer_id asc
 ),
 
 final as (

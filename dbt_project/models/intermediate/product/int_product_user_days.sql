@@ -21,7 +21,7 @@ final as (
         min(occurred_at) as first_event_at,
         max(load_id) as max_load_id
     from events
-    group by 1, 2, 3
+    group by account_id, coalesce(user_id, ''), activity_date
 )
 
 select * from final

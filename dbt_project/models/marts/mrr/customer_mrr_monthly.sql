@@ -16,18 +16,18 @@ as_of as (
 
 final as (
     select
-        customer_id,
-        month,
+        customer_months.customer_id,
+        customer_months.month,
         -- the day whose MRR the row shows: the month's last day, or the build's today
-        least((month + interval '1 month - 1 day')::date, as_of.as_of_date) as snapshot_date,
-        mrr,
-        currency,
-        mrr_local,
-        country,
-        acquisition_channel,
-        mrr_band,
+        least((customer_months.month + interval '1 month - 1 day')::date, as_of.as_of_date) as snapshot_date,
+        customer_months.mrr,
+        customer_months.currency,
+        customer_months.mrr_local,
+        customer_months.country,
+        customer_months.acquisition_channel,
+        customer_months.mrr_band,
         -- the running month is as of today (METRICS.md "Complete months")
-        month < date_trunc('month', as_of.as_of_date)::date as is_complete_month
+        customer_months.month < date_trunc('month', as_of.as_of_date)::date as is_complete_month
     from customer_months
     cross join as_of
 )

@@ -89,7 +89,7 @@ final as (
         ending_mrr - starting_mrr - new_mrr - expansion_mrr - reactivation_mrr + contraction_mrr + churned_mrr
             as fx_impact,
         -- the running month is as of today (METRICS.md "Complete months")
-        month < (select as_of_month from as_of) as is_complete_month
+        month < (select as_of.as_of_month from as_of) as is_complete_month
     from joined
 )
 

@@ -17,13 +17,16 @@ as_of as (
 by_month as (
     select
         date_trunc('month', lines.period_start_at at time zone 'UTC')::date as month,
-        round(sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * {{ fx_rate('lines.currency', 'fx.rate') }}), 4) as usage_revenue,
+        round(
+            sum({{ cents_to_major('lines.net_cents', 'lines.currency') }} * {{ fx_rate('lines.currency', 'fx.rate') }}),
+            4
+        ) as usage_revenue,
         count(distinct lines.customer_id) as customers
     from lines
     left join fx
         on (lines.period_start_at at time zone 'UTC')::date = fx.rate_date
         and lines.currency = fx.currency
-    group by 1
+    group by date_trunc('month', lines.period_start_at at time zone 'UTC')::date
 ),
 
 final as (

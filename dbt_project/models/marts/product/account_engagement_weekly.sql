@@ -50,7 +50,7 @@ user_weeks as (
         sum(events)::bigint as events,
         sum(key_actions)::bigint as key_actions
     from user_days
-    group by 1, 2
+    group by account_id, date_trunc('week', activity_date)::date
 ),
 
 feature_weeks as (
@@ -59,7 +59,7 @@ feature_weeks as (
         date_trunc('week', activity_date)::date as week_start,
         count(distinct event_name) filter (where is_feature) as features_used
     from event_days
-    group by 1, 2
+    group by account_id, date_trunc('week', activity_date)::date
 ),
 
 spine as (
@@ -98,12 +98,12 @@ weekly as (
 with_baseline as (
     select
         weekly.*,
-        avg(events) over (
-            partition by account_id order by week_start
+        avg(weekly.events) over (
+            partition by weekly.account_id order by weekly.week_start
             rows between {{ var('health_baseline_weeks') }} preceding and 1 preceding
         ) as expected_events,
-        max(active_users) over (
-            partition by account_id order by week_start rows between 11 preceding and current row
+        max(weekly.active_users) over (
+            partition by weekly.account_id order by weekly.week_start rows between 11 preceding and current row
         ) as peak_active_users_12_weeks
     from weekly
 ),
@@ -111,12 +111,13 @@ with_baseline as (
 scored as (
     select
         with_baseline.*,
-        greatest(coalesce(stripe_seats.seats, 0), peak_active_users_12_weeks) as seats,
+        greatest(coalesce(stripe_seats.seats, 0), with_baseline.peak_active_users_12_weeks) as seats,
         case
-            when coalesce(expected_events, 0) = 0 then case when events > 0 then 50 else 0 end
-            else 50 * least(1, events / expected_events)
+            when coalesce(with_baseline.expected_events, 0) = 0 then
+                case when with_baseline.events > 0 then 50 else 0 end
+            else 50 * least(1, with_baseline.events / with_baseline.expected_events)
         end as activity_score,
-        25 * least(1, features_used::numeric / {{ var('health_breadth_target') }}) as breadth_score
+        25 * least(1, with_baseline.features_used::numeric / {{ var('health_breadth_target') }}) as breadth_score
     from with_baseline
     left join stripe_seats
         on with_baseline.customer_id = stripe_seats.customer_id

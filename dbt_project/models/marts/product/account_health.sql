@@ -18,15 +18,17 @@ current_mrr as (
 complete_weeks as (
     select
         weekly.*,
-        lag(health_score, 4) over (partition by account_id order by week_start) as health_score_4_weeks_before
+        lag(weekly.health_score, 4) over (
+            partition by weekly.account_id order by weekly.week_start
+        ) as health_score_4_weeks_before
     from weekly
-    where is_complete_week
+    where weekly.is_complete_week
 ),
 
 latest as (
     select distinct on (account_id) *
     from complete_weeks
-    order by account_id, week_start desc
+    order by account_id asc, week_start desc
 ),
 
 final as (

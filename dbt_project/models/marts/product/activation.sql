@@ -45,7 +45,7 @@ actions_done as (
     from signups
     inner join event_days
         on signups.account_id = event_days.account_id
-        and event_days.activity_date >= signups.signup_date
+        and signups.signup_date <= event_days.activity_date
         and event_days.activity_date < signups.signup_date + {{ var('activation_days') }}
     where event_days.event_name in {{ sql_list(var('activation_actions')) }}
     group by signups.account_id

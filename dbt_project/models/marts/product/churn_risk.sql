@@ -42,7 +42,7 @@ week_events as (
         week_start,
         sum(events)::bigint as events
     from weekly
-    group by 1, 2
+    group by customer_id, week_start
 ),
 
 last_two_weeks as (
@@ -53,7 +53,7 @@ last_two_weeks as (
     from (
         select
             week_events.*,
-            row_number() over (partition by customer_id order by week_start desc) as rank
+            row_number() over (partition by week_events.customer_id order by week_events.week_start desc) as rank
         from week_events
     ) as ranked
     where rank <= 2
@@ -76,7 +76,7 @@ users as (
         on user_days.account_id = accounts.account_id
     cross join as_of
     where user_days.user_id <> ''
-    group by 1, 2, 3
+    group by accounts.customer_id, user_days.account_id, user_days.user_id
 ),
 
 -- admins: users with an admin event; an account without any has its first user as admin
@@ -146,11 +146,16 @@ final as (
         flags.is_no_recent_key_action,
         flags.is_admin_inactive,
         flags.is_card_expiring,
-        (flags.is_usage_drop::int + flags.is_no_recent_key_action::int + flags.is_admin_inactive::int
-            + flags.is_card_expiring::int) as risk_flags,
+        (
+            flags.is_usage_drop::int + flags.is_no_recent_key_action::int + flags.is_admin_inactive::int
+            + flags.is_card_expiring::int
+        ) as risk_flags,
         concat_ws(
             ', ',
-            case when flags.is_usage_drop then 'usage down {{ (var("churn_risk_usage_drop") * 100) | round | int }}%+ week over week' end,
+            case
+                when flags.is_usage_drop then
+                    'usage down {{ (var("churn_risk_usage_drop") * 100) | round | int }}%+ week over week'
+            end,
             case when flags.is_no_recent_key_action then 'no key action in {{ var("churn_risk_quiet_days") }} days' end,
             case when flags.is_admin_inactive then 'admin inactive {{ var("churn_risk_quiet_days") }} days' end,
             case when flags.is_card_expiring then 'card expiring within {{ var("card_expiry_days") }} days' end

@@ -63,13 +63,13 @@ cohort as (
         lifetime.first_paid_date,
         (lifetime.first_paid_date + interval '6 months')::date <= as_of.as_of_date as has_6_months,
         (lifetime.first_paid_date + interval '12 months')::date <= as_of.as_of_date as has_12_months,
-        exists (
+        exists(
             select 1 from customer_months
             where customer_months.customer_id = accounts.customer_id
                 and customer_months.month = date_trunc('month', lifetime.first_paid_date + interval '6 months')::date
                 and customer_months.mrr > 0
         ) as retained_6_months,
-        exists (
+        exists(
             select 1 from customer_months
             where customer_months.customer_id = accounts.customer_id
                 and customer_months.month = date_trunc('month', lifetime.first_paid_date + interval '12 months')::date
@@ -90,7 +90,7 @@ early_use as (
     from cohort
     inner join event_days
         on cohort.account_id = event_days.account_id
-        and event_days.activity_date >= cohort.first_paid_date
+        and cohort.first_paid_date <= event_days.activity_date
         and event_days.activity_date < cohort.first_paid_date + 90
 ),
 
@@ -129,7 +129,8 @@ adoption as (
     from features
     left join recent_use
         on features.feature = recent_use.feature
-    left join paying_accounts
+    -- the same name as in the count above: a subquery of its own, not a second alias in this query
+    left join paying_accounts -- noqa: AL04
         on recent_use.account_id = paying_accounts.account_id
     group by features.feature
 ),

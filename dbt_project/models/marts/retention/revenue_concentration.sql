@@ -12,10 +12,10 @@ ranked as (
         customer_id,
         email,
         mrr,
-        row_number() over (order by mrr desc, customer_id) as mrr_rank,
+        row_number() over (order by mrr desc, customer_id asc) as mrr_rank,
         mrr / sum(mrr) over () as share_of_mrr,
-        sum(mrr) over (order by mrr desc, customer_id rows between unbounded preceding and current row)
-            / sum(mrr) over () as cumulative_share_of_mrr
+        sum(mrr) over (order by mrr desc, customer_id asc rows between unbounded preceding and current row)
+        / sum(mrr) over () as cumulative_share_of_mrr
     from current_mrr
 ),
 

@@ -14,7 +14,8 @@ final as (
         (data ->> 'duration_in_months')::int as duration_in_months,
         -- the products a restricted coupon discounts (returned when expanded); null: every product
         case when jsonb_typeof(data -> 'applies_to' -> 'products') = 'array'
-            then data -> 'applies_to' -> 'products' end as applies_to_products,
+            then data -> 'applies_to' -> 'products'
+        end as applies_to_products,
         created as created_at
     from source
 )

@@ -13,21 +13,33 @@ invoices as (
 ),
 
 expanded as (
-    select discount
+    select discounts.discount
     from subscriptions
-    cross join lateral jsonb_array_elements(
-        case when jsonb_typeof(data -> 'discounts') = 'array' then data -> 'discounts' else '[]' end
-    ) as discounts (discount)
+    cross join
+        lateral jsonb_array_elements(
+            case
+                when jsonb_typeof(subscriptions.data -> 'discounts') = 'array' then subscriptions.data -> 'discounts'
+                else '[]'
+            end
+        ) as discounts (discount)
     union all
-    select discount
+    select discounts.discount
     from invoices
-    cross join lateral jsonb_array_elements(
-        case when jsonb_typeof(data -> 'discounts') = 'array' then data -> 'discounts' else '[]' end
-    ) as discounts (discount)
+    cross join
+        lateral jsonb_array_elements(
+            case
+                when jsonb_typeof(invoices.data -> 'discounts') = 'array' then invoices.data -> 'discounts'
+                else '[]'
+            end
+        ) as discounts (discount)
     union all
-    select data -> 'discount' from subscriptions where jsonb_typeof(data -> 'discount') = 'object'
+    select data -> 'discount' as discount
+    from subscriptions
+    where jsonb_typeof(data -> 'discount') = 'object'
     union all
-    select data -> 'discount' from invoices where jsonb_typeof(data -> 'discount') = 'object'
+    select data -> 'discount' as discount
+    from invoices
+    where jsonb_typeof(data -> 'discount') = 'object'
 ),
 
 final as (
@@ -39,7 +51,8 @@ final as (
             discount ->> 'id' as discount_id,
             coalesce(
                 case when jsonb_typeof(discount -> 'source' -> 'coupon') = 'string'
-                    then discount -> 'source' ->> 'coupon' end,
+                    then discount -> 'source' ->> 'coupon'
+                end,
                 discount -> 'source' -> 'coupon' ->> 'id',
                 discount -> 'coupon' ->> 'id'
             ) as coupon_id

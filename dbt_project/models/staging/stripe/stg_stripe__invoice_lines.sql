@@ -84,29 +84,47 @@ final as (
             (data -> 'price' ->> 'unit_amount_decimal')::numeric,
             (data -> 'plan' ->> 'amount_decimal')::numeric,
             (data -> 'plan' ->> 'amount')::numeric,
-            case when not coalesce(
-                (data -> 'parent' -> 'subscription_item_details' ->> 'proration')::boolean,
-                (data -> 'parent' -> 'invoice_item_details' ->> 'proration')::boolean,
-                (data ->> 'proration')::boolean,
-                false
-            ) then (data -> 'pricing' ->> 'unit_amount_decimal')::numeric end
+            case
+                when not coalesce(
+                        (data -> 'parent' -> 'subscription_item_details' ->> 'proration')::boolean,
+                        (data -> 'parent' -> 'invoice_item_details' ->> 'proration')::boolean,
+                        (data ->> 'proration')::boolean,
+                        false
+                    )
+                then (data -> 'pricing' ->> 'unit_amount_decimal')::numeric
+            end
         ) as unit_amount_cents,
         coalesce(
-            (select sum((discount ->> 'amount')::bigint)
-             from jsonb_array_elements(data -> 'discount_amounts') as discount),
+            (
+                select sum((discount ->> 'amount')::bigint)
+                from jsonb_array_elements(source.data -> 'discount_amounts') as discount
+            ),
             0
         ) as discount_cents,
         -- each discount's amount and id (null when none): the `stripe` methodology counts some only
-        case when jsonb_typeof(data -> 'discount_amounts') = 'array' then
-            case when jsonb_array_length(data -> 'discount_amounts') > 0 then data -> 'discount_amounts' end
+        case
+            when jsonb_typeof(data -> 'discount_amounts') = 'array' then
+                case when jsonb_array_length(data -> 'discount_amounts') > 0 then data -> 'discount_amounts' end
         end as discount_amounts,
         coalesce(
-            (select sum((tax ->> 'amount')::bigint)
-             from jsonb_array_elements(case when jsonb_typeof(data -> 'taxes') = 'array' then data -> 'taxes' end) as tax
-             where tax ->> 'tax_behavior' = 'inclusive'),
-            (select sum((tax ->> 'amount')::bigint)
-             from jsonb_array_elements(case when jsonb_typeof(data -> 'tax_amounts') = 'array' then data -> 'tax_amounts' end) as tax
-             where (tax ->> 'inclusive')::boolean),
+            (
+                select sum((tax ->> 'amount')::bigint)
+                from
+                    jsonb_array_elements(
+                        case when jsonb_typeof(source.data -> 'taxes') = 'array' then source.data -> 'taxes' end
+                    ) as tax
+                where tax ->> 'tax_behavior' = 'inclusive'
+            ),
+            (
+                select sum((tax ->> 'amount')::bigint)
+                from
+                    jsonb_array_elements(
+                        case
+                            when jsonb_typeof(source.data -> 'tax_amounts') = 'array' then source.data -> 'tax_amounts'
+                        end
+                    ) as tax
+                where (tax ->> 'inclusive')::boolean
+            ),
             0
         ) as inclusive_tax_cents,
         -- timestamps

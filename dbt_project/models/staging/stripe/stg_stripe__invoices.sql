@@ -45,7 +45,7 @@ final as (
         (data ->> 'amount_due')::bigint as amount_due_cents,
         (data ->> 'amount_paid')::bigint as amount_paid_cents,
         coalesce(
-            (select sum((tax ->> 'amount')::bigint) from jsonb_array_elements(data -> 'total_taxes') as tax),
+            (select sum((tax ->> 'amount')::bigint) from jsonb_array_elements(source.data -> 'total_taxes') as tax),
             (data ->> 'tax')::bigint,
             0
         ) as tax_cents,

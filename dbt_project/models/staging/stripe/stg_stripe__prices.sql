@@ -44,7 +44,7 @@ from_plans as (
         data ->> 'nickname' as nickname,
         created as created_at
     from plans
-    where id not in (select price_id from from_prices)
+    where id not in (select from_prices.price_id from from_prices)
 ),
 
 -- one embedded copy per id (a price never changes its amount or interval)
@@ -55,7 +55,7 @@ embedded as (
         data -> 'price' is not null as is_price
     from {{ source('stripe', 'subscription_items') }}
     where coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') is not null
-    order by price_id, synced_at desc
+    order by price_id asc, synced_at desc
 ),
 
 from_items as (
@@ -76,8 +76,8 @@ from_items as (
         price ->> 'nickname' as nickname,
         to_timestamp((price ->> 'created')::bigint) as created_at
     from embedded
-    where price_id not in (select price_id from from_prices)
-        and price_id not in (select price_id from from_plans)
+    where price_id not in (select from_prices.price_id from from_prices)
+        and price_id not in (select from_plans.price_id from from_plans)
 ),
 
 final as (

@@ -17,7 +17,10 @@
 with
 
 source as (
-    select id, data, synced_at
+    select
+        id,
+        data,
+        synced_at
     from {{ source('stripe', 'subscriptions') }}
     where (jsonb_typeof(data -> 'discounts') = 'array' and data -> 'discounts' <> '[]'::jsonb)
         or jsonb_typeof(data -> 'discount') = 'object'
@@ -27,13 +30,22 @@ source as (
 ),
 
 expanded as (
-    select source.id as subscription_id, source.data, source.synced_at, discounts.discount
+    select
+        source.id as subscription_id,
+        source.data,
+        source.synced_at,
+        discounts.discount
     from source
-    cross join lateral jsonb_array_elements(
-        case when jsonb_typeof(source.data -> 'discounts') = 'array' then source.data -> 'discounts' else '[]' end
-    ) as discounts (discount)
+    cross join
+        lateral jsonb_array_elements(
+            case when jsonb_typeof(source.data -> 'discounts') = 'array' then source.data -> 'discounts' else '[]' end
+        ) as discounts (discount)
     union all
-    select id, data, synced_at, data -> 'discount'
+    select
+        id,
+        data,
+        synced_at,
+        data -> 'discount' as discount
     from source
     where jsonb_typeof(data -> 'discount') = 'object'
 ),
@@ -61,7 +73,8 @@ final as (
         coalesce(data -> 'customer' ->> 'id', data ->> 'customer') as customer_id,
         coalesce(
             case when jsonb_typeof(discount -> 'source' -> 'coupon') = 'string'
-                then discount -> 'source' ->> 'coupon' end,
+                then discount -> 'source' ->> 'coupon'
+            end,
             coupon ->> 'id'
         ) as coupon_id,
         -- the embedded coupon's terms
