@@ -70,7 +70,7 @@ member_months as (
     from cohort_members
     inner join customer_months
         on cohort_members.customer_id = customer_months.customer_id
-        and customer_months.month >= cohort_members.cohort_month
+        and cohort_members.cohort_month <= customer_months.month
     {% if is_incremental() -%}
     where customer_months.month in (select month from months_to_build)
         or cohort_members.cohort_month in (select month from months_to_build)
@@ -98,8 +98,10 @@ spine as (
     cross join as_of
     cross join lateral generate_series(
         0,
-        ((extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
-            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month))::int
+        (
+            (extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
+            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month)
+        )::int
     ) as offsets (months_since_start)
 ),
 

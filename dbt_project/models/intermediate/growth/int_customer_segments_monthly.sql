@@ -86,7 +86,7 @@ main_prices as (
         price_id
     from customer_prices
     where mrr > 0
-    order by customer_id, month, mrr desc, price_id
+    order by customer_id asc, month asc, mrr desc, price_id asc
 ),
 
 joined as (
@@ -115,7 +115,9 @@ joined as (
         coalesce(nullif(customers.metadata ->> 'channel', ''), '(none)') as acquisition_channel,
         jsonb_build_object(
             {%- for key in var('segment_metadata_keys') %}
-            '{{ key }}', coalesce(nullif(customers.metadata ->> '{{ key }}', ''), '(none)'){% if not loop.last %},{% endif %}
+            '{{ key }}',
+            coalesce(nullif(customers.metadata ->> '{{ key }}', ''), '(none)'){% if not loop.last %},
+            {% endif %}
             {%- endfor %}
         ) as segment_metadata
     from customer_months

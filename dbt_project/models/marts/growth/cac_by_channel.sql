@@ -37,7 +37,9 @@ new_customers as (
     from movements
     left join customers
         on movements.customer_id = customers.customer_id
-    group by 1, 2
+    group by
+        movements.movement_month,
+        coalesce(lower(nullif(customers.metadata ->> 'channel', '')), '(none)')
 ),
 
 channel_spend as (
@@ -97,8 +99,9 @@ final as (
         round(channels.spend / nullif(channels.new_customers, 0), 4) as cac,
         round(channels.new_mrr / nullif(channels.new_customers, 0), 4) as new_mrr_per_customer,
         margins.gross_margin,
-        round(channels.spend / nullif(channels.new_customers, 0)
-              / nullif(channels.new_mrr / nullif(channels.new_customers, 0) * margins.gross_margin, 0), 4)
+        round(
+            channels.spend / nullif(channels.new_customers, 0)
+            / nullif(channels.new_mrr / nullif(channels.new_customers, 0) * margins.gross_margin, 0), 4)
             as cac_payback_months,
         kpis.ltv_gross_margin,
         round(kpis.ltv_gross_margin / nullif(channels.spend / nullif(channels.new_customers, 0), 0), 4)

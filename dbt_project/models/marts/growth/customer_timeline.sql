@@ -51,9 +51,9 @@ plan_changes as (
         price_changes.customer_id,
         (price_changes.changed_at at time zone 'UTC')::date as change_date,
         string_agg(distinct coalesce(products.product_name, prices.product_id), ', ')
-            filter (where price_changes.mrr_local = price_changes.mrr_change_local) as plans_added,
+        filter (where price_changes.mrr_local = price_changes.mrr_change_local) as plans_added,
         string_agg(distinct coalesce(products.product_name, prices.product_id), ', ')
-            filter (where price_changes.mrr_local = 0) as plans_removed
+        filter (where price_changes.mrr_local = 0) as plans_removed
     from price_changes
     left join prices
         on price_changes.price_id = prices.price_id
@@ -95,14 +95,14 @@ events as (
 
     select
         customer_id::text as customer_id,
-        trial_started_at,
-        2,
-        'trial_started',
-        null,
-        null,
-        null,
-        null,
-        null
+        trial_started_at as event_at,
+        2 as kind_order,
+        'trial_started' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        null as detail
     from journeys
     where trial_started_at is not null
 
@@ -110,14 +110,14 @@ events as (
 
     select
         customer_id::text as customer_id,
-        activated_date::timestamp at time zone 'UTC',
-        3,
-        'activated',
-        null,
-        null,
-        null,
-        null,
-        null
+        activated_date::timestamp at time zone 'UTC' as event_at,
+        3 as kind_order,
+        'activated' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        null as detail
     from journeys
     where activated_date is not null
 
@@ -125,14 +125,14 @@ events as (
 
     select
         movements.customer_id::text as customer_id,
-        movements.movement_date::timestamp at time zone 'UTC',
-        7,
-        movements.movement_type,
+        movements.movement_date::timestamp at time zone 'UTC' as event_at,
+        7 as kind_order,
+        movements.movement_type as event_type,
         movements.mrr_before,
         movements.mrr_after,
         plan_changes.plans_added,
         plan_changes.plans_removed,
-        null
+        null as detail
     from movements
     left join plan_changes
         on movements.customer_id = plan_changes.customer_id
@@ -142,14 +142,14 @@ events as (
 
     select
         customer_id::text as customer_id,
-        week_start::timestamp at time zone 'UTC',
-        8,
-        'health_band_changed',
-        null,
-        null,
-        null,
-        null,
-        previous_band || ' -> ' || health_band
+        week_start::timestamp at time zone 'UTC' as event_at,
+        8 as kind_order,
+        'health_band_changed' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        previous_band || ' -> ' || health_band as detail
     from band_weeks
     where previous_band is not null and previous_band <> health_band
 
@@ -158,14 +158,14 @@ events as (
     -- a failed payment: an invoice with an amount due not paid within a day of being issued
     select
         customer_id::text as customer_id,
-        created_at,
-        4,
-        'payment_failed',
-        null,
-        null,
-        null,
-        null,
-        invoice_id
+        created_at as event_at,
+        4 as kind_order,
+        'payment_failed' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        invoice_id as detail
     from invoices
     where amount_due_cents > 0
         and (
@@ -177,14 +177,14 @@ events as (
 
     select
         customer_id::text as customer_id,
-        canceled_at,
-        5,
-        'cancellation_requested',
-        null,
-        null,
-        null,
-        null,
-        subscription_id
+        canceled_at as event_at,
+        5 as kind_order,
+        'cancellation_requested' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        subscription_id as detail
     from subscriptions
     where canceled_at is not null
 
@@ -192,14 +192,14 @@ events as (
 
     select
         customer_id::text as customer_id,
-        ended_at,
-        6,
-        'subscription_ended',
-        null,
-        null,
-        null,
-        null,
-        subscription_id
+        ended_at as event_at,
+        6 as kind_order,
+        'subscription_ended' as event_type,
+        null as mrr_before,
+        null as mrr_after,
+        null as plans_added,
+        null as plans_removed,
+        subscription_id as detail
     from subscriptions
     where ended_at is not null
 ),

@@ -51,7 +51,7 @@ subscription_changes as (
         min(currency) as currency,
         sum(mrr_change_local) as mrr_change_local
     from changes
-    where subscription_id in (select subscription_id from terms)
+    where subscription_id in (select terms.subscription_id from terms)
     group by subscription_id, changed_at
 ),
 
@@ -92,7 +92,7 @@ ended_terms as (
     inner join levels
         on terms.subscription_id = levels.subscription_id
         and levels.valid_from < terms.term_end_at + interval '{{ var("past_due_grace_days") }} days'
-        and (levels.valid_to is null or levels.valid_to >= terms.term_end_at)
+        and (levels.valid_to is null or terms.term_end_at <= levels.valid_to)
     where terms.term_end_at <= as_of.as_of_at
     group by terms.subscription_id, terms.term_end_at
 ),
@@ -127,8 +127,8 @@ current_terms as (
     cross join as_of
     inner join levels
         on terms.subscription_id = levels.subscription_id
-        and levels.valid_from <= as_of.as_of_at
-        and (levels.valid_to is null or levels.valid_to > as_of.as_of_at)
+        and as_of.as_of_at >= levels.valid_from
+        and (levels.valid_to is null or as_of.as_of_at < levels.valid_to)
     inner join subscriptions
         on terms.subscription_id = subscriptions.subscription_id
     where terms.term_end_at > as_of.as_of_at
@@ -163,7 +163,7 @@ scheduled as (
         upcoming.currency,
         upcoming.before_local,
         (upcoming.step = 0 and upcoming.is_cancel_at_period_end)
-            or coalesce(upcoming.cancel_at <= upcoming.term_end_at, false) as is_known_non_renewal
+        or coalesce(upcoming.cancel_at <= upcoming.term_end_at, false) as is_known_non_renewal
     from upcoming
     cross join as_of
     where (upcoming.term_end_at at time zone 'UTC')::date
@@ -209,7 +209,7 @@ valued as (
     from all_terms
     cross join as_of
     left join fx
-        on fx.currency = all_terms.currency
+        on all_terms.currency = fx.currency
         and fx.rate_date = least((all_terms.term_end_at at time zone 'UTC')::date, as_of.as_of_date)
 ),
 
@@ -262,7 +262,8 @@ final as (
         spine.period_type,
         spine.period_start,
         (spine.period_start + case spine.period_type when 'month' then interval '1 month'
-            else interval '3 months' end)::date <= as_of.as_of_month as is_complete_period,
+            else interval '3 months'
+        end)::date <= as_of.as_of_month as is_complete_period,
         spine.period_start > as_of.as_of_month as is_future_period,
         coalesce(aggregated.renewals_due, 0) as renewals_due,
         coalesce(aggregated.mrr_up_for_renewal, 0) as mrr_up_for_renewal,

@@ -52,8 +52,10 @@ months as (
         waterfall.starting_mrr * 12 as starting_arr,
         waterfall.ending_mrr * 12 as ending_arr,
         lag(waterfall.ending_mrr * 12, 12) over (order by waterfall.month) as ending_arr_year_before,
-        (waterfall.new_mrr + waterfall.expansion_mrr + waterfall.reactivation_mrr
-            - waterfall.contraction_mrr - waterfall.churned_mrr) * 12 as net_new_arr,
+        (
+            waterfall.new_mrr + waterfall.expansion_mrr + waterfall.reactivation_mrr
+            - waterfall.contraction_mrr - waterfall.churned_mrr
+        ) * 12 as net_new_arr,
         spend_by_month.sales_marketing_spend,
         pnl_by_month.revenue,
         pnl_by_month.operating_expenses,
@@ -86,11 +88,14 @@ aggregated as (
         sum(net_new_arr) as net_new_arr,
         sum(sales_marketing_spend) as sales_marketing_spend,
         case when bool_and(has_pnl) and count(*) = case period_type when 'month' then 1 else 3 end
-            then sum(revenue) end as revenue,
+            then sum(revenue)
+        end as revenue,
         case when bool_and(has_pnl) and count(*) = case period_type when 'month' then 1 else 3 end
-            then sum(operating_expenses) end as operating_expenses,
+            then sum(operating_expenses)
+        end as operating_expenses,
         case when bool_and(has_pnl) and count(*) = case period_type when 'month' then 1 else 3 end
-            then sum(net_burn) end as net_burn
+            then sum(net_burn)
+        end as net_burn
     from periods
     group by period_type, period_start
 ),
@@ -101,7 +106,7 @@ measured as (
         ending_arr / nullif(ending_arr_year_before, 0) - 1 as arr_growth_rate,
         (revenue - operating_expenses) / nullif(revenue, 0) as profit_margin,
         case when period_type = 'quarter' then
-            lag(sales_marketing_spend) over (partition by period_type order by period_start)
+                lag(sales_marketing_spend) over (partition by period_type order by period_start)
         end as previous_quarter_sales_marketing_spend
     from aggregated
 ),
@@ -111,7 +116,8 @@ final as (
         measured.period_type,
         measured.period_start,
         (measured.period_start + case measured.period_type when 'month' then interval '1 month'
-            else interval '3 months' end)::date <= as_of.as_of_month as is_complete_period,
+            else interval '3 months'
+        end)::date <= as_of.as_of_month as is_complete_period,
         round(measured.starting_arr, 4) as starting_arr,
         round(measured.ending_arr, 4) as ending_arr,
         round(measured.net_new_arr, 4) as net_new_arr,

@@ -20,12 +20,12 @@ steps as (
     from journeys
     cross join lateral (
         values
-            (1, 'signup', journeys.signup_date),
-            (2, 'trial', (journeys.trial_started_at at time zone 'UTC')::date),
-            (3, 'activated', journeys.activated_date),
-            (4, 'first_paid', journeys.first_paid_date),
-            (5, 'first_expansion', journeys.first_expansion_date),
-            (6, 'churn', journeys.first_churn_date)
+        (1, 'signup', journeys.signup_date),
+        (2, 'trial', (journeys.trial_started_at at time zone 'UTC')::date),
+        (3, 'activated', journeys.activated_date),
+        (4, 'first_paid', journeys.first_paid_date),
+        (5, 'first_expansion', journeys.first_expansion_date),
+        (6, 'churn', journeys.first_churn_date)
     ) as step (step_order, step, step_date)
 ),
 
@@ -54,7 +54,8 @@ final as (
         -- activation is unknown for a cohort that signed up before product events began
         case when step = 'activated' and judged_signups = 0 then null else customers end as customers,
         case when step = 'activated' and judged_signups = 0 then null
-            else round(customers::numeric / signups, 4) end as share_of_signups,
+            else round(customers::numeric / signups, 4)
+        end as share_of_signups,
         case when step = 'activated' and judged_signups = 0 then null
             else round(from_previous_step::numeric / nullif(reached_previous_step, 0), 4) end
             as share_of_previous_step,

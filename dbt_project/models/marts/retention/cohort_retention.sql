@@ -71,8 +71,10 @@ spine as (
     cross join as_of
     cross join lateral generate_series(
         0,
-        ((extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
-            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month))::int
+        (
+            (extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
+            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month)
+        )::int
     ) as offsets (months_since_start)
 ),
 
@@ -86,7 +88,7 @@ activity as (
     from starting
     inner join customer_months
         on starting.customer_id = customer_months.customer_id
-        and customer_months.month >= starting.cohort_month
+        and starting.cohort_month <= customer_months.month
     group by starting.cohort_month, customer_months.month
 ),
 

@@ -52,7 +52,7 @@ last_prices as (
     left join prices
         on changes.price_id = prices.price_id
     where changes.mrr_local > 0
-    order by changes.customer_id, changes.changed_at desc, changes.mrr_local desc
+    order by changes.customer_id asc, changes.changed_at desc, changes.mrr_local desc
 ),
 
 final as (
@@ -62,8 +62,10 @@ final as (
         -- dates
         spans.first_paid_date,
         case when not current_mrr.is_paying then spans.last_churn_date end as churn_date,
-        round((coalesce(case when not current_mrr.is_paying then spans.last_churn_date end, as_of.as_of_date)
-               - spans.first_paid_date) / 30.4375, 1) as tenure_months,
+        round((
+            coalesce(case when not current_mrr.is_paying then spans.last_churn_date end, as_of.as_of_date)
+            - spans.first_paid_date
+        ) / 30.4375, 1) as tenure_months,
         -- amounts
         current_mrr.mrr as current_mrr,
         round(coalesce(revenue.paid_revenue, 0) - coalesce(revenue.credited_revenue, 0), 4) as lifetime_revenue,

@@ -56,7 +56,7 @@ customer_pairs as (
         mrr_local as then_local,
         case
             when lead(month) over customer_history = (month + interval '1 month')::date
-                then lead(mrr_local) over customer_history
+            then lead(mrr_local) over customer_history
             else 0
         end as one_month_later_local,
         coalesce(max(mrr_local) over (
@@ -114,7 +114,7 @@ cohort_values as (
     from cohort_sums
     cross join as_of
     left join fx
-        on fx.currency = cohort_sums.currency
+        on cohort_sums.currency = fx.currency
         and fx.rate_date = least((cohort_sums.month + interval '1 month - 1 day')::date, as_of.as_of_date)
     where cohort_sums.month <= as_of.as_of_month
 ),
@@ -125,11 +125,11 @@ retention as (
         sum(now_value) filter (where months_back = 1) / nullif(sum(then_value) filter (where months_back = 1), 0)
             as nrr,
         sum(capped_now_value) filter (where months_back = 1)
-            / nullif(sum(then_value) filter (where months_back = 1), 0) as grr,
+        / nullif(sum(then_value) filter (where months_back = 1), 0) as grr,
         sum(now_value) filter (where months_back = 12)
-            / nullif(sum(then_value) filter (where months_back = 12), 0) as nrr_trailing_12m,
+        / nullif(sum(then_value) filter (where months_back = 12), 0) as nrr_trailing_12m,
         sum(capped_now_value) filter (where months_back = 12)
-            / nullif(sum(then_value) filter (where months_back = 12), 0) as grr_trailing_12m
+        / nullif(sum(then_value) filter (where months_back = 12), 0) as grr_trailing_12m
     from cohort_values
     group by month
 ),
@@ -154,17 +154,17 @@ monthly as (
         waterfall.ending_customers as paying_customers,
         waterfall.ending_mrr / nullif(waterfall.ending_customers, 0) as arpu,
         coalesce(churned_from_start.churned_customers, 0)::numeric
-            / nullif(waterfall.starting_customers, 0) as logo_churn_rate,
+        / nullif(waterfall.starting_customers, 0) as logo_churn_rate,
         (waterfall.churned_mrr + waterfall.contraction_mrr) / nullif(waterfall.starting_mrr, 0)
             as gross_mrr_churn_rate,
         (waterfall.churned_mrr + waterfall.contraction_mrr - waterfall.expansion_mrr - waterfall.reactivation_mrr)
-            / nullif(waterfall.starting_mrr, 0) as net_mrr_churn_rate,
+        / nullif(waterfall.starting_mrr, 0) as net_mrr_churn_rate,
         retention.nrr,
         retention.grr,
         retention.nrr_trailing_12m,
         retention.grr_trailing_12m,
         (waterfall.new_mrr + waterfall.expansion_mrr + waterfall.reactivation_mrr)
-            / nullif(waterfall.churned_mrr + waterfall.contraction_mrr, 0) as quick_ratio,
+        / nullif(waterfall.churned_mrr + waterfall.contraction_mrr, 0) as quick_ratio,
         waterfall.new_customers,
         spend_by_month.sales_marketing_spend,
         margins.gross_margin,
@@ -224,8 +224,10 @@ final as (
         round(sales_marketing_spend, 4) as sales_marketing_spend,
         new_customers,
         round(sales_marketing_spend / nullif(new_customers, 0), 4) as cac,
-        round(arpu / nullif(ltv_logo_churn_rate, 0) * gross_margin
-              / nullif(sales_marketing_spend / nullif(new_customers, 0), 0), 4) as ltv_to_cac,
+        round(
+            arpu / nullif(ltv_logo_churn_rate, 0) * gross_margin
+            / nullif(sales_marketing_spend / nullif(new_customers, 0), 0), 4
+        ) as ltv_to_cac,
         round(sales_marketing_spend / nullif(new_customers, 0) / nullif(arpu * gross_margin, 0), 4)
             as cac_payback_months,
         round(mrr_growth_rate, 6) as mrr_growth_rate,
