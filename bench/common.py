@@ -85,17 +85,15 @@ def load_raw_direct(
     changed invoice) get `synced_at`. With `created_before`, objects created at or after it (with the
     lines and items of such invoices and subscriptions) are left out: the account as it was then.
     """
-    from ingestion.finance import ensure_finance_tables
-    from ingestion.product import ensure_product_tables
-    from ingestion.stripe.helpers import ensure_raw_tables
+    from ingestion import finance, product, stripe
+    from ingestion.raw_tables import ensure_tables
 
     counts = {}
     if not merge:
         with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
             cur.execute("drop schema if exists raw_stripe cascade")
-    ensure_raw_tables(database_url)
-    ensure_finance_tables(database_url)
-    ensure_product_tables(database_url)
+    for tables in (stripe.TABLES, finance.TABLES, product.TABLES):
+        ensure_tables(database_url, tables)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(synced_at))
     left_out: set[str] = set()
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:

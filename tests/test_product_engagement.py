@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingestion.product import ProductEventsError, ensure_product_tables, product_source
+from ingestion.product import TABLES, ProductEventsError, product_source
+from ingestion.raw_tables import ensure_tables
 from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
@@ -142,7 +143,7 @@ def load_product(url: str, work: Path, **kwargs):
         pipelines_dir=str(work / "dlt"),
     )
     info = pipeline.run(product_source(**kwargs))
-    ensure_product_tables(url)
+    ensure_tables(url, TABLES)
     return info
 
 

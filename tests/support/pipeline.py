@@ -8,8 +8,9 @@ from pathlib import Path
 
 import dlt
 
+from ingestion import finance, product, stripe
+from ingestion.raw_tables import ensure_tables
 from ingestion.stripe import stripe_source
-from ingestion.stripe.helpers import ensure_raw_tables
 from saas_metrics.dbt_cli import run_dbt
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
@@ -41,7 +42,7 @@ def load_from(
         api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, cleaned=cleaned, **kwargs
     )
     info = pipeline.run(source)
-    ensure_raw_tables(database_url)
+    ensure_tables(database_url, stripe.TABLES)
     return info
 
 
@@ -81,11 +82,8 @@ def dbt_build(
     """A real `dbt build` of the project against `database_url`, "today" frozen at `now`.
 
     Like the dbt asset of every run, makes sure raw_finance and raw_product exist (empty without input)."""
-    from ingestion.finance import ensure_finance_tables
-    from ingestion.product import ensure_product_tables
-
-    ensure_finance_tables(database_url)
-    ensure_product_tables(database_url)
+    ensure_tables(database_url, finance.TABLES)
+    ensure_tables(database_url, product.TABLES)
     as_of = datetime.fromtimestamp(now, UTC).isoformat()
     # the dbt unit tests have a test of their own (tests/test_dbt_unit_tests.py), as the nightly leaves them out
     args = ["build", "--exclude-resource-type", "unit_test"]
