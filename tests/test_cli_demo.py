@@ -11,19 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, query
-
-CLI = str(Path(sys.executable).parent / "saas-metrics")
-
-
-def run_cli(*args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+from tests.support.cli import CLI, run_cli
+from tests.support.cli import user_env as cli_env
 
 
 @pytest.fixture(scope="module")
 def user_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("user-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
-    env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
+    env = cli_env(tmp_path_factory.mktemp("user-home"))
     yield env
     run_cli("db", "stop", env=env)
 

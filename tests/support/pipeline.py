@@ -3,6 +3,7 @@ build with dbt. Nothing here is mocked but Stripe's servers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,3 +94,41 @@ def dbt_build(
         tail = "\n".join(result.stdout.splitlines()[-40:])
         raise AssertionError(f"dbt build failed:\n{tail}")
     return result.stdout
+
+
+def load_finance(database_url: str, work_dir: Path, **files: str) -> None:
+    """Load finance files given as text (spend_csv=, gross_margin_csv=, pnl_csv=) with the finance source."""
+    from ingestion.finance import finance_source
+
+    paths = {}
+    for name, text in files.items():
+        paths[name] = work_dir / f"{name.removesuffix('_csv')}.csv"
+        paths[name].write_text(text)
+    dlt.pipeline(
+        "finance_test",
+        destination=dlt.destinations.postgres(database_url),
+        dataset_name="raw_finance",
+        pipelines_dir=str(work_dir / "dlt"),
+    ).run(finance_source(**{name: str(path) for name, path in paths.items()}))
+
+
+def scenario_warehouse(
+    name: str,
+    build: Callable[[Store], None],
+    now: int,
+    fresh_database,
+    tmp_path_factory,
+    also: Callable[[str, Path], None] | None = None,
+) -> tuple[str, Path]:
+    """A warehouse of a test's own account: `build` writes it into a store, which is loaded over Stripe's protocol
+    into a new database; `also(url, work)` loads what else the test has (finance files, product events); then
+    dbt builds it as of `now`. Returns its URL and the work folder."""
+    work = tmp_path_factory.mktemp(name)
+    store = Store(work / "stripe.sqlite")
+    build(store)
+    url = fresh_database(name)
+    load_stripe(store, url, work, now)
+    if also is not None:
+        also(url, work)
+    dbt_build(url, work, now)
+    return url, work
