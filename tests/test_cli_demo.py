@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, query
-from tests.support.cli import CLI, run_cli
+from tests.support.cli import CLI, run_cli, start_ui
 from tests.support.cli import user_env as cli_env
 
 
@@ -136,13 +136,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
     venv_bin = os.path.dirname(sys.executable)
     env = dict(user_env, PATH=os.pathsep.join(p for p in user_env["PATH"].split(os.pathsep) if p != venv_bin))
     port = free_port()
-    ui = subprocess.Popen(
-        [CLI, "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    ui = start_ui(env, port)
     try:
         data = _ui_state(port, time.monotonic() + 180)
     finally:

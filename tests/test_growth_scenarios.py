@@ -28,8 +28,6 @@ Gross margin 0.8 (2025-01), 0.75 (2025-12). P&L (revenue, operating expenses, ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg2
 import pytest
 
@@ -37,7 +35,7 @@ from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.store import Store
 from tests.conftest import n, query
 from tests.support.clock import ts
-from tests.support.pipeline import dbt_build, load_finance, scenario_warehouse
+from tests.support.pipeline import dbt_build, scenario_warehouse
 
 NOW = ts("2026-02-15")
 T0 = ts("2024-01-01")
@@ -88,18 +86,14 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(fresh_database, tmp_path_factory, pg):
-    def finance_files(url: str, work: Path) -> None:
-        load_finance(
-            url,
-            work,
-            spend_csv="month,channel,amount,currency\n2024-12,paid_search,1200,usd\n2025-01,paid_search,600,usd\n"
-            "2025-01,outbound,200,usd\n2025-12,partner,900,usd\n",
-            gross_margin_csv="month,gross_margin\n2025-01,0.8\n2025-12,0.75\n",
-            pnl_csv="month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,600,usd\n"
-            "2025-02,1000,1400,500,usd\n2025-03,1200,1500,400,usd\n2025-04,2000,2500,700,usd\n",
-        )
-
-    url, _ = scenario_warehouse("growth", build, NOW, fresh_database, tmp_path_factory, also=finance_files)
+    files = {
+        "spend_csv": "month,channel,amount,currency\n2024-12,paid_search,1200,usd\n2025-01,paid_search,600,usd\n"
+        "2025-01,outbound,200,usd\n2025-12,partner,900,usd\n",
+        "gross_margin_csv": "month,gross_margin\n2025-01,0.8\n2025-12,0.75\n",
+        "pnl_csv": "month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,600,usd\n"
+        "2025-02,1000,1400,500,usd\n2025-03,1200,1500,400,usd\n2025-04,2000,2500,700,usd\n",
+    }
+    url, _ = scenario_warehouse("growth", build, NOW, fresh_database, tmp_path_factory, finance_files=files)
     return url
 
 

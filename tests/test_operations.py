@@ -17,7 +17,7 @@ from saas_metrics import runtime
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
 from tests.conftest import free_port, query
-from tests.support.cli import CLI, run_cli, user_env
+from tests.support.cli import CLI, run_cli, start_ui, user_env
 
 REPOSITORY_LABEL = "__repository__@orchestration.definitions"
 
@@ -330,14 +330,7 @@ def test_ui_stops_on_sigterm(ops_env):
 
     env, _ = ops_env
     port = free_port()
-    ui = subprocess.Popen(
-        [CLI, "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    ui = start_ui(env, port, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 180
     try:
         while True:

@@ -21,15 +21,13 @@ Month ends, by hand:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.store import Store
 from tests.conftest import n, query
 from tests.support.clock import ts
-from tests.support.pipeline import load_finance, scenario_warehouse
+from tests.support.pipeline import scenario_warehouse
 
 NOW = ts("2026-02-15")
 T0 = ts("2024-12-01")
@@ -71,15 +69,11 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(fresh_database, tmp_path_factory, pg):
-    def finance_files(url: str, work: Path) -> None:
-        load_finance(
-            url,
-            work,
-            spend_csv="month,channel,amount,currency\n2025-02,paid_search,1000,usd\n2025-04,paid_search,600,usd\n",
-            gross_margin_csv="month,gross_margin\n2025-02,0.8\n2025-04,0.75\n",
-        )
-
-    url, _ = scenario_warehouse("retention", build, NOW, fresh_database, tmp_path_factory, also=finance_files)
+    files = {
+        "spend_csv": "month,channel,amount,currency\n2025-02,paid_search,1000,usd\n2025-04,paid_search,600,usd\n",
+        "gross_margin_csv": "month,gross_margin\n2025-02,0.8\n2025-04,0.75\n",
+    }
+    url, _ = scenario_warehouse("retention", build, NOW, fresh_database, tmp_path_factory, finance_files=files)
     return url
 
 

@@ -22,3 +22,15 @@ def user_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
     env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
     return env
+
+
+def start_ui(env: dict, port: int, **popen_kwargs) -> subprocess.Popen:
+    """`saas-metrics ui` in the background, in a session of its own (stop it with os.killpg)."""
+    return subprocess.Popen(
+        [CLI, "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **popen_kwargs,
+    )

@@ -118,16 +118,19 @@ def scenario_warehouse(
     now: int,
     fresh_database,
     tmp_path_factory,
+    finance_files: dict[str, str] | None = None,
     also: Callable[[str, Path], None] | None = None,
 ) -> tuple[str, Path]:
     """A warehouse of a test's own account: `build` writes it into a store, which is loaded over Stripe's protocol
-    into a new database; `also(url, work)` loads what else the test has (finance files, product events); then
-    dbt builds it as of `now`. Returns its URL and the work folder."""
+    into a new database with the finance files given as text (load_finance); `also(url, work)` loads what else
+    the test has (product events); then dbt builds it as of `now`. Returns its URL and the work folder."""
     work = tmp_path_factory.mktemp(name)
     store = Store(work / "stripe.sqlite")
     build(store)
     url = fresh_database(name)
     load_stripe(store, url, work, now)
+    if finance_files:
+        load_finance(url, work, **finance_files)
     if also is not None:
         also(url, work)
     dbt_build(url, work, now)
