@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -20,6 +21,19 @@ from saas_metrics.demo.store import Store
 from saas_metrics.postgres import EmbeddedPostgres
 
 RESULTS = Path(__file__).parent / "results"
+DAY = 86400
+
+
+def account_parser(
+    doc: str, work_help: str = "keep generated accounts here and reuse them (default: a temp dir)"
+) -> argparse.ArgumentParser:
+    """The arguments of a benchmark of a generated account: its size, seed and work folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, help=work_help)
+    return parser
 
 
 def free_port() -> int:
@@ -60,6 +74,17 @@ def generated_store(folder: Path, customers: int, months: int, seed: int = 1, no
     return Store(path)
 
 
+def generated_account(args: argparse.Namespace, prefix: str, results: dict) -> tuple[Store, int, Path]:
+    """The account of `account_parser`'s arguments as of today 00:00 UTC (the same account all day), generated
+    in --work (reused when it is there) or a new temporary folder; returns it, that "now" and the folder."""
+    now = int(time.time()) // DAY * DAY
+    work = args.work or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    with timed("generate_seconds", results):
+        store = generated_store(work, args.customers, args.months, args.seed, now)
+    return store, now, work
+
+
 TABLE_OF = {
     "customer": "customers",
     "product": "products",
@@ -85,17 +110,15 @@ def load_raw_direct(
     changed invoice) get `synced_at`. With `created_before`, objects created at or after it (with the
     lines and items of such invoices and subscriptions) are left out: the account as it was then.
     """
-    from ingestion.finance import ensure_finance_tables
-    from ingestion.product import ensure_product_tables
-    from ingestion.stripe.helpers import ensure_raw_tables
+    from ingestion import finance, product, stripe
+    from ingestion.raw_tables import ensure_tables
 
     counts = {}
     if not merge:
         with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
             cur.execute("drop schema if exists raw_stripe cascade")
-    ensure_raw_tables(database_url)
-    ensure_finance_tables(database_url)
-    ensure_product_tables(database_url)
+    for tables in (stripe.TABLES, finance.TABLES, product.TABLES):
+        ensure_tables(database_url, tables)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(synced_at))
     left_out: set[str] = set()
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:

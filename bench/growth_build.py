@@ -6,34 +6,31 @@ slowest of them. Run on an idle machine: `python -m bench.growth_build --custome
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg2
 
-from bench.common import dbt, generated_store, load_raw_direct, save, slowest_nodes, throwaway_postgres, timed
+from bench.common import (
+    account_parser,
+    dbt,
+    generated_account,
+    load_raw_direct,
+    save,
+    slowest_nodes,
+    throwaway_postgres,
+    timed,
+)
 
 GROWTH = "path:models/intermediate/growth path:models/marts/growth"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=36)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, help="keep generated accounts here and reuse them (default: a temp dir)")
-    args = parser.parse_args()
+    args = account_parser(__doc__).parse_args()
     results: dict = {"customers": args.customers, "months": args.months}
-    now = int(time.time()) // 86400 * 86400
-    work = args.work or Path(tempfile.mkdtemp(prefix="growth-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    today = {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
     print(f"Growth marts benchmark: {args.customers} customers, {args.months} months")
-    with timed("generate_seconds", results):
-        store = generated_store(work, args.customers, args.months, args.seed, now)
+    store, now, work = generated_account(args, "growth-bench-", results)
+    today = {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
     with throwaway_postgres() as pg:
         url = pg.url()
         with timed("load_raw_seconds", results):

@@ -21,7 +21,8 @@ from pathlib import Path
 import psycopg2
 
 from bench.common import dbt, generated_store, load_raw_direct, save, slowest_nodes, throwaway_postgres, timed
-from ingestion.product import ensure_product_tables
+from ingestion import product
+from ingestion.raw_tables import ensure_tables
 
 PRODUCT_MODELS = ["stg_product__events+", "stg_product__account_mapping+"]
 EVENT_NAMES = (
@@ -68,7 +69,7 @@ def main() -> None:
     with throwaway_postgres() as pg:
         url = pg.url()
         load_raw_direct(store, url, day_before)
-        ensure_product_tables(url)
+        ensure_tables(url, product.TABLES)
         with timed("stripe_marts_build_seconds", results):
             dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target", as_of)
         history_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(day_before - args.days * 86400))

@@ -1,4 +1,5 @@
-"""dlt sources: Stripe (`ingestion.stripe`) and product events (`ingestion.product_events`)."""
+"""dlt sources: Stripe (`ingestion.stripe`), product events (`ingestion.product`) and the finance files
+(`ingestion.finance`); `ingestion.raw_tables` creates the raw tables a load had nothing for, empty."""
 
 import dlt
 

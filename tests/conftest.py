@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg2
@@ -95,3 +96,8 @@ def query(url: str, sql: str, params=None) -> list[tuple]:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
+
+
+def n(value) -> str:
+    """A number as the assertions write it: "null", or the decimal without trailing zeros ("12.5", "100")."""
+    return "null" if value is None else format(Decimal(value).normalize(), "f")

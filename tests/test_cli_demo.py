@@ -11,19 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, query
-
-CLI = str(Path(sys.executable).parent / "saas-metrics")
-
-
-def run_cli(*args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+from tests.support.cli import CLI, run_cli, start_ui
+from tests.support.cli import user_env as cli_env
 
 
 @pytest.fixture(scope="module")
 def user_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("user-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
-    env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
+    env = cli_env(tmp_path_factory.mktemp("user-home"))
     yield env
     run_cli("db", "stop", env=env)
 
@@ -142,13 +136,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
     venv_bin = os.path.dirname(sys.executable)
     env = dict(user_env, PATH=os.pathsep.join(p for p in user_env["PATH"].split(os.pathsep) if p != venv_bin))
     port = free_port()
-    ui = subprocess.Popen(
-        [CLI, "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    ui = start_ui(env, port)
     try:
         data = _ui_state(port, time.monotonic() + 180)
     finally:

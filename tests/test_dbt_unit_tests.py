@@ -4,7 +4,8 @@ The nightly build leaves them out (--exclude-resource-type unit_test): they test
 
 from __future__ import annotations
 
-from ingestion.stripe.helpers import ensure_raw_tables
+from ingestion import stripe
+from ingestion.raw_tables import ensure_tables
 from saas_metrics.dbt_cli import run_dbt
 from tests.support.clock import ts
 from tests.support.pipeline import dbt_build
@@ -18,7 +19,7 @@ UNIT_TESTS = {
 
 def test_dbt_unit_tests_pass(fresh_database, tmp_path):
     url = fresh_database("unit")
-    ensure_raw_tables(url)
+    ensure_tables(url, stripe.TABLES)
     # the models' parents must exist (dbt reads their column types); an empty warehouse is enough
     dbt_build(url, tmp_path, ts("2025-03-15"), select="+saas_kpis_monthly +int_customer_mrr_movements")
     result = run_dbt(["test", "--select", "test_type:unit"], url, tmp_path / "dbt_unit")

@@ -28,17 +28,14 @@ Gross margin 0.8 (2025-01), 0.75 (2025-12). P&L (revenue, operating expenses, ne
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import psycopg2
 import pytest
 
 from saas_metrics.demo.billing import Account, Item
-from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
-from tests.conftest import query
+from tests.conftest import n, query
 from tests.support.clock import ts
-from tests.support.pipeline import API_KEY, dbt_build, load_from
+from tests.support.pipeline import dbt_build, scenario_warehouse
 
 NOW = ts("2026-02-15")
 T0 = ts("2024-01-01")
@@ -89,40 +86,15 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(fresh_database, tmp_path_factory, pg):
-    work = tmp_path_factory.mktemp("growth")
-    store = Store(work / "stripe.sqlite")
-    build(store)
-    url = fresh_database("growth")
-    spend = work / "spend.csv"
-    spend.write_text(
-        "month,channel,amount,currency\n2024-12,paid_search,1200,usd\n2025-01,paid_search,600,usd\n"
-        "2025-01,outbound,200,usd\n2025-12,partner,900,usd\n"
-    )
-    margin = work / "margin.csv"
-    margin.write_text("month,gross_margin\n2025-01,0.8\n2025-12,0.75\n")
-    pnl = work / "pnl.csv"
-    pnl.write_text(
-        "month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,600,usd\n"
-        "2025-02,1000,1400,500,usd\n2025-03,1200,1500,400,usd\n2025-04,2000,2500,700,usd\n"
-    )
-    import dlt
-
-    from ingestion.finance import finance_source
-
-    dlt.pipeline(
-        "finance_test",
-        destination=dlt.destinations.postgres(url),
-        dataset_name="raw_finance",
-        pipelines_dir=str(work / "dlt"),
-    ).run(finance_source(str(spend), str(margin), str(pnl)))
-    with StripeProtocolServer(store, api_key=API_KEY, now=NOW) as server:
-        load_from(server.url, API_KEY, url, work)
-    dbt_build(url, work, NOW)
+    files = {
+        "spend_csv": "month,channel,amount,currency\n2024-12,paid_search,1200,usd\n2025-01,paid_search,600,usd\n"
+        "2025-01,outbound,200,usd\n2025-12,partner,900,usd\n",
+        "gross_margin_csv": "month,gross_margin\n2025-01,0.8\n2025-12,0.75\n",
+        "pnl_csv": "month,revenue,operating_expenses,net_burn,currency\n2025-01,1000,1500,600,usd\n"
+        "2025-02,1000,1400,500,usd\n2025-03,1200,1500,400,usd\n2025-04,2000,2500,700,usd\n",
+    }
+    url, _ = scenario_warehouse("growth", build, NOW, fresh_database, tmp_path_factory, finance_files=files)
     return url
-
-
-def n(value) -> str:
-    return "null" if value is None else format(Decimal(value).normalize(), "f")
 
 
 def rows(url: str, sql: str, params=()) -> list[tuple]:

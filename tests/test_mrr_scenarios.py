@@ -229,26 +229,32 @@ def _(c: Catalogue):
     sub.finish()
 
 
-@scenario(
-    "flexible_itemized",
-    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
-    {"2025-04": "160"},
-)
-def _(c: Catalogue):
-    # flexible billing mode, proration_discounts=itemized: proration amounts gross with their 20% discount
-    # itemized, unit_amount_decimal null on the proration lines. $100 -> $200 on Apr 17 with 20% off
-    # forever: 80 -> 200 x 0.8 = 160
-    customer = c.customer("flexible_itemized", ts("2025-04-02"))
-    sub = c.acct.subscribe(
-        customer,
-        [Item(c.m100)],
-        ts("2025-04-02"),
-        coupon=c.forever20,
-        billing_mode="flexible",
-        proration_discounts="itemized",
+def flexible_scenario(proration_discounts: str) -> None:
+    """Flexible billing mode, $100 -> $200 on Apr 17 with 20% off forever: 80 -> 200 x 0.8 = 160, whichever way
+    the proration discounts are shown: `itemized` (proration amounts gross with their 20% discount itemized,
+    unit_amount_decimal null on the proration lines) or `included` (net proration amounts, discount amounts of
+    0): the same MRR."""
+
+    @scenario(
+        f"flexible_{proration_discounts}",
+        [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
+        {"2025-04": "160"},
     )
-    sub.change(ts("2025-04-17 12:00"), [Item(c.m200_flexible, id=sub.items[0].id)])
-    sub.finish()
+    def _(c: Catalogue):
+        customer = c.customer(f"flexible_{proration_discounts}", ts("2025-04-02"))
+        sub = c.acct.subscribe(
+            customer,
+            [Item(c.m100)],
+            ts("2025-04-02"),
+            coupon=c.forever20,
+            billing_mode="flexible",
+            proration_discounts=proration_discounts,
+        )
+        sub.change(ts("2025-04-17 12:00"), [Item(c.m200_flexible, id=sub.items[0].id)])
+        sub.finish()
+
+
+flexible_scenario("itemized")
 
 
 @scenario(
@@ -267,24 +273,7 @@ def _(c: Catalogue):
     sub.finish()
 
 
-@scenario(
-    "flexible_included",
-    [("2025-04-02", "new", "0", "80"), ("2025-04-17", "expansion", "80", "160")],
-    {"2025-04": "160"},
-)
-def _(c: Catalogue):
-    # the same in proration_discounts=included (net proration amounts, discount amounts of 0): the same MRR
-    customer = c.customer("flexible_included", ts("2025-04-02"))
-    sub = c.acct.subscribe(
-        customer,
-        [Item(c.m100)],
-        ts("2025-04-02"),
-        coupon=c.forever20,
-        billing_mode="flexible",
-        proration_discounts="included",
-    )
-    sub.change(ts("2025-04-17 12:00"), [Item(c.m200_flexible, id=sub.items[0].id)])
-    sub.finish()
+flexible_scenario("included")
 
 
 @scenario("unlisted_price", [("2025-02-20", "new", "0", "100")], {"2025-11": "100"})

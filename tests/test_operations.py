@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -19,20 +17,14 @@ from saas_metrics import runtime
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
 from tests.conftest import free_port, query
+from tests.support.cli import CLI, run_cli, start_ui, user_env
 
-CLI = str(Path(sys.executable).parent / "saas-metrics")
 REPOSITORY_LABEL = "__repository__@orchestration.definitions"
-
-
-def run_cli(*args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def ops_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ops-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
-    env.update(SAAS_METRICS_HOME=str(home), SAAS_METRICS_PG_PORT=str(free_port()))
+    env = user_env(tmp_path_factory.mktemp("ops-home"))
     result = run_cli("demo", "--customers", "80", "--months", "8", "--seed", "5", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     url = run_cli("db", "url", env=env).stdout.strip()
@@ -338,14 +330,7 @@ def test_ui_stops_on_sigterm(ops_env):
 
     env, _ = ops_env
     port = free_port()
-    ui = subprocess.Popen(
-        [CLI, "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    ui = start_ui(env, port, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 180
     try:
         while True:

@@ -39,7 +39,7 @@ from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
 from tests.conftest import free_port, query
 from tests.support.clock import ts
-from tests.support.pipeline import API_KEY, dbt_build, load_from
+from tests.support.pipeline import API_KEY, scenario_warehouse
 
 NOW = ts("2026-02-15")
 TODAY = dt.date(2026, 2, 15)
@@ -138,13 +138,7 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def alert_warehouse(fresh_database, tmp_path_factory, pg):
-    work = tmp_path_factory.mktemp("alerts")
-    store = Store(work / "stripe.sqlite")
-    build(store)
-    url = fresh_database("alerts")
-    with StripeProtocolServer(store, api_key=API_KEY, now=NOW) as server:
-        load_from(server.url, API_KEY, url, work)
-    dbt_build(url, work, NOW)
+    url, _ = scenario_warehouse("alerts", build, NOW, fresh_database, tmp_path_factory)
     return url
 
 

@@ -43,13 +43,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingestion.product import ProductEventsError, ensure_product_tables, product_source
+from ingestion.product import TABLES, ProductEventsError, product_source
+from ingestion.raw_tables import ensure_tables
 from saas_metrics.demo.billing import Account, Item
-from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
 from tests.conftest import query
 from tests.support.clock import ts
-from tests.support.pipeline import API_KEY, dbt_build, load_from
+from tests.support.pipeline import dbt_build, scenario_warehouse
 
 NOW = ts("2026-03-04")
 T0 = ts("2025-10-01")
@@ -142,35 +142,30 @@ def load_product(url: str, work: Path, **kwargs):
         pipelines_dir=str(work / "dlt"),
     )
     info = pipeline.run(product_source(**kwargs))
-    ensure_product_tables(url)
+    ensure_tables(url, TABLES)
     return info
 
 
 @pytest.fixture(scope="module")
 def scenario(fresh_database, tmp_path_factory, pg):
-    work = tmp_path_factory.mktemp("product")
-    store = Store(work / "stripe.sqlite")
-    build_stripe(store)
-    url = fresh_database("product")
-    events_dir = work / "events"
-    events_dir.mkdir()
-    rows = scenario_events()
-    write_ndjson(events_dir / "january.ndjson", [r for r in rows if r["timestamp"] < "2026-02"])
-    # the same events in two formats: February as Parquet (properties as JSON text), March gzipped
-    february = [r for r in rows if "2026-02" <= r["timestamp"] < "2026-03"]
-    pq.write_table(
-        pa.Table.from_pylist([{**r, "properties": json.dumps(r["properties"])} for r in february]),
-        events_dir / "february.parquet",
-    )
-    with gzip.open(events_dir / "march.ndjson.gz", "wt") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in rows if r["timestamp"] >= "2026-03")
-    mapping = work / "mapping.csv"
-    mapping.write_text("account_id,customer_id\nacct_b,cus_PB\n")
-    with StripeProtocolServer(store, api_key=API_KEY, now=NOW) as server:
-        load_from(server.url, API_KEY, url, work)
-    load_product(url, work, events_dir=str(events_dir), mapping_csv=str(mapping))
-    dbt_build(url, work, NOW)
-    return {"url": url, "work": work, "events_dir": events_dir, "mapping": mapping}
+    def product_events(url: str, work: Path) -> None:
+        events_dir = work / "events"
+        events_dir.mkdir()
+        rows = scenario_events()
+        write_ndjson(events_dir / "january.ndjson", [r for r in rows if r["timestamp"] < "2026-02"])
+        # the same events in two formats: February as Parquet (properties as JSON text), March gzipped
+        february = [r for r in rows if "2026-02" <= r["timestamp"] < "2026-03"]
+        pq.write_table(
+            pa.Table.from_pylist([{**r, "properties": json.dumps(r["properties"])} for r in february]),
+            events_dir / "february.parquet",
+        )
+        with gzip.open(events_dir / "march.ndjson.gz", "wt") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in rows if r["timestamp"] >= "2026-03")
+        (work / "mapping.csv").write_text("account_id,customer_id\nacct_b,cus_PB\n")
+        load_product(url, work, events_dir=str(events_dir), mapping_csv=str(work / "mapping.csv"))
+
+    url, work = scenario_warehouse("product", build_stripe, NOW, fresh_database, tmp_path_factory, also=product_events)
+    return {"url": url, "work": work, "events_dir": work / "events", "mapping": work / "mapping.csv"}
 
 
 def rows_of(url: str, sql: str, params=None) -> list[dict]:

@@ -33,11 +33,10 @@ import pytest
 
 from saas_metrics import report
 from saas_metrics.demo.billing import Account, Item
-from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
 from tests.conftest import query
 from tests.support.clock import ts
-from tests.support.pipeline import API_KEY, dbt_build, load_from
+from tests.support.pipeline import dbt_build, scenario_warehouse
 
 NOW = ts("2026-02-15")
 T0 = ts("2025-10-01")
@@ -72,14 +71,7 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(fresh_database, tmp_path_factory, pg):
-    work = tmp_path_factory.mktemp("report")
-    store = Store(work / "stripe.sqlite")
-    build(store)
-    url = fresh_database("report")
-    with StripeProtocolServer(store, api_key=API_KEY, now=NOW) as server:
-        load_from(server.url, API_KEY, url, work)
-    dbt_build(url, work, NOW)
-    return url, work
+    return scenario_warehouse("report", build, NOW, fresh_database, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,13 @@ Month ends, by hand:
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from saas_metrics.demo.billing import Account, Item
-from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
-from tests.conftest import query
+from tests.conftest import n, query
 from tests.support.clock import ts
-from tests.support.pipeline import API_KEY, dbt_build, load_from
+from tests.support.pipeline import scenario_warehouse
 
 NOW = ts("2026-02-15")
 T0 = ts("2024-12-01")
@@ -72,32 +69,12 @@ def build(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(fresh_database, tmp_path_factory, pg):
-    work = tmp_path_factory.mktemp("retention")
-    store = Store(work / "stripe.sqlite")
-    build(store)
-    url = fresh_database("retention")
-    spend = work / "spend.csv"
-    spend.write_text("month,channel,amount,currency\n2025-02,paid_search,1000,usd\n2025-04,paid_search,600,usd\n")
-    margin = work / "margin.csv"
-    margin.write_text("month,gross_margin\n2025-02,0.8\n2025-04,0.75\n")
-    import dlt
-
-    from ingestion.finance import finance_source
-
-    dlt.pipeline(
-        "finance_test",
-        destination=dlt.destinations.postgres(url),
-        dataset_name="raw_finance",
-        pipelines_dir=str(work / "dlt"),
-    ).run(finance_source(str(spend), str(margin)))
-    with StripeProtocolServer(store, api_key=API_KEY, now=NOW) as server:
-        load_from(server.url, API_KEY, url, work)
-    dbt_build(url, work, NOW)
+    files = {
+        "spend_csv": "month,channel,amount,currency\n2025-02,paid_search,1000,usd\n2025-04,paid_search,600,usd\n",
+        "gross_margin_csv": "month,gross_margin\n2025-02,0.8\n2025-04,0.75\n",
+    }
+    url, _ = scenario_warehouse("retention", build, NOW, fresh_database, tmp_path_factory, finance_files=files)
     return url
-
-
-def n(value) -> str:
-    return "null" if value is None else format(Decimal(value).normalize(), "f")
 
 
 def kpis(url: str, month: str) -> dict:

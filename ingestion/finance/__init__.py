@@ -10,9 +10,36 @@ from pathlib import Path
 import dlt
 from dlt.sources import DltResource
 
+from ingestion.finance import settings
 from ingestion.finance.helpers import FinanceFileError, gross_margin_rows, pnl_rows, spend_rows
+from ingestion.raw_tables import RawTables
 
-__all__ = ["finance_source", "FinanceFileError"]
+__all__ = ["finance_source", "FinanceFileError", "TABLES"]
+
+# The tables' columns and primary keys, as the resources declare them and as they are created empty when no
+# file was ever loaded (ingestion.raw_tables.ensure_tables: the marts build, with CAC null).
+TABLES = RawTables(
+    schema=settings.RAW_SCHEMA,
+    columns={
+        "marketing_spend": {
+            "month": {"data_type": "date", "nullable": False, "primary_key": True},
+            "channel": {"data_type": "text", "nullable": False, "primary_key": True},
+            "amount": {"data_type": "decimal"},
+            "currency": {"data_type": "text"},
+        },
+        "gross_margin": {
+            "month": {"data_type": "date", "nullable": False, "primary_key": True},
+            "gross_margin": {"data_type": "decimal"},
+        },
+        "pnl": {
+            "month": {"data_type": "date", "nullable": False, "primary_key": True},
+            "revenue": {"data_type": "decimal"},
+            "operating_expenses": {"data_type": "decimal"},
+            "net_burn": {"data_type": "decimal"},
+            "currency": {"data_type": "text"},
+        },
+    },
+)
 
 
 @dlt.source(name="finance", max_table_nesting=0)
@@ -42,53 +69,13 @@ def finance_source(
             spend,
             name="marketing_spend",
             write_disposition="replace",
-            primary_key=["month", "channel"],
-            columns={
-                "month": {"data_type": "date"},
-                "channel": {"data_type": "text"},
-                "amount": {"data_type": "decimal"},
-                "currency": {"data_type": "text"},
-            },
+            columns=TABLES.hints("marketing_spend"),
         ),
         dlt.resource(
             gross_margin,
             name="gross_margin",
             write_disposition="replace",
-            primary_key="month",
-            columns={"month": {"data_type": "date"}, "gross_margin": {"data_type": "decimal"}},
+            columns=TABLES.hints("gross_margin"),
         ),
-        dlt.resource(
-            pnl,
-            name="pnl",
-            write_disposition="replace",
-            primary_key="month",
-            columns={
-                "month": {"data_type": "date"},
-                "revenue": {"data_type": "decimal"},
-                "operating_expenses": {"data_type": "decimal"},
-                "net_burn": {"data_type": "decimal"},
-                "currency": {"data_type": "text"},
-            },
-        ),
+        dlt.resource(pnl, name="pnl", write_disposition="replace", columns=TABLES.hints("pnl")),
     ]
-
-
-def ensure_finance_tables(database_url: str, schema: str = "raw_finance") -> None:
-    """Empty tables when no file was ever loaded, so the marts build with CAC null."""
-    import psycopg2
-
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(f'create schema if not exists "{schema}"')
-        cur.execute(
-            f'create table if not exists "{schema}".marketing_spend (month date, channel varchar, '
-            "amount numeric(38, 9), currency varchar, _dlt_load_id varchar not null, _dlt_id varchar not null)"
-        )
-        cur.execute(
-            f'create table if not exists "{schema}".gross_margin (month date, gross_margin numeric(38, 9), '
-            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
-        )
-        cur.execute(
-            f'create table if not exists "{schema}".pnl (month date, revenue numeric(38, 9), '
-            "operating_expenses numeric(38, 9), net_burn numeric(38, 9), currency varchar, "
-            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
-        )

@@ -23,7 +23,6 @@ from ingestion.cleaning import CleanedObjects
 from ingestion.product import settings
 from ingestion.product.helpers import (
     ProductEventsError,
-    ensure_product_tables,
     event_files,
     file_signature,
     mapping_rows,
@@ -31,19 +30,38 @@ from ingestion.product.helpers import (
     read_event_file,
     to_event,
 )
+from ingestion.raw_tables import Index, RawTables
 
-__all__ = ["product_source", "ProductEventsError", "ensure_product_tables"]
+__all__ = ["product_source", "ProductEventsError", "TABLES"]
 
 logger = logging.getLogger("saas_metrics.ingestion.product")
 
-EVENT_TABLE_COLUMNS = {
-    "event_id": {"data_type": "text", "nullable": False},
-    "account_id": {"data_type": "text", "nullable": False},
-    "user_id": {"data_type": "text"},
-    "event_name": {"data_type": "text", "nullable": False},
-    "properties": {"data_type": "json"},
-    "occurred_at": {"data_type": "timestamp", "nullable": False},
-}
+# The raw tables staging reads, as the resources declare them and as they are created empty when nothing
+# was loaded yet (ingestion.raw_tables.ensure_tables), and the events table's indexes: BRIN on time and
+# load id (cheap at tens of millions of rows; rows arrive in order), and one on event_id that dlt's merge
+# uses to replace a re-delivered event.
+TABLES = RawTables(
+    schema=settings.RAW_SCHEMA,
+    columns={
+        "events": {
+            "event_id": {"data_type": "text", "nullable": False},
+            "account_id": {"data_type": "text", "nullable": False},
+            "user_id": {"data_type": "text"},
+            "event_name": {"data_type": "text", "nullable": False},
+            "properties": {"data_type": "json"},
+            "occurred_at": {"data_type": "timestamp", "nullable": False},
+        },
+        "account_mapping": {
+            "account_id": {"data_type": "text", "nullable": False, "primary_key": True},
+            "customer_id": {"data_type": "text"},
+        },
+    },
+    indexes=[
+        Index("events", "occurred_at", using="brin", name="events_occurred_at_brin"),
+        Index("events", "_dlt_load_id", using="brin", name="events_load_id_brin"),
+        Index("events", "event_id"),
+    ],
+)
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 
 
@@ -84,7 +102,7 @@ def _sql_events(
     # after the incremental step, which reads the cursor under its source name
     resource.add_map(lambda row: to_event(row, columns, where, cleaned), insert_at=len(resource._pipe.steps))
     resource.apply_hints(columns={})  # the source table's own columns are not the raw table's
-    resource.apply_hints(table_name="events", columns=EVENT_TABLE_COLUMNS, primary_key="event_id")
+    resource.apply_hints(table_name="events", columns=TABLES.hints("events"), primary_key="event_id")
     return resource.with_name("events")
 
 
@@ -138,7 +156,7 @@ def product_source(
             table_name="events",
             write_disposition=MERGE,
             primary_key="event_id",
-            columns=EVENT_TABLE_COLUMNS,
+            columns=TABLES.hints("events"),
         )
     )
 
@@ -151,8 +169,7 @@ def product_source(
             account_mapping,
             name="account_mapping",
             write_disposition="replace",
-            primary_key="account_id",
-            columns={"account_id": {"data_type": "text"}, "customer_id": {"data_type": "text"}},
+            columns=TABLES.hints("account_mapping"),
         )
     )
     return resources

@@ -1,4 +1,4 @@
-"""Reading product events: column mapping, timestamp parsing, files, and the raw tables' indexes."""
+"""Reading product events: column mapping, timestamp parsing, files, the mapping file."""
 
 from __future__ import annotations
 
@@ -131,28 +131,6 @@ def read_event_file(path: Path, columns: dict[str, str], cleaned: CleanedObjects
             if not isinstance(raw, dict):
                 raise ProductEventsError(f"{path} line {line_number}: expected a JSON object")
             yield to_event(raw, columns, f"{path} line {line_number}", cleaned, may_have_nul=NUL_IN_JSON in line)
-
-
-def ensure_product_tables(database_url: str, schema: str = settings.RAW_SCHEMA) -> None:
-    """The raw tables staging reads (empty when nothing was loaded yet), and the events table's
-    indexes: BRIN on time and load id (cheap at tens of millions of rows; rows arrive in order),
-    and a unique index on event_id that dlt's merge uses to replace a re-delivered event."""
-    import psycopg2
-
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(f'create schema if not exists "{schema}"')
-        cur.execute(
-            f'create table if not exists "{schema}".events (event_id varchar not null, account_id varchar not null, '
-            "user_id varchar, event_name varchar not null, properties jsonb, occurred_at timestamptz not null, "
-            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
-        )
-        cur.execute(
-            f'create table if not exists "{schema}".account_mapping (account_id varchar, customer_id varchar, '
-            "_dlt_load_id varchar not null, _dlt_id varchar not null)"
-        )
-        cur.execute(f'create index if not exists events_occurred_at_brin on "{schema}".events using brin (occurred_at)')
-        cur.execute(f'create index if not exists events_load_id_brin on "{schema}".events using brin (_dlt_load_id)')
-        cur.execute(f'create index if not exists events_event_id on "{schema}".events (event_id)')
 
 
 def mapping_rows(path: Path) -> Iterator[dict]:

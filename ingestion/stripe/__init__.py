@@ -32,10 +32,11 @@ from dlt.common.json import json as fast_json
 from dlt.sources import DltResource
 
 from ingestion.cleaning import CleanedObjects
+from ingestion.raw_tables import Index, RawTables
 from ingestion.stripe import settings
 from ingestion.stripe.helpers import StripeApi, StripeAuthError, StripeFetchError
 
-__all__ = ["stripe_source", "StripeAuthError", "StripeFetchError"]
+__all__ = ["stripe_source", "StripeAuthError", "StripeFetchError", "TABLES"]
 
 logger = logging.getLogger("saas_metrics.ingestion.stripe")
 
@@ -53,6 +54,17 @@ BASE_COLUMNS = {
     "synced_at": {"data_type": "timestamp"},
     **DLT_COLUMNS,
 }
+# Every table staging reads, as an empty one is created when a load had nothing for it (no coupons, no
+# credit notes; ingestion.raw_tables.ensure_tables): the object columns and the typed keys
+# (settings.RAW_TABLES; the lines and items tables too, `created` included), and settings.RAW_INDEXES.
+TABLES = RawTables(
+    schema="raw_stripe",
+    columns={
+        table: {**BASE_COLUMNS, **{key: {"data_type": "text"} for key in keys}}
+        for table, keys in settings.RAW_TABLES.items()
+    },
+    indexes=[Index(table, column) for table, columns in settings.RAW_INDEXES.items() for column in columns],
+)
 
 
 def _price_id(obj: dict) -> str | None:
@@ -301,8 +313,9 @@ logging.getLogger("dlt").addFilter(_JsonAsText())
 
 
 def _arrow_schema(table: str) -> pa.Schema:
-    """The columns of a raw table as dlt creates them (ensure_raw_tables: the same, for an empty one). The
-    lines and items tables have no `created`; their parent's id is never null."""
+    """The columns of a raw table as dlt creates them (TABLES: the same for an empty one, where the lines and
+    items tables have a `created` column too). The lines and items tables have no `created`; their parent's
+    id is never null."""
     if table in CHILD_KEY:
         fields = [pa.field("id", pa.string(), nullable=False), pa.field(CHILD_KEY[table], pa.string(), nullable=False)]
     else:

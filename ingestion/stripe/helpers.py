@@ -397,29 +397,3 @@ def resource_of_path(path: str) -> str:
     """/v1/invoices/in_1/lines -> invoices"""
     parts = path.strip("/").split("/")
     return parts[1] if len(parts) > 1 else path
-
-
-def ensure_raw_tables(database_url: str, schema: str = "raw_stripe") -> list[str]:
-    """Create the raw tables no load has created yet (empty), and their indexes; return the names of the
-    tables created."""
-    import psycopg2
-
-    created = []
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(f'create schema if not exists "{schema}"')
-        cur.execute("select table_name from information_schema.tables where table_schema = %s", (schema,))
-        existing = {row[0] for row in cur.fetchall()}
-        for table, keys in settings.RAW_TABLES.items():
-            if table in existing:
-                continue
-            key_columns = "".join(f", {key} varchar" for key in keys)
-            cur.execute(
-                f'create table "{schema}"."{table}" (id varchar not null, created timestamptz, data jsonb, '
-                f"synced_at timestamptz{key_columns}, _dlt_load_id varchar not null, _dlt_id varchar not null)"
-            )
-            created.append(table)
-        # what incremental staging (rows loaded since the last build) and dlt's merges look rows up by
-        for table, columns in settings.RAW_INDEXES.items():
-            for column in columns:
-                cur.execute(f'create index if not exists "{table}_{column}" on "{schema}"."{table}" ({column})')
-    return created

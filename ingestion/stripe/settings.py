@@ -79,7 +79,7 @@ RETRIEVE_PARAMS = {
 
 # Every table staging reads. dlt creates a table only when a resource yields rows, so an
 # account without coupons or credit notes would leave staging without its source:
-# `ensure_raw_tables` creates the missing ones empty, in the shape dlt gives them.
+# `TABLES` (ingestion/stripe/__init__.py) creates the missing ones empty, in the shape dlt gives them.
 RAW_TABLES = {
     "customers": [],
     "products": [],
@@ -95,7 +95,7 @@ RAW_TABLES = {
     "subscription_items": ["subscription_id"],
 }
 
-# indexed columns of the large raw tables (ensure_raw_tables): synced_at for incremental staging,
+# indexed columns of the large raw tables (TABLES): synced_at for incremental staging,
 # the merge keys for dlt's merges
 RAW_INDEXES: dict[str, list[str]] = {
     "invoices": ["synced_at"],

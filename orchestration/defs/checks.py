@@ -157,12 +157,11 @@ def marts_not_older_than_raw(context: dg.AssetCheckExecutionContext) -> dg.Asset
     "(the newest synced_at of customers, subscriptions and invoices).",
 )
 def raw_stripe_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "select least((select max(synced_at) from raw_stripe.customers), "
-            "(select max(synced_at) from raw_stripe.subscriptions), (select max(synced_at) from raw_stripe.invoices))"
-        )
-        synced_at = cur.fetchone()[0]
+    (synced_at,) = _one_row(
+        warehouse,
+        "select least((select max(synced_at) from raw_stripe.customers), "
+        "(select max(synced_at) from raw_stripe.subscriptions), (select max(synced_at) from raw_stripe.invoices))",
+    )
     if synced_at is None:
         return dg.AssetCheckResult(passed=False, metadata={"note": "raw_stripe holds no data"})
     age = dt.datetime.now(dt.UTC) - synced_at
@@ -170,6 +169,13 @@ def raw_stripe_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         passed=age <= RAW_MAX_AGE,
         metadata={"last_synced_at": synced_at.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)},
     )
+
+
+def _one_row(warehouse: WarehouseResource, sql: str) -> tuple:
+    """The one row a check's query returns."""
+    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()
 
 
 def _volume_check(table: str):
@@ -195,9 +201,7 @@ def _volume_check(table: str):
                  where days.day between last_day.day - 28 and last_day.day - 1)
             from last_day
         """
-        with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            day, count, average = cur.fetchone()
+        day, count, average = _one_row(warehouse, sql)
         if day is None:
             return dg.AssetCheckResult(passed=True, metadata={"note": f"no {table} yet"})
         average = Decimal(average)
@@ -217,6 +221,21 @@ def _volume_check(table: str):
 volume_checks = [_volume_check("invoices"), _volume_check("events")]
 
 
+UNMAPPED_ACCOUNTS_SQL = """
+select
+    count(*),
+    count(*) filter (where customer_id is null),
+    coalesce(sum(users_seen) filter (where customer_id is null), 0),
+    (
+        select coalesce(sum(days.events), 0)
+        from intermediate.int_product_user_days as days
+        inner join intermediate.int_product_accounts as accounts on days.account_id = accounts.account_id
+        where accounts.customer_id is null
+    )
+from intermediate.int_product_accounts
+"""
+
+
 @dg.asset_check(
     asset=dg.AssetKey(["marts", "account_health"]),
     name="product_accounts_mapped",
@@ -224,19 +243,7 @@ volume_checks = [_volume_check("invoices"), _volume_check("events")]
     "and counted here; warns when any account is unmapped.",
 )
 def product_accounts_mapped(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with psycopg2.connect(warehouse.url()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "select count(*), count(*) filter (where customer_id is null), "
-            "coalesce(sum(users_seen) filter (where customer_id is null), 0) "
-            "from intermediate.int_product_accounts"
-        )
-        accounts, unmapped, users = cur.fetchone()
-        cur.execute(
-            "select coalesce(sum(days.events), 0) from intermediate.int_product_user_days as days "
-            "inner join intermediate.int_product_accounts as accounts on days.account_id = accounts.account_id "
-            "where accounts.customer_id is null"
-        )
-        events = cur.fetchone()[0]
+    accounts, unmapped, users, events = _one_row(warehouse, UNMAPPED_ACCOUNTS_SQL)
     return dg.AssetCheckResult(
         passed=unmapped == 0,
         severity=dg.AssetCheckSeverity.WARN,

@@ -9,8 +9,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-from ingestion.finance import ensure_finance_tables
-from ingestion.product import ensure_product_tables
+from ingestion import finance, product
+from ingestion.raw_tables import ensure_tables
 from orchestration.defs.resources import WarehouseResource, dbt_project
 
 LAYER_GROUPS = {"staging": "staging"}
@@ -109,8 +109,8 @@ def dbt_models(
 ):
     # sources a run did not load (no finance files, no product events, transform_job) exist empty
     url = warehouse.url()
-    ensure_finance_tables(url)
-    ensure_product_tables(url)
+    ensure_tables(url, finance.TABLES)
+    ensure_tables(url, product.TABLES)
     # the dbt unit tests test the code, not the data: `make test` runs them (tests/test_dbt_unit_tests.py)
     args = ["build", "--exclude-resource-type", "unit_test"] + (["--full-refresh"] if config.full_refresh else [])
     invocation = dbt.cli(args, context=context)

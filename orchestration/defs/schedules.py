@@ -11,32 +11,32 @@ from saas_metrics.runs import REFRESH_TAG
 # that still fails is retried from the failed step twice more (run retries, dagster.yaml).
 SCHEDULED_RUN_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE", REFRESH_TAG: "nightly"}
 
-nightly_refresh_schedule = dg.ScheduleDefinition(
-    name="nightly_refresh_schedule",
-    job=refresh_job,
-    cron_schedule="0 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+
+def _utc_schedule(name: str, job, cron: str, description: str, **kwargs) -> dg.ScheduleDefinition:
+    """Every schedule runs on UTC and is on from the start (no one has to switch it on in the UI)."""
+    return dg.ScheduleDefinition(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+        **kwargs,
+    )
+
+
+nightly_refresh_schedule = _utc_schedule(
+    "nightly_refresh_schedule",
+    refresh_job,
+    "0 0 * * *",
+    "The nightly refresh at 00:00 UTC (failed runs retried twice from the failed step).",
     tags=SCHEDULED_RUN_TAGS,
-    description="The nightly refresh at 00:00 UTC (failed runs retried twice from the failed step).",
 )
-
-freshness_schedule = dg.ScheduleDefinition(
-    name="freshness_schedule",
-    job=freshness_job,
-    cron_schedule="30 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly: are the raw data and the marts fresh?",
+freshness_schedule = _utc_schedule(
+    "freshness_schedule", freshness_job, "30 * * * *", "Hourly: are the raw data and the marts fresh?"
 )
-
-weekly_summary_schedule = dg.ScheduleDefinition(
-    name="weekly_summary_schedule",
-    job=weekly_summary_job,
-    cron_schedule="0 8 * * 1",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Monday 08:00 UTC: the weekly summary.",
+weekly_summary_schedule = _utc_schedule(
+    "weekly_summary_schedule", weekly_summary_job, "0 8 * * 1", "Monday 08:00 UTC: the weekly summary."
 )
 
 schedules = [nightly_refresh_schedule, freshness_schedule, weekly_summary_schedule]

@@ -215,34 +215,23 @@ class StripeProtocolServer:
                 pm = self.store.get("payment_method", pm_id)
                 obj = {**obj, "invoice_settings": {**settings, "default_payment_method": pm}}
         if kind == "invoice":
-            lines = self.store.children("line_item", obj["id"], limit=EMBED_LIMIT + 1)
-            total = self.store.count_children("line_item", obj["id"]) if len(lines) > EMBED_LIMIT else len(lines)
-            obj = {
-                **obj,
-                "lines": {
-                    "object": "list",
-                    "data": lines[:EMBED_LIMIT],
-                    "has_more": total > EMBED_LIMIT,
-                    "total_count": total,
-                    "url": f"/v1/invoices/{obj['id']}/lines",
-                },
-            }
+            obj = {**obj, "lines": self._embedded("line_item", obj["id"], f"/v1/invoices/{obj['id']}/lines")}
         elif kind == "subscription":
-            items = self.store.children("subscription_item", obj["id"], limit=EMBED_LIMIT + 1)
-            total = (
-                self.store.count_children("subscription_item", obj["id"]) if len(items) > EMBED_LIMIT else len(items)
-            )
-            obj = {
-                **obj,
-                "items": {
-                    "object": "list",
-                    "data": items[:EMBED_LIMIT],
-                    "has_more": total > EMBED_LIMIT,
-                    "total_count": total,
-                    "url": f"/v1/subscription_items?subscription={obj['id']}",
-                },
-            }
+            url = f"/v1/subscription_items?subscription={obj['id']}"
+            obj = {**obj, "items": self._embedded("subscription_item", obj["id"], url)}
         return obj
+
+    def _embedded(self, kind: str, parent_id: str, url: str) -> dict:
+        """The first EMBED_LIMIT children of an object, as Stripe embeds them (the rest are read from `url`)."""
+        children = self.store.children(kind, parent_id, limit=EMBED_LIMIT + 1)
+        total = self.store.count_children(kind, parent_id) if len(children) > EMBED_LIMIT else len(children)
+        return {
+            "object": "list",
+            "data": children[:EMBED_LIMIT],
+            "has_more": total > EMBED_LIMIT,
+            "total_count": total,
+            "url": url,
+        }
 
     def _make_handler(server_self):  # noqa: N805 - closes over the server instance
         class Handler(BaseHTTPRequestHandler):

@@ -3,13 +3,15 @@ build with dbt. Nothing here is mocked but Stripe's servers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dlt
 
+from ingestion import finance, product, stripe
+from ingestion.raw_tables import ensure_tables
 from ingestion.stripe import stripe_source
-from ingestion.stripe.helpers import ensure_raw_tables
 from saas_metrics.dbt_cli import run_dbt
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
@@ -41,7 +43,7 @@ def load_from(
         api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, cleaned=cleaned, **kwargs
     )
     info = pipeline.run(source)
-    ensure_raw_tables(database_url)
+    ensure_tables(database_url, stripe.TABLES)
     return info
 
 
@@ -81,11 +83,8 @@ def dbt_build(
     """A real `dbt build` of the project against `database_url`, "today" frozen at `now`.
 
     Like the dbt asset of every run, makes sure raw_finance and raw_product exist (empty without input)."""
-    from ingestion.finance import ensure_finance_tables
-    from ingestion.product import ensure_product_tables
-
-    ensure_finance_tables(database_url)
-    ensure_product_tables(database_url)
+    ensure_tables(database_url, finance.TABLES)
+    ensure_tables(database_url, product.TABLES)
     as_of = datetime.fromtimestamp(now, UTC).isoformat()
     # the dbt unit tests have a test of their own (tests/test_dbt_unit_tests.py), as the nightly leaves them out
     args = ["build", "--exclude-resource-type", "unit_test"]
@@ -95,3 +94,44 @@ def dbt_build(
         tail = "\n".join(result.stdout.splitlines()[-40:])
         raise AssertionError(f"dbt build failed:\n{tail}")
     return result.stdout
+
+
+def load_finance(database_url: str, work_dir: Path, **files: str) -> None:
+    """Load finance files given as text (spend_csv=, gross_margin_csv=, pnl_csv=) with the finance source."""
+    from ingestion.finance import finance_source
+
+    paths = {}
+    for name, text in files.items():
+        paths[name] = work_dir / f"{name.removesuffix('_csv')}.csv"
+        paths[name].write_text(text)
+    dlt.pipeline(
+        "finance_test",
+        destination=dlt.destinations.postgres(database_url),
+        dataset_name="raw_finance",
+        pipelines_dir=str(work_dir / "dlt"),
+    ).run(finance_source(**{name: str(path) for name, path in paths.items()}))
+
+
+def scenario_warehouse(
+    name: str,
+    build: Callable[[Store], None],
+    now: int,
+    fresh_database,
+    tmp_path_factory,
+    finance_files: dict[str, str] | None = None,
+    also: Callable[[str, Path], None] | None = None,
+) -> tuple[str, Path]:
+    """A warehouse of a test's own account: `build` writes it into a store, which is loaded over Stripe's protocol
+    into a new database with the finance files given as text (load_finance); `also(url, work)` loads what else
+    the test has (product events); then dbt builds it as of `now`. Returns its URL and the work folder."""
+    work = tmp_path_factory.mktemp(name)
+    store = Store(work / "stripe.sqlite")
+    build(store)
+    url = fresh_database(name)
+    load_stripe(store, url, work, now)
+    if finance_files:
+        load_finance(url, work, **finance_files)
+    if also is not None:
+        also(url, work)
+    dbt_build(url, work, now)
+    return url, work
