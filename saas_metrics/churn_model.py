@@ -405,7 +405,9 @@ def top_reasons(model: TrainedModel, frame: pd.DataFrame, probability: np.ndarra
             changed[:, j] = median
             lifts[rows, j] = probability[rows] - model.estimator.predict_proba(changed)[:, 1]
     order = np.argsort(-lifts, axis=1)[:, :top]
-    return [[model.features[j] for j in row if lifts[i, j] > 1e-6] for i, row in enumerate(order)]
+    names = np.array(model.features, dtype=object)[order]
+    names[np.take_along_axis(lifts, order, axis=1) <= 1e-6] = None  # a feature that does not raise it
+    return [[name for name in row if name is not None] for row in names.tolist()]
 
 
 def measures(y: np.ndarray, score: np.ndarray, thresholds: dict[str, float]) -> dict:

@@ -6,11 +6,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from functools import cached_property
+from importlib.metadata import version
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dlt import DagsterDltResource
+from packaging.version import Version
 
 from saas_metrics import runs, runtime
 from saas_metrics.config import DBT_PROJECT_DIR
@@ -56,6 +59,18 @@ class WarehouseResource(dg.ConfigurableResource):
             yield self
 
 
+class ProjectDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, for the dbt installed beside this Python (DBT_EXECUTABLE): its version is
+    dbt-core's, read from the package metadata, where dagster-dbt would run `dbt --version` before every
+    build (a Python start and dbt's imports: 1.5 s of each nightly)."""
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        if Path(self.dbt_executable) != DBT_EXECUTABLE:
+            return super()._cli_version
+        return Version(version("dbt-core"))
+
+
 class SettingsResource(dg.ConfigurableResource):
     """The settings saas_metrics.config read from the environment (Stripe, finance files)."""
 
@@ -69,7 +84,7 @@ def build_resources() -> dict:
         "runtime_settings": SettingsResource(),
         "dlt": DagsterDltResource(),
         # the dbt installed beside this Python, whether or not its bin directory is on PATH
-        "dbt": DbtCliResource(
+        "dbt": ProjectDbtCliResource(
             project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(DBT_EXECUTABLE)
         ),
     }
