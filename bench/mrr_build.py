@@ -19,20 +19,18 @@ Results go to bench/results/mrr_build.json.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg2
 
 from bench.common import (
+    account_parser,
     clone_database,
     dbt,
     drop_database,
-    generated_store,
+    generated_account,
     hook_seconds,
     load_raw_direct,
     save,
@@ -119,19 +117,10 @@ def query_ms(url: str, sql: str, params=None, repeat: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=36)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, help="keep generated accounts here and reuse them (default: a temp dir)")
-    args = parser.parse_args()
+    args = account_parser(__doc__).parse_args()
     results: dict = {"customers": args.customers, "months": args.months}
-    now = int(time.time()) // 86400 * 86400
-    work = args.work or Path(tempfile.mkdtemp(prefix="mrr-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
     print(f"MRR build benchmark: {args.customers} customers, {args.months} months")
-    with timed("generate_seconds", results):
-        store = generated_store(work, args.customers, args.months, args.seed, now)
+    store, now, work = generated_account(args, "mrr-bench-", results)
     with throwaway_postgres() as pg:
         url = pg.url()
         with timed("load_raw_seconds", results):

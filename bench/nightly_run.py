@@ -14,7 +14,6 @@ parse + build + checks, predictions, report) as spans of their log lines, and th
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import generated_store, save
+from bench.common import account_parser, generated_account, save
 from bench.stripe_ingest import API_KEY, server_process
 from saas_metrics.config import DBT_PROJECT_DIR
 
@@ -96,11 +95,7 @@ def _home(keep: Path | None):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=36)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--work", type=Path, help="keep the generated account here and reuse it")
+    parser = account_parser(__doc__, work_help="keep the generated account here and reuse it")
     parser.add_argument(
         "--home",
         type=Path,
@@ -112,12 +107,9 @@ def main() -> None:
         "--first-max-rps", type=float, default=1000.0, help="STRIPE_MAX_RPS of the first load (default 1000)"
     )
     args = parser.parse_args()
-    now = int(time.time()) // 86400 * 86400
-    work = args.work or Path(tempfile.mkdtemp(prefix="nightly-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
     results: dict = {"customers": args.customers, "months": args.months, "max_rps": args.max_rps}
     print(f"Nightly run benchmark: {args.customers} customers, {args.months} months")
-    store = generated_store(work, args.customers, args.months, args.seed, now)
+    store, now, work = generated_account(args, "nightly-bench-", results)
     store_path = str(store.path)
     store.close()
     with (
