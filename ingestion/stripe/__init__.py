@@ -358,31 +358,56 @@ class Rows:
         n = len(self.dlt_ids)
         arrays = []
         for f in self.schema:
-            # timestamps as microseconds, cast: pyarrow would import pandas to convert Python ints itself
             if f.name == "synced_at":
-                arrays.append(pa.array([self.synced_us] * n, type=pa.int64()).cast(_TIMESTAMP))
+                arrays.append(_timestamps([self.synced_us] * n))
             elif f.name == "created":
-                arrays.append(pa.array(self.columns["created"], type=pa.int64()).cast(_TIMESTAMP))
+                arrays.append(_timestamps(self.columns["created"]))
             elif f.name == "_dlt_load_id":
-                arrays.append(pa.array([self.load_id] * n, type=pa.string()))
+                arrays.append(_strings([self.load_id] * n))
             elif f.name == "_dlt_id":
                 # unique per row and load, as dlt's are
-                arrays.append(pa.array([f"{self.load_id}.{i}" for i in self.dlt_ids], type=pa.string()))
-            elif f.name == "data":
-                arrays.append(_text_array(self.columns["data"]))
+                arrays.append(_strings([f"{self.load_id}.{i}" for i in self.dlt_ids]))
             else:
-                arrays.append(pa.array(self.columns[f.name], type=f.type))
+                arrays.append(_strings(self.columns[f.name]))
         for values in self.columns.values():
             values.clear()
         self.dlt_ids.clear()
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
-def _text_array(texts: list[bytes]) -> pa.Array:
-    """UTF-8 texts as a string column, from one buffer and the offsets: pa.array converts bytes one by one, at
-    about 100 times the cost (it was most of the CPU left per request)."""
-    offsets = array.array("i", accumulate(map(len, texts), initial=0))
-    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(b"".join(texts)))
+# Columns are built from buffers, not with pa.array: it converts bytes (`data`) one by one at about 100 times
+# the cost, and its first call imports pandas (most of a second of CPU, holding the GIL) to see whether it was
+# handed a pandas array.
+
+
+def _validity(values: list) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap of a column (None where no value is null) and its count of nulls."""
+    nulls = values.count(None)
+    if not nulls:
+        return None, 0
+    bits = bytearray((len(values) + 7) // 8)
+    for i, value in enumerate(values):
+        if value is not None:
+            bits[i >> 3] |= 1 << (i & 7)
+    return pa.py_buffer(bits), nulls
+
+
+def _strings(values: list[str | bytes | None]) -> pa.Array:
+    """Text (str, UTF-8 bytes or None) as a string column: one buffer, its offsets and the validity bitmap."""
+    encoded = [value.encode() if isinstance(value, str) else value for value in values]
+    validity, nulls = _validity(encoded)
+    if nulls:
+        encoded = [b"" if value is None else value for value in encoded]
+    offsets = array.array("i", accumulate(map(len, encoded), initial=0))
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data, validity, nulls)
+
+
+def _timestamps(microseconds: list[int | None]) -> pa.Array:
+    """Microseconds since the epoch (or None) as a UTC timestamp column."""
+    validity, nulls = _validity(microseconds)
+    values = [0 if value is None else value for value in microseconds] if nulls else microseconds
+    return pa.Array.from_buffers(_TIMESTAMP, len(values), [validity, pa.py_buffer(array.array("q", values))], nulls)
 
 
 def _load_id() -> str:
