@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 import stripe
 
-from ingestion.stripe import SyncPlan, settings
+from ingestion.stripe import SyncPlan, _prepare, pages, settings
 from ingestion.stripe.helpers import StripeApi, StripeFetchError
 from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.server import StripeProtocolServer
@@ -471,3 +472,47 @@ def test_long_list_from_a_server_ignoring_created_filters_fails(tmp_path):
         api = StripeApi(API_KEY, server.url, max_rps=1000, concurrency=4)
         with pytest.raises(StripeFetchError, match="ignores created filters"):
             list(api.paginate_split("/v1/invoices", {}))
+
+
+def _table_rows(table) -> list[dict] | None:
+    """An Arrow table's rows, `data` parsed (its JSON text differs in form only: jsonb stores the same)."""
+    if table is None:
+        return None
+    return [{**row, "data": json.loads(row["data"])} for row in table.to_pylist()]
+
+
+def test_pages_read_lean_make_the_rows_of_pages_read_as_dicts(account):
+    # A list page read lean (pages.reader: objects kept as JSON text, a few fields decoded) makes the same rows,
+    # the same prices named and listed as the page parsed into dicts, for every list the source reads, and so does
+    # Stripe's indented JSON; an invoice or subscription with more than 10 lines or items is handed on as a dict
+    # (its rows past the tenth fetched as before)
+    store, now = account
+    synced_at = datetime.fromtimestamp(now, UTC)
+    as_dicts_kept = more_than_ten = 0
+    with StripeProtocolServer(store, api_key=API_KEY, now=now) as server:
+        api = StripeApi(API_KEY, server.url, max_rps=1000)
+        for name, (path, params, _) in settings.LISTS.items():
+            read = pages.reader(name)
+            after = None
+            while True:
+                page_params = {**params, "limit": settings.PAGE_SIZE, **({"starting_after": after} if after else {})}
+                as_dicts = api.fetch(path, page_params)
+                indented = read(json.dumps(as_dicts, indent=2))
+                lean = api.fetch(path, page_params, read)
+                assert as_dicts["has_more"] == lean["has_more"] == indented["has_more"]
+                assert all(isinstance(obj, pages.LeanObject | dict) for obj in lean["data"])
+                as_dicts_kept += sum(isinstance(obj, dict) for obj in lean["data"])
+                embedded = {"invoices": "lines", "subscriptions": "items"}.get(name)
+                more_than_ten += sum(bool((obj.get(embedded) or {}).get("has_more")) for obj in as_dicts["data"])
+                made = []
+                for objects in (as_dicts["data"], lean["data"], indented["data"]):
+                    plan = SyncPlan(api, full_refresh=True)
+                    page = _prepare(api, plan, name, synced_at, "1", objects)
+                    rows = (page.ids, _table_rows(page.rows), _table_rows(page.children))
+                    made.append((rows, plan.named_prices, plan.listed_prices))
+                assert made[0] == made[1] == made[2], name
+                if not as_dicts["has_more"] or not as_dicts["data"]:
+                    break
+                after = as_dicts["data"][-1]["id"]
+    # the invoice of 25 lines, the subscription of 13 items and its invoices
+    assert as_dicts_kept == more_than_ten == 7

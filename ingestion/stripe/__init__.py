@@ -17,13 +17,14 @@ only with a successful load, so a run that dies halfway is redone by the next on
 
 from __future__ import annotations
 
+import array
 import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import accumulate, islice
 from typing import NamedTuple
 
 import dlt
@@ -33,8 +34,10 @@ from dlt.sources import DltResource
 
 from ingestion.cleaning import CleanedObjects
 from ingestion.raw_tables import Index, RawTables
+from ingestion.stripe import pages as lean_pages
 from ingestion.stripe import settings
 from ingestion.stripe.helpers import StripeApi, StripeAuthError, StripeFetchError
+from ingestion.stripe.pages import LeanObject
 
 __all__ = ["stripe_source", "StripeAuthError", "StripeFetchError", "TABLES"]
 
@@ -242,7 +245,8 @@ def stripe_source(
 
 
 def _keys(name: str, obj: dict) -> dict:
-    """The typed key columns of a raw table's row (settings.RAW_TABLES), next to the object in `data`."""
+    """The typed key columns of a raw table's row (settings.RAW_TABLES), next to the object in `data`. `obj` is
+    a dict or the fields of an object read lean: a field read here is listed in pages.FIELDS."""
     if name in ("subscriptions", "invoices", "credit_notes"):
         keys = {"customer_id": _ref(obj.get("customer"))}
         if name in ("subscriptions", "invoices"):
@@ -348,7 +352,9 @@ class Rows:
     def __len__(self) -> int:
         return len(self.dlt_ids)
 
-    def add(self, obj: dict, keys: dict) -> None:
+    def add(self, obj, keys: dict, text: bytes | None = None) -> None:
+        """A row: the object's id and `created` (`obj`: a dict or the fields of an object read lean), its key
+        columns, and `data`: its JSON text (the dict's, when not given)."""
         columns = self.columns
         columns["id"].append(obj["id"])
         if "created" in columns:
@@ -356,7 +362,7 @@ class Rows:
             columns["created"].append(created * 1_000_000 if created is not None else None)
         for key, value in keys.items():
             columns[key].append(value)
-        columns["data"].append(fast_json.dumps(obj))
+        columns["data"].append(fast_json.dumpb(obj) if text is None else text)
         parent = keys.get(CHILD_KEY.get(self.table, ""))
         self.dlt_ids.append(f"{obj['id']}.{parent}" if parent else obj["id"])
 
@@ -365,22 +371,56 @@ class Rows:
         n = len(self.dlt_ids)
         arrays = []
         for f in self.schema:
-            # timestamps as microseconds, cast: pyarrow would import pandas to convert Python ints itself
             if f.name == "synced_at":
-                arrays.append(pa.array([self.synced_us] * n, type=pa.int64()).cast(_TIMESTAMP))
+                arrays.append(_timestamps([self.synced_us] * n))
             elif f.name == "created":
-                arrays.append(pa.array(self.columns["created"], type=pa.int64()).cast(_TIMESTAMP))
+                arrays.append(_timestamps(self.columns["created"]))
             elif f.name == "_dlt_load_id":
-                arrays.append(pa.array([self.load_id] * n, type=pa.string()))
+                arrays.append(_strings([self.load_id] * n))
             elif f.name == "_dlt_id":
                 # unique per row and load, as dlt's are
-                arrays.append(pa.array([f"{self.load_id}.{i}" for i in self.dlt_ids], type=pa.string()))
+                arrays.append(_strings([f"{self.load_id}.{i}" for i in self.dlt_ids]))
             else:
-                arrays.append(pa.array(self.columns[f.name], type=f.type))
+                arrays.append(_strings(self.columns[f.name]))
         for values in self.columns.values():
             values.clear()
         self.dlt_ids.clear()
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+# Columns are built from buffers, not with pa.array: it converts bytes (`data`) one by one at about 100 times
+# the cost, and its first call imports pandas (most of a second of CPU, holding the GIL) to see whether it was
+# handed a pandas array.
+
+
+def _validity(values: list) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap of a column (None where no value is null) and its count of nulls."""
+    nulls = values.count(None)
+    if not nulls:
+        return None, 0
+    bits = bytearray((len(values) + 7) // 8)
+    for i, value in enumerate(values):
+        if value is not None:
+            bits[i >> 3] |= 1 << (i & 7)
+    return pa.py_buffer(bits), nulls
+
+
+def _strings(values: list[str | bytes | None]) -> pa.Array:
+    """Text (str, UTF-8 bytes or None) as a string column: one buffer, its offsets and the validity bitmap."""
+    encoded = [value.encode() if isinstance(value, str) else value for value in values]
+    validity, nulls = _validity(encoded)
+    if nulls:
+        encoded = [b"" if value is None else value for value in encoded]
+    offsets = array.array("i", accumulate(map(len, encoded), initial=0))
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data, validity, nulls)
+
+
+def _timestamps(microseconds: list[int | None]) -> pa.Array:
+    """Microseconds since the epoch (or None) as a UTC timestamp column."""
+    validity, nulls = _validity(microseconds)
+    values = [0 if value is None else value for value in microseconds] if nulls else microseconds
+    return pa.Array.from_buffers(_TIMESTAMP, len(values), [validity, pa.py_buffer(array.array("q", values))], nulls)
 
 
 def _load_id() -> str:
@@ -396,8 +436,10 @@ def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime, load_id: 
 
 
 def _complete(api: StripeApi, name: str, objects: list[dict]) -> None:
-    """Embedded lines or items past the first 10, fetched into the objects."""
+    """Embedded lines or items past the first 10, fetched into the objects (an object read lean has none)."""
     for obj in objects:
+        if isinstance(obj, LeanObject):
+            continue
         if name == "invoices":
             field, args = "lines", (f"/v1/invoices/{obj['id']}/lines",)
         elif name == "subscriptions":
@@ -417,33 +459,43 @@ class Page(NamedTuple):
     children: pa.Table | None
 
 
-def _prepare(api: StripeApi, plan: SyncPlan, name: str, synced_at: datetime, load_id: str, objects: list[dict]) -> Page:
-    """Objects into rows: lines or items past the tenth fetched, then stored in their own table (without the
-    embedded list in `data`; an invoice keeps `lines_count`). Runs where the page was read (paginate_split)."""
+def _split(name: str, obj: dict) -> tuple[dict, None, list[tuple[dict, None]]]:
+    """An object as a dict into what it stores (without its embedded lines or items; an invoice keeps
+    `lines_count`) and those lines or items, as pages.reader splits an object read lean."""
+    if name == "invoices":
+        kids = (obj.get("lines") or {}).get("data") or []
+        obj = {k: v for k, v in obj.items() if k != "lines"}
+        obj["lines_count"] = len(kids)
+    elif name == "subscriptions":
+        kids = (obj.get("items") or {}).get("data") or []
+        obj = {k: v for k, v in obj.items() if k != "items"}
+    else:
+        kids = []
+    return obj, None, [(kid, None) for kid in kids]
+
+
+def _prepare(api: StripeApi, plan: SyncPlan, name: str, synced_at: datetime, load_id: str, objects: list) -> Page:
+    """Objects (dicts, or read lean: pages.LeanObject) into rows: lines or items past the tenth fetched, then
+    stored in their own table (without the embedded list in `data`; an invoice keeps `lines_count`). Runs
+    where the page was read (paginate_split)."""
     _complete(api, name, objects)
     rows = Rows(name, synced_at, load_id)
     child_table = CHILD_TABLE_OF.get(name)
     children = Rows(child_table, synced_at, load_id) if child_table else None
     for obj in objects:
+        # the object (a dict or its fields read lean), its JSON text (None: the dict's) and its lines or items
+        fields, text, kids = (obj.fields, obj.text, obj.kids) if isinstance(obj, LeanObject) else _split(name, obj)
         if name == "invoices":
-            kids = (obj.get("lines") or {}).get("data") or []
-            obj = {k: v for k, v in obj.items() if k != "lines"}
-            obj["lines_count"] = len(kids)
-            plan.name_prices(kids)
-        elif name == "subscriptions":
-            kids = (obj.get("items") or {}).get("data") or []
-            obj = {k: v for k, v in obj.items() if k != "items"}
-        else:
-            kids = []
-            if name in ("prices", "plans"):
-                plan.list_price(obj["id"])
-            elif name == "invoiceitems":
-                plan.name_prices([obj])
-        rows.add(obj, _keys(name, obj))
+            plan.name_prices(kid for kid, _ in kids)
+        elif name in ("prices", "plans"):
+            plan.list_price(fields["id"])
+        elif name == "invoiceitems":
+            plan.name_prices([fields])
+        rows.add(fields, _keys(name, fields), text)
         if children is not None:
-            parent = {CHILD_KEY[child_table]: obj["id"]}
-            for kid in kids:
-                children.add(kid, parent)
+            parent = {CHILD_KEY[child_table]: fields["id"]}
+            for kid, kid_text in kids:
+                children.add(kid, parent, kid_text)
     return Page([obj["id"] for obj in objects], rows.take(), children.take() if children is not None else None)
 
 
@@ -496,11 +548,12 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         load_id = _load_id()
         progress = Progress(name, api)
         prepare = functools.partial(_prepare, api, plan, name, synced_at, load_id)
+        parse = lean_pages.reader(name)  # pages read lean: objects kept as JSON text (ingestion/stripe/pages.py)
 
         def pages(list_params: dict) -> Iterator[Page]:
             if name in settings.SPLIT_LISTS:
-                return api.paginate_split(path, list_params, missing_ok=True, prepare=prepare)
-            objects = api.paginate(path, list_params, missing_ok=True)
+                return api.paginate_split(path, list_params, missing_ok=True, prepare=prepare, parse=parse)
+            objects = api.paginate(path, list_params, missing_ok=True, parse=parse)
             return (prepare(chunk) for chunk in iter(lambda: list(islice(objects, settings.PAGE_SIZE)), []))
 
         if plan.mode(name, cursor) == "full":

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
+import msgspec
 import orjson
 import stripe
 
@@ -84,6 +85,11 @@ class StripeApi:
 
     def get(self, path: str, **params) -> dict:
         """One GET with bounded, jittered exponential backoff on 429, 5xx and dropped connections."""
+        return self.fetch(path, params)
+
+    def fetch(self, path: str, params: dict, parse: Callable[[bytes | str], dict] | None = None) -> dict:
+        """`get`, the response read by `parse` (a list page read lean: ingestion/stripe/pages.py) when it can
+        be: a body `parse` does not expect, or with an escaped NUL character, is read into dicts as `get` does."""
         attempt = 0
         while True:
             if self.aborted.is_set():
@@ -94,7 +100,7 @@ class StripeApi:
                 resource = resource_of_path(path)
                 self.pages[resource] = self.pages.get(resource, 0) + 1
             try:
-                return self._without_nul(self._request(path, params))
+                return self._request(path, params, parse)
             except stripe.AuthenticationError as exc:
                 self.aborted.set()
                 raise StripeAuthError("invalid Stripe API key (the server answered 401)") from exc
@@ -132,32 +138,38 @@ class StripeApi:
                 if self.aborted.wait(delay):
                     raise StripeFetchError("stopped: another request of this load failed") from exc
 
-    def _request(self, path: str, params: dict) -> tuple[str | bytes, dict]:
+    def _request(self, path: str, params: dict, parse: Callable[[bytes | str], dict] | None = None) -> dict:
         """GET through the stripe library's requestor (its HTTP client, headers, timeouts and error classes):
-        the response's body and its parsed JSON.
+        the response's parsed JSON, NUL characters removed.
 
-        What `StripeClient.raw_request` does, but for a success the body is parsed with orjson into plain
-        dicts: the library parses every body into OrderedDicts with the standard json module, which took
-        more of the load's CPU than anything else. An error answer goes through the library as before.
+        What `StripeClient.raw_request` does, but for a success the body is read by `parse`, or parsed with
+        orjson into plain dicts: the library parses every body into OrderedDicts with the standard json
+        module, which took more of the load's CPU than anything else. An error answer goes through the
+        library as before.
         """
         requestor = self.client._requestor
         body, code, headers = requestor.request_raw(
             "get", path, params=params, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
         )
         if 200 <= code < 300:
+            has_nul = _has_nul(body)
+            if parse is not None and not has_nul:
+                try:
+                    return parse(body)
+                except msgspec.MsgspecError:
+                    pass  # not what the lean reading expects: read into dicts
             try:
-                return body, orjson.loads(body)
+                data = orjson.loads(body)
             except orjson.JSONDecodeError:
                 pass  # the library's own error for a body that is not JSON
+            else:
+                return self._without_nul(data) if has_nul else data
         response = requestor._interpret_response(body, code, headers, "V1")
-        return response.body, response.data
+        return self._without_nul(response.data) if _has_nul(response.body) else response.data
 
-    def _without_nul(self, response: tuple[str | bytes, dict]) -> dict:
+    def _without_nul(self, data: dict) -> dict:
         """The response's objects, NUL characters removed (and the objects changed recorded). Only a
-        response whose JSON text has one is walked: the test of the text is all the others cost."""
-        body, data = response
-        if (NUL_IN_JSON if isinstance(body, str) else NUL_IN_JSON.encode()) not in body:
-            return data
+        response whose JSON text has one is walked (_has_nul): the test of the text is all the others cost."""
         data, _ = strip_nul(data, self.cleaned)
         return data
 
@@ -177,16 +189,21 @@ class StripeApi:
             return self.pages.get(resource, 0) + extra
 
     def paginate(
-        self, path: str, params: dict | None = None, starting_after: str | None = None, missing_ok: bool = False
-    ) -> Iterator[dict]:
-        """Every object of a list, following `has_more` / `starting_after`.
+        self,
+        path: str,
+        params: dict | None = None,
+        starting_after: str | None = None,
+        missing_ok: bool = False,
+        parse: Callable[[bytes | str], dict] | None = None,
+    ) -> Iterator:
+        """Every object of a list, following `has_more` / `starting_after` (each page read by `parse`, see fetch).
 
         missing_ok: a server that does not offer this list at all (an emulator answering 404 on the
         first page) yields nothing, with a warning, instead of failing the load.
         A server that does not know an expansion asked for (an emulator, an old API version: a 400
         "Bad expand" on the first page) is asked again without expansions, with a warning.
         """
-        first = self._first_page(path, params, starting_after, missing_ok)
+        first = self._first_page(path, params, starting_after, missing_ok, parse)
         if first is None:
             return
         data, has_more, params = first
@@ -196,15 +213,20 @@ class StripeApi:
                 return
             # the next page is asked for while the caller processes this one
             next_page = self._prefetch().submit(
-                self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
+                self.fetch, path, {**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}, parse
             )
             yield from data
             page = next_page.result()
             data, has_more = page.get("data", []), bool(page.get("has_more"))
 
     def _first_page(
-        self, path: str, params: dict | None, starting_after: str | None, missing_ok: bool
-    ) -> tuple[list[dict], bool, dict] | None:
+        self,
+        path: str,
+        params: dict | None,
+        starting_after: str | None,
+        missing_ok: bool,
+        parse: Callable[[bytes | str], dict] | None = None,
+    ) -> tuple[list, bool, dict] | None:
         """The first page of a list: its objects, whether more follow, and the params it was asked with (without
         an expansion the server does not know); None for a list the server does not offer (see paginate)."""
         params = dict(params or {})
@@ -213,7 +235,7 @@ class StripeApi:
             if starting_after:
                 page_params["starting_after"] = starting_after
             try:
-                page = self.get(path, **page_params)
+                page = self.fetch(path, page_params, parse)
             except stripe.StripeError as exc:
                 if missing_ok and getattr(exc, "http_status", None) == 404:
                     logger.warning("GET %s answered 404: this server does not offer it; nothing loaded", path)
@@ -226,7 +248,12 @@ class StripeApi:
             return page.get("data", []), bool(page.get("has_more")), params
 
     def paginate_split(
-        self, path: str, params: dict | None = None, missing_ok: bool = False, prepare: Callable | None = None
+        self,
+        path: str,
+        params: dict | None = None,
+        missing_ok: bool = False,
+        prepare: Callable | None = None,
+        parse: Callable[[bytes | str], dict] | None = None,
     ) -> Iterator:
         """Every page of a long list (as `prepare(objects)`, or the list of its objects), its pages asked for
         by up to `concurrency` chains at once, in no particular order.
@@ -240,17 +267,18 @@ class StripeApi:
         cursor. The ranges never overlap and cover the whole list: nothing is read twice or missed. A page
         with an object outside its range (a server that ignores `created` filters) fails the load rather
         than load it twice. `prepare` runs on each page in the chain that read it (turning objects into rows,
-        asking for an invoice's lines past the tenth): the caller only collects what it returns.
+        asking for an invoice's lines past the tenth): the caller only collects what it returns. `parse` reads
+        each page (see fetch): `prepare` gets its objects.
         """
         prepare = prepare or list
         params = dict(params or {})
         created = dict(params.get("created") or {})
         if set(created) - {"gte"} or self.concurrency < 2:
-            objects = self.paginate(path, params, missing_ok=missing_ok)
+            objects = self.paginate(path, params, missing_ok=missing_ok, parse=parse)
             while page := list(islice(objects, settings.PAGE_SIZE)):
                 yield prepare(page)
             return
-        first = self._first_page(path, params, None, missing_ok)
+        first = self._first_page(path, params, None, missing_ok, parse)
         if first is None:
             return
         data, has_more, params = first
@@ -258,7 +286,7 @@ class StripeApi:
         # a short list is read as `paginate` reads it: splitting costs a request or two per range
         while has_more and data and read < settings.SPLIT_AFTER_PAGES:
             next_page = self._prefetch().submit(
-                self.get, path, **{**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}
+                self.fetch, path, {**params, "limit": settings.PAGE_SIZE, "starting_after": data[-1]["id"]}, parse
             )
             yield prepare(data)
             page = next_page.result()
@@ -294,7 +322,7 @@ class StripeApi:
             page_params = {**params, "created": window, "limit": settings.PAGE_SIZE}
             if after:
                 page_params["starting_after"] = after
-            return self._prefetch().submit(self.get, path, **page_params)
+            return self._prefetch().submit(self.fetch, path, page_params, parse)
 
         def chain(lo: int, hi: int | None, after: str | None) -> None:
             try:
@@ -384,6 +412,11 @@ class StripeApi:
             for obj in pool.map(fetch, ids):
                 if obj is not None:
                     yield obj
+
+
+def _has_nul(body: str | bytes) -> bool:
+    """Whether a response's JSON text has an escaped NUL character (JSON cannot carry it raw)."""
+    return (NUL_IN_JSON if isinstance(body, str) else NUL_IN_JSON.encode()) in body
 
 
 def _bad_expand(exc: Exception) -> bool:
