@@ -265,33 +265,27 @@ def _keys(name: str, obj: dict) -> dict:
 PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS)
 
 
+def _child_hints(table: str, parent_key: str):
+    """A table of embedded lists (an invoice's lines, a subscription's items): a row per (parent, id), all
+    of a parent's rows replaced when the parent is loaded again (merge_key)."""
+    return dlt.mark.make_hints(
+        table_name=table,
+        write_disposition=MERGE,
+        primary_key=[parent_key, "id"],
+        merge_key=parent_key,
+        columns={
+            "id": {"data_type": "text", "nullable": False},
+            parent_key: {"data_type": "text", "nullable": False},
+            "data": {"data_type": "json"},
+            "synced_at": {"data_type": "timestamp"},
+            **DLT_COLUMNS,
+        },
+    )
+
+
 _CHILD_HINTS = {
-    "invoice_lines": dlt.mark.make_hints(
-        table_name="invoice_lines",
-        write_disposition=MERGE,
-        primary_key=["invoice_id", "id"],
-        merge_key="invoice_id",
-        columns={
-            "id": {"data_type": "text", "nullable": False},
-            "invoice_id": {"data_type": "text", "nullable": False},
-            "data": {"data_type": "json"},
-            "synced_at": {"data_type": "timestamp"},
-            **DLT_COLUMNS,
-        },
-    ),
-    "subscription_items": dlt.mark.make_hints(
-        table_name="subscription_items",
-        write_disposition=MERGE,
-        primary_key=["subscription_id", "id"],
-        merge_key="subscription_id",
-        columns={
-            "id": {"data_type": "text", "nullable": False},
-            "subscription_id": {"data_type": "text", "nullable": False},
-            "data": {"data_type": "json"},
-            "synced_at": {"data_type": "timestamp"},
-            **DLT_COLUMNS,
-        },
-    ),
+    "invoice_lines": _child_hints("invoice_lines", "invoice_id"),
+    "subscription_items": _child_hints("subscription_items", "subscription_id"),
 }
 
 
