@@ -35,6 +35,12 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Whole calendar months from the month of `earlier` to the month of `later` (both dates). -#}
+{% macro months_between(earlier, later) -%}
+    ((extract(year from {{ later }}) - extract(year from {{ earlier }})) * 12
+        + extract(month from {{ later }}) - extract(month from {{ earlier }}))::int
+{%- endmacro %}
+
 {% macro from_unix(column) -%}
     to_timestamp(({{ column }})::bigint)
 {%- endmacro %}

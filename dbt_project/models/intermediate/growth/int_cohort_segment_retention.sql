@@ -97,11 +97,7 @@ spine as (
     from cohort_sizes
     cross join as_of
     cross join lateral generate_series(
-        0,
-        (
-            (extract(year from as_of.as_of_month) - extract(year from cohort_sizes.cohort_month)) * 12
-            + extract(month from as_of.as_of_month) - extract(month from cohort_sizes.cohort_month)
-        )::int
+        0, {{ months_between('cohort_sizes.cohort_month', 'as_of.as_of_month') }}
     ) as offsets (months_since_start)
 ),
 

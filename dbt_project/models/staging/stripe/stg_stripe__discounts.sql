@@ -4,41 +4,25 @@
 -- forever coupons' discounts. Parsed on every build that reads it: only that methodology does.
 with
 
-subscriptions as (
+objects as (
     select data from {{ source('stripe', 'subscriptions') }}
-),
-
-invoices as (
+    union all
     select data from {{ source('stripe', 'invoices') }}
 ),
 
 expanded as (
     select discounts.discount
-    from subscriptions
+    from objects
     cross join
         lateral jsonb_array_elements(
             case
-                when jsonb_typeof(subscriptions.data -> 'discounts') = 'array' then subscriptions.data -> 'discounts'
-                else '[]'
-            end
-        ) as discounts (discount)
-    union all
-    select discounts.discount
-    from invoices
-    cross join
-        lateral jsonb_array_elements(
-            case
-                when jsonb_typeof(invoices.data -> 'discounts') = 'array' then invoices.data -> 'discounts'
+                when jsonb_typeof(objects.data -> 'discounts') = 'array' then objects.data -> 'discounts'
                 else '[]'
             end
         ) as discounts (discount)
     union all
     select data -> 'discount' as discount
-    from subscriptions
-    where jsonb_typeof(data -> 'discount') = 'object'
-    union all
-    select data -> 'discount' as discount
-    from invoices
+    from objects
     where jsonb_typeof(data -> 'discount') = 'object'
 ),
 
