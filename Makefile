@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# --compile-bytecode: compiled once here, not again on every start (each `saas-metrics run` imports Dagster,
+# dbt and dlt; uv does not compile by default)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	# bytecode compiled now, not on every start: each `saas-metrics run` imports Dagster, dbt and dlt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[dev]" || $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
