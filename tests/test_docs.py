@@ -73,9 +73,20 @@ def test_every_readme_reference_names_a_section():
     assert missing == {}
 
 
+def test_the_column_index_is_what_the_manifest_gives():
+    """METRICS.md "Column index" is written by `python -m saas_metrics.column_index` from the dbt manifest: a
+    column added, moved or given another section without writing it again fails here."""
+    from saas_metrics import column_index
+
+    committed = (ROOT / "METRICS.md").read_text()
+    assert column_index.with_index(committed, column_index.render(column_index.current_manifest())) == committed, (
+        "the column index differs from the manifest: run python -m saas_metrics.column_index"
+    )
+
+
 def test_the_column_index_names_every_mart_column_with_its_rule_and_model():
     # a newcomer finds any mart column in METRICS.md "Column index": the section of its rule (a heading
-    # of METRICS.md) and the model computing it (a file that exists)
+    # of METRICS.md: a `metrics_section` meta must name one) and the model computing it (a file that exists)
     import yaml
 
     metrics = (ROOT / "METRICS.md").read_text()
