@@ -109,3 +109,24 @@ def test_the_column_index_names_every_mart_column_with_its_rule_and_model():
                 columns += 1
                 assert column["name"] in listed, f"{model['name']}.{column['name']} is not in the column index"
     assert columns > 250
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lowercase, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_the_readme_and_docs_reach_a_file_and_heading():
+    """The README links to docs/operating.md and docs/benchmarks.md by section; a heading renamed there
+    (or here) breaks no link silently."""
+    link = re.compile(r"\]\(((?!https?:)[^)#\s]*)(?:#([^)\s]+))?\)")
+    checked = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench/README.md"]:
+        for target, anchor in link.findall(page.read_text()):
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+            if anchor and path.suffix == ".md":
+                headings = {_anchor(line.lstrip("#")) for line in path.read_text().splitlines() if line.startswith("#")}
+                assert anchor in headings, f"{page.relative_to(ROOT)} links to {target}#{anchor}: no such heading"
+            checked += 1
+    assert checked > 15
