@@ -73,9 +73,20 @@ def test_every_readme_reference_names_a_section():
     assert missing == {}
 
 
+def test_the_column_index_is_what_the_manifest_gives():
+    """METRICS.md "Column index" is written by `python -m saas_metrics.column_index` from the dbt manifest: a
+    column added, moved or given another section without writing it again fails here."""
+    from saas_metrics import column_index
+
+    committed = (ROOT / "METRICS.md").read_text()
+    assert column_index.with_index(committed, column_index.render(column_index.current_manifest())) == committed, (
+        "the column index differs from the manifest: run python -m saas_metrics.column_index"
+    )
+
+
 def test_the_column_index_names_every_mart_column_with_its_rule_and_model():
     # a newcomer finds any mart column in METRICS.md "Column index": the section of its rule (a heading
-    # of METRICS.md) and the model computing it (a file that exists)
+    # of METRICS.md: a `metrics_section` meta must name one) and the model computing it (a file that exists)
     import yaml
 
     metrics = (ROOT / "METRICS.md").read_text()
@@ -98,3 +109,24 @@ def test_the_column_index_names_every_mart_column_with_its_rule_and_model():
                 columns += 1
                 assert column["name"] in listed, f"{model['name']}.{column['name']} is not in the column index"
     assert columns > 250
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lowercase, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_the_readme_and_docs_reach_a_file_and_heading():
+    """The README links to docs/operating.md and docs/benchmarks.md by section; a heading renamed there
+    (or here) breaks no link silently."""
+    link = re.compile(r"\]\(((?!https?:)[^)#\s]*)(?:#([^)\s]+))?\)")
+    checked = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench/README.md"]:
+        for target, anchor in link.findall(page.read_text()):
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+            if anchor and path.suffix == ".md":
+                headings = {_anchor(line.lstrip("#")) for line in path.read_text().splitlines() if line.startswith("#")}
+                assert anchor in headings, f"{page.relative_to(ROOT)} links to {target}#{anchor}: no such heading"
+            checked += 1
+    assert checked > 15

@@ -921,13 +921,12 @@ ENGINE_SELECT = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements"
 
 
 @pytest.fixture(scope="module")
-def stripe_warehouse(fresh_database, scenario_store):
-    """The scenarios built with the default methodology, then switched to 'stripe' by an incremental build
-    (every line valued again, a full batch), then rebuilt from scratch: (url, incremental, rebuilt digests)."""
-    store, work = scenario_store
-    url = fresh_database("stripe_methodology")
-    load_stripe(store, url, work, NOW)
-    dbt_build(url, work, NOW, select=ENGINE_SELECT)
+def stripe_warehouse(warehouse, scenario_store):
+    """The scenarios' warehouse (built with the default methodology), switched to 'stripe' by an incremental
+    build (every line valued again, a full batch), then rebuilt from scratch: (url, incremental, rebuilt
+    digests). It changes the module's warehouse: every test of the default methodology comes before."""
+    url = warehouse
+    _, work = scenario_store
     dbt_build(url, work, NOW, select=ENGINE_SELECT, extra_vars={"mrr_methodology": "stripe"})
     incremental = {table: _digest(url, table) for table in ENGINE_TABLES}
     dbt_build(url, work, NOW, select=ENGINE_SELECT, full_refresh=True, extra_vars={"mrr_methodology": "stripe"})
