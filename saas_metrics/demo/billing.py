@@ -824,8 +824,7 @@ class Subscription:
             "amount": line["amount"],
             "currency": line["currency"],
             "customer": self.customer["id"],
-            "date": when,
-            "created": when,
+            "date": when,  # no `created`: real invoice items have none (the list is ordered and filtered by `date`)
             "description": line["description"],
             "discountable": True,
             "discounts": [],

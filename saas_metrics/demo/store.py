@@ -111,7 +111,7 @@ class Store:
             (
                 obj["object"],
                 obj["id"],
-                int(obj.get("created") or 0),
+                int(obj.get("created") or obj.get("date") or 0),  # an invoice item has `date`, no `created`
                 obj.get("customer") if isinstance(obj.get("customer"), str) else None,
                 _parent_of(obj),
                 _status_of(obj),
