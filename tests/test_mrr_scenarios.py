@@ -882,7 +882,8 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     dbt_build(url, work, clock.now, select=select, full_refresh=True)
     assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
 
-    # no price list returns price_seats, no subscription item embeds it, it cannot be fetched: cus_invoiced's
+    # no price list returns price_seats, no subscription item embeds it (as its price or its legacy plan), it
+    # cannot be fetched: cus_invoiced's
     # June lines cannot be valued (no MRR on either side, so no gap would show it), and the reconciliation
     # says so; cus_undone (price_other_seats) still matches
     from orchestration.defs.checks import reconcile
@@ -891,7 +892,7 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     query(url, "delete from raw_stripe.plans where id = 'price_seats' returning id")
     query(
         url,
-        "update raw_stripe.subscription_items set data = data - 'price' "
+        "update raw_stripe.subscription_items set data = data - 'price' - 'plan' "
         "where data -> 'price' ->> 'id' = 'price_seats' returning id",
     )
     dbt_build(url, work, clock.now, select=select + " int_stripe_reconciliation", full_refresh=True)

@@ -101,7 +101,7 @@ EDITED = {
     "sub_1SRzoCKXBGcbgpbZDYbXPugg_credit": [("2025-11-10", "new", "0", "22.5")],
 }
 AS_OF = "2026-04-15"
-# the API versions the project claims to read (README "Stripe API versions"), each covered by a recording
+# the API versions the project claims to read (METRICS.md "Inputs", ingestion/stripe/README.md), each recorded
 CLAIMED_VERSIONS = {
     "2020-08-27",
     "2022-11-15",
