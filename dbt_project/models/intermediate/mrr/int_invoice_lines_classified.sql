@@ -248,10 +248,10 @@ ratios as (
 -- a proration is valued at its item's full price (unit_amount x quantity, from the price: never the
 -- line's prorated per-unit field) with the discount its item gets in that period (its cycle lines' ratio; a
 -- period without cycle lines, the percent-off discounts in force on the subscription at its start; else the
--- line's own), whatever the line's own amount says (gross or net: flexible mode's `itemized` or `included`); a tiered price (no
--- unit amount) scales the prorated net amount by the whole period against the line's part of it, the whole
--- period being the cycle lines' (else the price's interval before the period end: a February change is
--- scaled by February)
+-- line's own), whatever the line's own amount says (gross or net: flexible mode's `itemized` or `included`);
+-- a tiered price (no unit amount) scales the prorated net amount by the whole period against the line's part
+-- of it, the whole period being the cycle lines' (else the price's interval before the period end: a February
+-- change is scaled by February)
 valued as (
     select
         *,
