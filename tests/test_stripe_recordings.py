@@ -219,13 +219,11 @@ def recorded_warehouse(fresh_database, tmp_path_factory):
 
 
 def _movements(url: str, subscription_id: str) -> list[tuple]:
-    rows = query(
-        url,
-        "select movement_date, movement_type, mrr_before, mrr_after from marts.mrr_movements "
-        "where customer_id = (select customer_id from raw_stripe.subscriptions where id = %s) order by 1",
-        (subscription_id,),
-    )
-    return [(str(day), kind, n(before), n(after)) for day, kind, before, after in rows]
+    """The movements of the subscription's customer, as the MRR scenarios read them."""
+    from tests.test_mrr_scenarios import _movements as customer_movements
+
+    (customer_id,) = query(url, "select customer_id from raw_stripe.subscriptions where id = %s", (subscription_id,))[0]
+    return customer_movements(url, customer_id)
 
 
 @pytest.mark.parametrize("subscription_id", list(CONFORMANCE))
