@@ -259,17 +259,17 @@ flexible_scenario("itemized")
 
 @scenario(
     "quantity_decimal_seats",
-    [("2025-04-02", "new", "0", "250"), ("2025-04-17", "expansion", "250", "350")],
-    {"2025-04": "350"},
+    [("2025-04-02", "new", "0", "250"), ("2025-04-17", "expansion", "250", "340")],
+    {"2025-04": "340"},
 )
 def _(c: Catalogue):
-    # flexible billing mode with a fractional quantity: the lines carry quantity_decimal ("2.5", "3.5") and no
-    # `quantity`. 2.5 x $100 = 250; on Apr 17 the quantity goes to 3.5: the pending prorations are valued at
-    # the full price, +3.5 x 100 - 2.5 x 100 = +100: 250 -> 350. Read without quantity_decimal (a quantity
-    # of 1 each), they would net 0 and April would end at 250.
+    # flexible billing mode with a fractional quantity: the lines carry quantity_decimal ("2.5", "3.4") and, as real
+    # Stripe does, `quantity` truncated (2, 3). 2.5 x $100 = 250; on Apr 17 the quantity goes to 3.4: the
+    # prorations are valued at the full price, +3.4 x 100 - 2.5 x 100 = +90: 250 -> 340. Read from `quantity`
+    # they would add +3 x 100 - 2 x 100 = +100.
     customer = c.customer("quantity_decimal_seats", ts("2025-04-02"))
-    sub = c.acct.subscribe(customer, [Item(c.m100, quantity=2.5)], ts("2025-04-02"), billing_mode="flexible")
-    sub.change(ts("2025-04-17 12:00"), [Item(c.m100, quantity=3.5, id=sub.items[0].id)])
+    sub = c.acct.subscribe(customer, [Item(c.m100, quantity="2.5")], ts("2025-04-02"), billing_mode="flexible")
+    sub.change(ts("2025-04-17 12:00"), [Item(c.m100, quantity="3.4", id=sub.items[0].id)])
     sub.finish()
 
 
@@ -882,7 +882,8 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     dbt_build(url, work, clock.now, select=select, full_refresh=True)
     assert {table: _digest(url, table) for table in ENGINE_TABLES} == incremental
 
-    # no price list returns price_seats, no subscription item embeds it, it cannot be fetched: cus_invoiced's
+    # no price list returns price_seats, no subscription item embeds it (as its price or its legacy plan), it
+    # cannot be fetched: cus_invoiced's
     # June lines cannot be valued (no MRR on either side, so no gap would show it), and the reconciliation
     # says so; cus_undone (price_other_seats) still matches
     from orchestration.defs.checks import reconcile
@@ -891,7 +892,7 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     query(url, "delete from raw_stripe.plans where id = 'price_seats' returning id")
     query(
         url,
-        "update raw_stripe.subscription_items set data = data - 'price' "
+        "update raw_stripe.subscription_items set data = data - 'price' - 'plan' "
         "where data -> 'price' ->> 'id' = 'price_seats' returning id",
     )
     dbt_build(url, work, clock.now, select=select + " int_stripe_reconciliation", full_refresh=True)

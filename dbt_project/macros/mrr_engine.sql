@@ -9,7 +9,7 @@
 
 {#- Bump when a change to the engine's models changes past results: the next build recomputes everything. -#}
 {% macro mrr_engine_version() -%}
-    2026-11-30
+    2026-12-06
 {%- endmacro %}
 
 {#- What every MRR history depends on besides the data: a change recomputes every history. -#}

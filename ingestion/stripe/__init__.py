@@ -335,6 +335,7 @@ class Rows:
 
     def __init__(self, table: str, synced_at: datetime, load_id: str):
         self.table = table
+        self.time_field = settings.time_field(table)  # an invoice item's `created` column is its `date`
         self.schema = _arrow_schema(table)
         self.synced_us = int(synced_at.timestamp() * 1_000_000)
         self.load_id = load_id
@@ -347,12 +348,12 @@ class Rows:
         return len(self.dlt_ids)
 
     def add(self, obj, keys: dict, text: bytes | None = None) -> None:
-        """A row: the object's id and `created` (`obj`: a dict or the fields of an object read lean), its key
-        columns, and `data`: its JSON text (the dict's, when not given)."""
+        """A row: the object's id and `created` (an invoice item's `date`; `obj`: a dict or the fields of an
+        object read lean), its key columns, and `data`: its JSON text (the dict's, when not given)."""
         columns = self.columns
         columns["id"].append(obj["id"])
         if "created" in columns:
-            created = obj.get("created")
+            created = obj.get(self.time_field)
             columns["created"].append(created * 1_000_000 if created is not None else None)
         for key, value in keys.items():
             columns[key].append(value)
@@ -546,7 +547,14 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
 
         def pages(list_params: dict) -> Iterator[Page]:
             if name in settings.SPLIT_LISTS:
-                return api.paginate_split(path, list_params, missing_ok=True, prepare=prepare, parse=parse)
+                return api.paginate_split(
+                    path,
+                    list_params,
+                    missing_ok=True,
+                    prepare=prepare,
+                    parse=parse,
+                    time_field=settings.time_field(name),
+                )
             objects = api.paginate(path, list_params, missing_ok=True, parse=parse)
             return (prepare(chunk) for chunk in iter(lambda: list(islice(objects, settings.PAGE_SIZE)), []))
 

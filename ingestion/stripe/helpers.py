@@ -254,6 +254,7 @@ class StripeApi:
         missing_ok: bool = False,
         prepare: Callable | None = None,
         parse: Callable[[bytes | str], dict] | None = None,
+        time_field: str = "created",
     ) -> Iterator:
         """Every page of a long list (as `prepare(objects)`, or the list of its objects), its pages asked for
         by up to `concurrency` chains at once, in no particular order.
@@ -268,7 +269,8 @@ class StripeApi:
         with an object outside its range (a server that ignores `created` filters) fails the load rather
         than load it twice. `prepare` runs on each page in the chain that read it (turning objects into rows,
         asking for an invoice's lines past the tenth): the caller only collects what it returns. `parse` reads
-        each page (see fetch): `prepare` gets its objects.
+        each page (see fetch): `prepare` gets its objects. `time_field` is the field the list is ordered by and
+        its `created` filter applies to (`date` for invoice items, which have no `created`: settings.TIME_FIELDS).
         """
         prepare = prepare or list
         params = dict(params or {})
@@ -304,6 +306,15 @@ class StripeApi:
         started, finished = [0], [0]  # chains started, chains finished
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="stripe-list-range")
 
+        def when(obj) -> int:
+            """The object's `time_field` (a dict, or read lean): an object without one cannot be placed in a range."""
+            value = obj.get(time_field) if isinstance(obj, dict) else obj[time_field]
+            if value is None:
+                raise StripeFetchError(
+                    f"GET {path} returned {obj['id']} without `{time_field}`: its list cannot be split"
+                )
+            return value
+
         def put(item) -> None:
             while not stop.is_set():
                 try:
@@ -330,7 +341,7 @@ class StripeApi:
                 while not stop.is_set():
                     page = next_page.result()
                     rows = page.get("data", [])
-                    outside = [o["id"] for o in rows if not lo <= o["created"] < (hi if hi is not None else 2**63)]
+                    outside = [o["id"] for o in rows if not lo <= when(o) < (hi if hi is not None else 2**63)]
                     if outside:
                         raise StripeFetchError(
                             f"GET {path} returned {outside[0]} outside created[gte]={lo}, created[lt]={hi}: this "
@@ -338,7 +349,7 @@ class StripeApi:
                         )
                     more = page.get("has_more") and rows
                     if more:
-                        after, last = rows[-1]["id"], rows[-1]["created"]
+                        after, last = rows[-1]["id"], when(rows[-1])
                         with lock:
                             room = started[0] - finished[0] < self.concurrency
                         if room and last - lo >= 2:
@@ -357,7 +368,7 @@ class StripeApi:
                     finished[0] += 1
                 put(("done", None))
 
-        last = data[-1]["created"]
+        last = when(data[-1])
         if last - low >= 2:
             mid = low + (last - low) // 2
             start(mid, None, data[-1]["id"])

@@ -47,7 +47,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "subscriptions": ("customer", "status"),
     "invoices": ("customer", "status", "parent", "subscription"),
     "credit_notes": ("customer", "invoice"),
-    "invoiceitems": PRICE_FIELDS,
+    "invoiceitems": ("date", *PRICE_FIELDS),  # `date`: an invoice item has no `created` (settings.TIME_FIELDS)
     "invoice_lines": PRICE_FIELDS,
 }
 # the embedded list an object's text loses (its rows go to a table of their own), that table, and the count kept

@@ -39,6 +39,18 @@ LISTS = {
 SPLIT_LISTS = {"customers", "subscriptions", "invoices", "invoiceitems", "events"}
 SPLIT_AFTER_PAGES = 3  # a list of at most this many pages is read page after page
 
+# The field a list is ordered by and its `created` filter applies to, when it is not `created`: invoice items have
+# no `created` at all (every recorded one, API 2020-08-27 to 2026-03-25), and Stripe's `created` filter on
+# /v1/invoiceitems applies to their `date`. The ranges of StripeApi.paginate_split and the raw tables' `created`
+# column read this field.
+TIME_FIELDS = {"invoiceitems": "date"}
+
+
+def time_field(table: str) -> str:
+    """The field a list's `created` filter and order apply to (TIME_FIELDS), `created` for the others."""
+    return TIME_FIELDS.get(table, "created")
+
+
 # Objects Stripe deletes outright (no longer listed, a 404 by id): the `<type>.deleted` event carries the
 # object, which is loaded with `"deleted": true` in `data` so staging can drop it.
 DELETED_EVENTS = {"invoiceitems": "invoiceitem.deleted"}

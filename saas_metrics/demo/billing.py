@@ -37,8 +37,10 @@ import calendar
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from saas_metrics.demo.store import Store
+from saas_metrics.demo.stripe_shape import API_VERSION, complete
 
 
 def add_interval(anchor: int, n: int, interval: str, count: int = 1) -> int:
@@ -66,23 +68,31 @@ class Ids:
         return f"{kind}_{self.prefix}{next(counter):08d}"
 
 
-def price_amount(price: dict, quantity: float) -> int:
-    """What `quantity` units of a price cost for a whole period (volume tiers: the tier it falls in)."""
-    if price.get("tiers"):
-        for tier in price["tiers"]:
+def quantity_text(quantity) -> str:
+    """A quantity as Stripe's `quantity_decimal` writes it: the exact decimal, no trailing zeros ("2.5", "3")."""
+    return format(Decimal(str(quantity)).normalize(), "f")
+
+
+def price_amount(price: dict, quantity) -> int:
+    """What `quantity` units of a price cost for a whole period (volume tiers: the tier it falls in), in exact
+    decimal arithmetic (a fractional quantity, 2.5 seats, must not pick up binary rounding)."""
+    quantity = Decimal(str(quantity))
+    if price.get("_tiers"):
+        for tier in price["_tiers"]:
             if tier["up_to"] is None or quantity <= tier["up_to"]:
                 return round((tier.get("unit_amount") or 0) * quantity) + (tier.get("flat_amount") or 0)
     return round(price["unit_amount"] * quantity)
 
 
 def _public(price: dict) -> dict:
-    return {k: v for k, v in price.items() if k != "_unlisted"}
+    """A price as Stripe sends it: without the simulator's own keys (`_unlisted`, `_tiers`)."""
+    return {k: v for k, v in price.items() if not k.startswith("_")}
 
 
 @dataclass
 class Item:
     price: dict
-    quantity: float = 1  # a fraction only in flexible billing mode (lines then carry quantity_decimal alone)
+    quantity: int | Decimal | str = 1  # a fraction ("2.5") only in flexible billing mode
     id: str | None = None
 
 
@@ -140,7 +150,7 @@ class Account:
             self.events = []
 
     def _put(self, obj: dict) -> dict:
-        self.buffer.append(obj)
+        self.buffer.append(complete(obj))  # with the fields Stripe always sends (stripe_shape.py)
         if len(self.buffer) >= 5000:
             self.flush()
         return obj
@@ -158,7 +168,7 @@ class Account:
                 "type": type_,
                 "created": created,
                 "livemode": False,
-                "api_version": "2025-03-31.basil",
+                "api_version": API_VERSION,
                 "data": data,
                 "pending_webhooks": 0,
                 "request": {"id": None, "idempotency_key": None},
@@ -222,7 +232,8 @@ class Account:
                 "recurring": recurring,
                 "tax_behavior": tax_behavior,
                 "tiers_mode": "volume" if tiers else None,
-                "tiers": tiers,
+                # `tiers` is sent only when expanded (`expand[]=tiers`), which the source does not ask for
+                "_tiers": tiers,
                 "transform_quantity": None,
                 "type": "recurring" if interval else "one_time",
                 "unit_amount": None if tiers else unit_amount,
@@ -259,7 +270,8 @@ class Account:
                 "metadata": {},
                 "name": f"{percent_off}% off" if percent_off else f"{amount_off} off",
                 "valid": True,
-                "applies_to": {"products": applies_to_products} if applies_to_products else None,
+                # sent when expanded (the source asks for it; the server leaves it out otherwise)
+                **({"applies_to": {"products": applies_to_products}} if applies_to_products else {}),
             }
         )
 
@@ -312,9 +324,13 @@ class Account:
                     "state": None,
                 },
                 "metadata": metadata or {},
-                "invoice_settings": {"default_payment_method": payment_method, "custom_fields": None, "footer": None},
+                "invoice_settings": {
+                    "default_payment_method": payment_method,
+                    "custom_fields": None,
+                    "footer": None,
+                    "rendering_options": None,
+                },
                 "balance": 0,
-                "deleted": None,
             }
         )
         self.event("customer.created", created, obj)
@@ -348,14 +364,11 @@ class Account:
             "metadata": {},
             "period": {"start": created, "end": created},
             "quantity": 1,
+            "quantity_decimal": "1",
             "pretax_credit_amounts": [],
             "taxes": [],
             "subtotal": amount,
-            "pricing": {
-                "type": "price_details",
-                "price_details": {"price": None, "product": None},
-                "unit_amount_decimal": str(amount),
-            },
+            "pricing": None,  # no price: an amount alone
             "parent": {
                 "type": "invoice_item_details",
                 "subscription_item_details": None,
@@ -383,7 +396,7 @@ class Account:
         self._put(line)
         return invoice
 
-    def credit_note(self, invoice: dict, amount: int, created: int, reason: str = "requested_by_customer") -> dict:
+    def credit_note(self, invoice: dict, amount: int, created: int, reason: str = "order_change") -> dict:
         return self._put(
             {
                 "id": self.ids("cn"),
@@ -444,7 +457,18 @@ def _invoice(
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
         "total_discount_amounts": [{"amount": discount, "discount": "di_x"}] if discount else [],
-        "total_taxes": [{"amount": tax, "tax_behavior": "exclusive"}] if tax else [],
+        "total_taxes": [
+            {
+                "amount": tax,
+                "tax_behavior": "exclusive",
+                "tax_rate_details": {"tax_rate": "txr_vat"},
+                "taxability_reason": "standard_rated",
+                "taxable_amount": sum(t["taxable_amount"] for line in lines for t in line["taxes"]),
+                "type": "tax_rate_details",
+            }
+        ]
+        if tax
+        else [],
         "total": total,
         "total_excluding_tax": subtotal - discount,
         "amount_due": total,
@@ -520,7 +544,6 @@ class Subscription:
                 {
                     "id": d.id,
                     "object": "discount",
-                    "created": self.start,
                     "start": d.start,
                     "end": d.end,
                     "customer": self.customer["id"],
@@ -531,7 +554,6 @@ class Subscription:
                     "checkout_session": None,
                     "promotion_code": None,
                     "source": {"type": "coupon", "coupon": d.coupon["id"]},
-                    "coupon": d.coupon,
                 }
             )
         self.anchor = self.start
@@ -585,7 +607,9 @@ class Subscription:
         unit_amount_decimal = price["unit_amount_decimal"]
         if proration:
             # real Stripe: null in flexible mode; the prorated, signed per-unit amount in classic mode
-            unit_amount_decimal = None if self.billing_mode == "flexible" else str(round(amount / max(qty, 1)))
+            unit_amount_decimal = (
+                None if self.billing_mode == "flexible" else str(round(amount / max(Decimal(str(qty)), 1)))
+            )
         line = {
             "id": self.account.ids("il"),
             "object": "line_item",
@@ -599,8 +623,8 @@ class Subscription:
             "livemode": False,
             "metadata": {},
             "period": {"start": start, "end": end},
-            # a fractional quantity exists only as quantity_decimal (API 2026-03-25 deprecates `quantity`)
-            "quantity": qty if float(qty).is_integer() else None,
+            # as real Stripe (API 2026-03-25): `quantity` is the integer part, `quantity_decimal` the exact one
+            "quantity": int(Decimal(str(qty))),
             "pretax_credit_amounts": [],
             "taxes": [],
             "subtotal": amount,
@@ -621,8 +645,7 @@ class Subscription:
                 },
             },
         }
-        if self.billing_mode == "flexible":
-            line["quantity_decimal"] = str(qty)
+        line["quantity_decimal"] = quantity_text(qty)  # every line of API 2026-03-25 carries it
         return line
 
     def _apply_discount(self, lines: list[dict], period_start: int, prorations: bool = False) -> None:
@@ -824,8 +847,7 @@ class Subscription:
             "amount": line["amount"],
             "currency": line["currency"],
             "customer": self.customer["id"],
-            "date": when,
-            "created": when,
+            "date": when,  # no `created`: real invoice items have none (the list is ordered and filtered by `date`)
             "description": line["description"],
             "discountable": True,
             "discounts": [],
@@ -835,7 +857,7 @@ class Subscription:
             "period": dict(line["period"]),
             "proration": True,
             "quantity": line["quantity"],
-            "quantity_decimal": line.get("quantity_decimal") or str(line["quantity"]),
+            "quantity_decimal": line.get("quantity_decimal") or quantity_text(line["quantity"]),
             "tax_rates": [],
             "test_clock": None,
             "parent": {
@@ -946,7 +968,7 @@ class Subscription:
                     "discounts": [],
                     "metadata": {},
                     "price": _public(item.price),
-                    "quantity": item.quantity,
+                    "quantity": int(Decimal(str(item.quantity))),  # an integer on a subscription item
                     "subscription": self.id,
                     "tax_rates": [],
                     "current_period_start": self.period_start,

@@ -9,11 +9,15 @@ has to handle:
 - `invoice.lines` and `subscription.items` embed at most 10 rows; the rest come from
   `/v1/invoices/{id}/lines` and `/v1/subscription_items?subscription=`;
 - `/v1/events` only returns the last 30 days;
-- `/v1/invoiceitems` lists pending and invoiced items (`pending=true` only those not invoiced yet);
+- `/v1/invoiceitems` lists pending and invoiced items (`pending=true` only those not invoiced yet), newest
+  `date` first, its `created` filter applying to `date` (invoice items have no `created`);
   a deleted item is neither listed nor retrievable (its `invoiceitem.deleted` event remains);
 - a price or plan marked unlisted (a deleted legacy plan) is missing from `/v1/prices` and
   `/v1/plans` but still retrievable by id, as subscriptions and invoice lines still name it;
-- a wrong API key is a 401 in Stripe's error format.
+- a wrong API key is a 401 in Stripe's error format;
+- objects are those of one API version (stripe_shape.API_VERSION, sent as `Stripe-Version`), checked against
+  its OpenAPI spec by tests/test_stripe_spec.py; a coupon's `applies_to` is sent only when expanded;
+- a recorded object (tests/recordings/) keeps the `lines` or `items` it was recorded with.
 
 `Faults` injects 429s, 5xx and dropped connections for tests. The demo and the tests use
 the same server, so the demo exercises exactly the code a customer runs.
@@ -30,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlparse
 
 from saas_metrics.demo.store import LIST_PATHS, Store
+from saas_metrics.demo.stripe_shape import API_VERSION
 
 EMBED_LIMIT = 10
 EVENT_WINDOW_SECONDS = 30 * 86400
@@ -206,14 +211,19 @@ class StripeProtocolServer:
         """Embed the first 10 lines of an invoice and items of a subscription, as Stripe does;
         expand a customer's default payment method when asked to."""
         kind = obj.get("object")
+        if kind == "coupon" and "applies_to" not in expand:
+            obj = {k: v for k, v in obj.items() if k != "applies_to"}  # sent only when expanded, as by Stripe
         if kind in ("subscription", "invoice") and "discounts" in expand and obj.get("discounts"):
-            obj = {**obj, "discounts": [self.store.get("discount", d) or d for d in obj["discounts"]]}
+            discounts = [self.store.get("discount", d) or d if isinstance(d, str) else d for d in obj["discounts"]]
+            obj = {**obj, "discounts": discounts}
         if kind == "customer" and "invoice_settings.default_payment_method" in expand:
             settings = obj.get("invoice_settings") or {}
             pm_id = settings.get("default_payment_method")
             if isinstance(pm_id, str):
                 pm = self.store.get("payment_method", pm_id)
                 obj = {**obj, "invoice_settings": {**settings, "default_payment_method": pm}}
+        if isinstance(obj.get("lines" if kind == "invoice" else "items"), dict):
+            return obj  # a recorded object (tests/recordings): its embedded list is served as Stripe sent it
         if kind == "invoice":
             obj = {**obj, "lines": self._embedded("line_item", obj["id"], f"/v1/invoices/{obj['id']}/lines")}
         elif kind == "subscription":
@@ -270,6 +280,7 @@ class StripeProtocolServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("Request-Id", f"req_{server_self.stats.requests}")
+                self.send_header("Stripe-Version", API_VERSION)  # the version its objects are in, as Stripe says
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()

@@ -111,11 +111,12 @@ class Store:
             (
                 obj["object"],
                 obj["id"],
-                int(obj.get("created") or 0),
+                int(obj.get("created") or obj.get("date") or 0),  # an invoice item has `date`, no `created`
                 obj.get("customer") if isinstance(obj.get("customer"), str) else None,
                 _parent_of(obj),
                 _status_of(obj),
-                json.dumps({k: v for k, v in obj.items() if k != "_unlisted"}, separators=(",", ":")),
+                # without the simulator's own keys (`_unlisted`, a price's `_tiers`)
+                json.dumps({k: v for k, v in obj.items() if not k.startswith("_")}, separators=(",", ":")),
             )
             for obj in objects
         ]

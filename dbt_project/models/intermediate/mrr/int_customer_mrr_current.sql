@@ -33,8 +33,17 @@ changes as (
     {%- endif %}
 ),
 
+-- a `cancel_at` that has passed ends the subscription though the object loaded has no `ended_at` yet, and a
+-- pause whose `resumes_at` has passed is over (Stripe clears it then): METRICS.md "When a subscription counts"
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select
+        subscription_id,
+        customer_id,
+        is_cancel_at_period_end,
+        cancel_at,
+        coalesce(ended_at, case when cancel_at <= {{ as_of_timestamp() }} then cancel_at end) as ended_at,
+        is_collection_paused and coalesce(pause_resumes_at > {{ as_of_timestamp() }}, true) as is_collection_paused
+    from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
     where customer_id in (select customer_id from movements)
     {%- endif %}

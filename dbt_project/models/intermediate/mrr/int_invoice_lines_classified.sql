@@ -72,6 +72,26 @@ invoice_items as (
 prices as (
     select * from {{ ref('stg_stripe__prices') }}
 ),
+
+-- percent-off discounts on each subscription while in force (Stripe lists a discount until it ends), with the
+-- products a restricted coupon covers: what a proration is discounted by when no cycle line of its period says
+-- (flexible billing mode: an interval change starts a period billed by proration lines alone, and with
+-- `proration_discounts: included` their amounts are net with discount amounts of 0)
+subscription_discounts as (
+    select
+        discounts.subscription_id,
+        discounts.started_at,
+        discounts.ends_at,
+        coalesce(discounts.percent_off, coupons.percent_off) as percent_off,
+        coupons.applies_to_products
+    from {{ ref('stg_stripe__subscription_discounts') }} as discounts
+    left join {{ ref('stg_stripe__coupons') }} as coupons
+        on discounts.coupon_id = coupons.coupon_id
+    where coalesce(discounts.percent_off, coupons.percent_off) is not null
+    {% if mrr_methodology() == 'stripe' -%}
+        and coalesce(discounts.duration, coupons.duration, 'forever') = 'forever'
+    {%- endif %}
+),
 {% if mrr_methodology() == 'stripe' %}
 -- the `stripe` methodology counts only the discounts of forever coupons (a discount whose coupon is
 -- unknown counts, as under the default methodology); materialized: read once, not per line
@@ -226,11 +246,12 @@ ratios as (
 ),
 
 -- a proration is valued at its item's full price (unit_amount x quantity, from the price: never the
--- line's prorated per-unit field) with the discount its item gets in that period, whatever the line's
--- own amount says (gross or net: flexible mode's `itemized` or `included`); a tiered price (no
--- unit amount) scales the prorated net amount by the whole period against the line's part of it, the whole
--- period being the cycle lines' (else the price's interval before the period end: a February change is
--- scaled by February)
+-- line's prorated per-unit field) with the discount its item gets in that period (its cycle lines' ratio; a
+-- period without cycle lines, the percent-off discounts in force on the subscription at its start; else the
+-- line's own), whatever the line's own amount says (gross or net: flexible mode's `itemized` or `included`);
+-- a tiered price (no unit amount) scales the prorated net amount by the whole period against the line's part
+-- of it, the whole period being the cycle lines' (else the price's interval before the period end: a February
+-- change is scaled by February)
 valued as (
     select
         *,
@@ -239,7 +260,20 @@ valued as (
             when line_kind = 'proration' and amount_cents = 0 then 0
             when line_kind = 'proration' and unit_amount_cents is not null then
                 round(sign(amount_cents) * unit_amount_cents * quantity * coalesce(
-                    period_net_ratio, net_cents::numeric / amount_cents
+                    period_net_ratio,
+                    (
+                        select exp(sum(ln(1 - subscription_discounts.percent_off / 100)))
+                        from subscription_discounts
+                        where subscription_discounts.subscription_id = ratios.subscription_id
+                            and subscription_discounts.started_at <= ratios.period_start_at
+                            and coalesce(subscription_discounts.ends_at > ratios.period_start_at, true)
+                            and subscription_discounts.percent_off < 100
+                            and (
+                                subscription_discounts.applies_to_products is null
+                                or subscription_discounts.applies_to_products ? ratios.product_id
+                            )
+                    ),
+                    net_cents::numeric / amount_cents
                 ))
             when line_kind = 'proration' then
                 -- an invoice line's own net (gross less its discount, or net already in flexible mode's

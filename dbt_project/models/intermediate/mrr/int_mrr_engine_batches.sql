@@ -130,6 +130,12 @@ changed_subscriptions as (
             (subscriptions.ended_at > {{ previous_as_of }} and subscriptions.ended_at <= header.as_of_at)
             -- the end under mrr_methodology 'stripe'
             or (subscriptions.canceled_at > {{ previous_as_of }} and subscriptions.canceled_at <= header.as_of_at)
+            -- a `cancel_at` passed without a load (it ends the subscription), a pause's `resumes_at` (is_paused)
+            or (subscriptions.cancel_at > {{ previous_as_of }} and subscriptions.cancel_at <= header.as_of_at)
+            or (
+                subscriptions.pause_resumes_at > {{ previous_as_of }}
+                and subscriptions.pause_resumes_at <= header.as_of_at
+            )
         )
     union
     select subscription_id from recent_lines

@@ -9,7 +9,10 @@
 --   lapse     unpaid (open, uncollectible) cycle invoices stop counting `past_due_grace_days` after
 --             the first unpaid period of the streak starts, or when one is marked uncollectible,
 --             whichever comes first; later unpaid invoices of the streak count nothing;
---   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero.
+--   end       `ended_at` (immediate cancel, cancel at period end once reached, dunning) sets zero, and so does
+--             a `cancel_at` that has passed on a subscription loaded without `ended_at`.
+-- A subscription `incomplete` (its first payment failed or awaits 3-D Secure) or `incomplete_expired` (Stripe
+-- gave up after 23 hours and voided the invoice) has no point at all: it never was MRR, in both methodologies.
 -- With mrr_methodology 'stripe' (METRICS.md "Methodology"): the end is the cancellation itself
 -- (`canceled_at`, also for a cancellation at period end, scheduled or reached), and an unpaid streak
 -- counts until an invoice of it is marked uncollectible (no past_due_grace_days limit).
@@ -52,11 +55,14 @@ lines as not materialized (
 subscriptions as (
     select
         subscription_id,
+        -- a `cancel_at` passed ends it, though the subscription was loaded before Stripe set `ended_at` (a point
+        -- after today never counts: a scheduled cancellation changes nothing until it happens)
         {% if mrr_methodology() == 'stripe' -%}
-        least(ended_at, canceled_at) as ended_at
+        least(coalesce(ended_at, cancel_at), canceled_at) as ended_at
         {%- else -%}
-        ended_at
-        {%- endif %}
+        coalesce(ended_at, cancel_at) as ended_at
+        {%- endif %},
+        coalesce(status in ('incomplete', 'incomplete_expired'), false) as is_incomplete
     from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
@@ -228,6 +234,7 @@ bounded as (
         on all_points.subscription_id = subscriptions.subscription_id
     cross join as_of
     where all_points.point_at <= as_of.as_of_at
+        and not coalesce(subscriptions.is_incomplete, false)
         and (
             subscriptions.ended_at is null
             or all_points.point_at < subscriptions.ended_at
