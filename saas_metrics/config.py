@@ -118,7 +118,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
     product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
-    ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
+    ingest_retry_delay: float = 60.0  # ...the n-th n times this many seconds after its failure (60, 120)
     stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
 
     @property

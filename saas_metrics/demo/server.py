@@ -15,7 +15,7 @@ has to handle:
   `/v1/plans` but still retrievable by id, as subscriptions and invoice lines still name it;
 - a wrong API key is a 401 in Stripe's error format.
 
-`Faults` injects 429s, 5xx and dropped connections for tests. The demo and the tests use
+`Faults` injects 429s, 5xx, dropped or reset connections and truncated bodies for tests. The demo and the tests use
 the same server, so the demo exercises exactly the code a customer runs.
 """
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -245,10 +247,16 @@ class StripeProtocolServer:
                 server_self.stats.hit(parsed.path)
                 fault = server_self.faults.take(parsed.path) if server_self.faults is not None else None
                 if fault is not None:
-                    if fault["status"] == "drop":
+                    if fault["status"] in ("drop", "reset"):
+                        if fault["status"] == "reset":  # closed with a TCP RST: the client reads ECONNRESET
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         self.close_connection = True
                         self.connection.close()
                         return
+                    if fault["status"] == "truncate":  # the real answer cut in half, as a 200 of that length
+                        status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
+                        payload = json.dumps(body, separators=(",", ":")).encode()
+                        return self._send(status, payload[: len(payload) // 2])
                     status, body = _error(
                         int(fault["status"]),
                         "injected failure",
