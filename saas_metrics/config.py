@@ -12,8 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+def _project_dir() -> tuple[Path, bool]:
+    """Where dbt_project/ and dagster.yaml are, and whether that is a checkout: the repository this package
+    runs from (a clone, an editable install), else the copy an installed wheel carries beside its modules
+    (saas_metrics/project/, put there by setup.py)."""
+    from importlib.resources import files
+
+    package = Path(str(files("saas_metrics"))).resolve()
+    checkout = package.parent
+    if (checkout / "dbt_project" / "dbt_project.yml").is_file() and (checkout / "pyproject.toml").is_file():
+        return checkout, True
+    return package / "project", False
+
+
+PROJECT_DIR, IS_CHECKOUT = _project_dir()
 DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
+# SAAS_METRICS_HOME's default: the checkout's own folder, or the user's for an installed package
+DEFAULT_HOME = PROJECT_DIR / ".saas-metrics" if IS_CHECKOUT else Path.home() / ".saas-metrics"
 
 
 def dbt_project_vars() -> dict:
@@ -102,7 +118,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
     product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
-    ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
+    ingest_retry_delay: float = 60.0  # ...the n-th n times this many seconds after its failure (60, 120)
     stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
 
     @property
@@ -189,7 +205,7 @@ def load_settings() -> Settings:
     if api_base is not None and not api_base.startswith(("http://", "https://")):
         raise ConfigError(f"STRIPE_API_BASE must start with http:// or https://, got {api_base!r}")
     return Settings(
-        home=Path(os.environ.get("SAAS_METRICS_HOME") or PROJECT_DIR / ".saas-metrics").resolve(),
+        home=Path(os.environ.get("SAAS_METRICS_HOME") or DEFAULT_HOME).expanduser().resolve(),
         database_url=database_url,
         pg_port=_int_env("SAAS_METRICS_PG_PORT", DEFAULT_PG_PORT),
         stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,

@@ -3,7 +3,9 @@ cause and the variable to fix, within seconds (not a page of traceback after min
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from urllib.parse import quote, urlparse, urlunparse
 
 import psycopg2
@@ -12,6 +14,9 @@ from saas_metrics.config import ConfigError, parse_database_url
 
 CONNECT_TIMEOUT_SECONDS = 5
 STRIPE_PREFLIGHT_TIMEOUT_SECONDS = 8
+STRIPE_PREFLIGHT_ATTEMPTS = 4  # the first Stripe request, tried again as the load tries one (about 3 s in all)
+
+logger = logging.getLogger("saas_metrics.preflight")
 
 
 def connect(url: str, variable: str = "DATABASE_URL", timeout: int = CONNECT_TIMEOUT_SECONDS):
@@ -76,39 +81,87 @@ def with_password(url: str, password: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc))
 
 
-def check_stripe(api_key: str, api_base: str | None, timeout: float = STRIPE_PREFLIGHT_TIMEOUT_SECONDS) -> None:
-    """One request (the first page of customers, which the load reads anyway): a refused key, a server
-    that is not there or does not answer ends here. A Stripe outage (429, 5xx) does not: the load
-    retries those, saying so."""
+def check_stripe(
+    api_key: str,
+    api_base: str | None,
+    timeout: float = STRIPE_PREFLIGHT_TIMEOUT_SECONDS,
+    attempts: int = STRIPE_PREFLIGHT_ATTEMPTS,
+) -> None:
+    """One request (the first page of customers, which the load reads anyway), tried as the load tries one:
+    what it proves to be configuration ends the run here, in one line: a refused key (401, 403), an unknown
+    host, a server refusing connections on every attempt. A fault that may pass (a reset or dropped
+    connection, no answer in time, a failed name lookup, a body cut short, 429, 5xx) is not blamed on a
+    setting: the request is tried again (up to `attempts` times, the load's backoff between them), and if the
+    fault is still there, the load's own retries take it on, saying so."""
     import stripe
+
+    from ingestion.stripe.helpers import backoff_seconds
 
     options = {"base_addresses": {"api": api_base}} if api_base else {}
     client = stripe.StripeClient(
         api_key, max_network_retries=0, http_client=stripe.RequestsClient(timeout=timeout), **options
     )
     target = f"STRIPE_API_BASE ({api_base})" if api_base else "Stripe (api.stripe.com)"
-    try:
-        client.raw_request("get", "/v1/customers", limit=1)
-    except stripe.AuthenticationError as exc:
-        raise ConfigError(f"STRIPE_API_KEY was refused by {target} (401 invalid API key): fix STRIPE_API_KEY") from exc
-    except stripe.PermissionError as exc:
-        raise ConfigError(
-            f"STRIPE_API_KEY may not read customers on {target} (403): give the restricted key read access"
-        ) from exc
-    except stripe.APIConnectionError as exc:
-        reason = _connection_reason(str(exc), timeout)
-        fix = "fix STRIPE_API_BASE (or unset it to use Stripe)" if api_base else "check this machine's network"
-        raise ConfigError(f"cannot reach {target}: {reason}: {fix}") from exc
-    except stripe.StripeError:
-        return  # 429, 5xx, an emulator without customers: the load deals with those
+    fix = "fix STRIPE_API_BASE (or unset it to use Stripe)" if api_base else "check this machine's network"
+    failures: list[str] = []
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        try:
+            client.raw_request("get", "/v1/customers", limit=1)
+        except stripe.AuthenticationError as exc:
+            raise ConfigError(
+                f"STRIPE_API_KEY was refused by {target} (401 invalid API key): fix STRIPE_API_KEY"
+            ) from exc
+        except stripe.PermissionError as exc:
+            raise ConfigError(
+                f"STRIPE_API_KEY may not read customers on {target} (403): give the restricted key read access"
+            ) from exc
+        except stripe.APIConnectionError as exc:
+            reason = _connection_reason(str(exc), timeout)
+            if reason == "unknown host":
+                raise ConfigError(f"cannot reach {target}: unknown host: {fix}") from exc
+            failures.append(reason)
+        except stripe.StripeError:
+            break  # 429, 5xx, a body cut short, an emulator without customers: the load retries those, saying so
+        else:
+            break
+        if attempt < attempts:
+            delay = backoff_seconds(attempt)
+            logger.debug("checking %s: %s; trying again in %.1f s", target, reason, delay)
+            time.sleep(delay)
+    else:
+        if set(failures) == {"connection refused"}:
+            raise ConfigError(f"cannot reach {target}: connection refused on {attempts} attempts: {fix}")
+        logger.warning(
+            "checking %s: %s on %d attempts in %.0f s; loading anyway (the load retries each request)",
+            target,
+            _counted(failures),
+            attempts,
+            time.monotonic() - started,
+        )
+        return
+    if failures:
+        logger.warning("checking %s: %s, then an answer on attempt %d", target, _counted(failures), len(failures) + 1)
+
+
+def _counted(reasons: list[str]) -> str:
+    """["connection reset", "connection reset", "no answer within 8 s"] -> "connection reset (2), no answer ..." """
+    counts = {reason: reasons.count(reason) for reason in reasons}
+    return ", ".join(f"{reason} ({n})" if n > 1 else reason for reason, n in counts.items())
 
 
 def _connection_reason(message: str, timeout: float) -> str:
     lowered = message.lower()
     if "refused" in lowered:
         return "connection refused"
+    if "reset" in lowered:
+        return "connection reset"
     if "timed out" in lowered or "timeout" in lowered:
         return f"no answer within {timeout:.0f} s"
+    if "temporary failure in name resolution" in lowered:
+        return "name lookup failed for now"
     if "name or service not known" in lowered or "nodename nor servname" in lowered or "resolve" in lowered:
         return "unknown host"
+    if "aborted" in lowered or "disconnected" in lowered:
+        return "connection closed without an answer"
     return "connection failed"

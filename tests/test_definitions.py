@@ -168,6 +168,16 @@ def test_report_is_built_after_the_marts_it_reads_in_every_refresh(repo):
         assert dg.AssetKey(["reports", "metrics_report"]) in repo.get_job(job).asset_layer.executable_asset_keys
 
 
+def test_a_failed_load_is_retried_60_s_then_120_s_later():
+    """Issue 31.3: the README said 60 s then 120 s; Dagster's exponential backoff waited 60 s then 180 s."""
+    from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
+
+    for assets in (stripe_assets, finance_assets, product_assets):
+        policy = assets.op.retry_policy
+        assert policy.max_retries == 2
+        assert [policy.calculate_delay(retry) for retry in (1, 2)] == [60, 120]
+
+
 def test_every_asset_key_has_a_prefix(repo):
     # issue 17: the subscriptions snapshot was the one bare key (["subscriptions_snapshot"])
     bare = [key for key in repo.asset_graph.get_all_asset_keys() if len(key.path) < 2]

@@ -904,6 +904,51 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     }
 
 
+def test_unpriced_lines_are_said_to_be_the_invoice_lines_not_the_mrr(fresh_database, tmp_path):
+    """Issue 31.7: lines naming a price no load brought were reported as "its MRR is missing" when the engine's
+    MRR was right. Here cus_renamed pays 100 a month on price_old from May 1 and moves, at the Jul 1 renewal, to
+    price_new at the same 100 (a legacy plan, deleted since: nothing brings it). The engine keeps the level of
+    the last period it could value (Jun 1, price_old): 100 at the end of July, right. The invoice side cannot
+    value the Aug 1 - Sep 1 line of price_new: 0. What is unvalued is that line (100.00 usd billed), and the
+    check says so; cus_plain (price_old throughout) matches."""
+    from orchestration.defs.checks import reconciliation_result
+
+    now = ts("2025-08-15")
+    store = Store(tmp_path / "stripe.sqlite")
+    acct = Account(store, now, id_prefix="U")
+    product = acct.product("Plan", ts("2025-01-01"), id="prod_plan")
+    old = acct.price(product, 10000, ts("2025-01-01"), id="price_old")
+    new = acct.price(product, 10000, ts("2025-01-01"), id="price_new")
+    renamed = acct.subscribe(acct.customer(ts("2025-05-01"), id="cus_renamed"), [Item(old)], ts("2025-05-01"))
+    renamed.change_at_renewal(ts("2025-06-20"), [Item(new)])
+    renamed.finish()
+    acct.subscribe(acct.customer(ts("2025-05-03"), id="cus_plain"), [Item(old)], ts("2025-05-03")).finish()
+    acct.flush()
+    url = fresh_database("unpriced")
+    work = tmp_path / "work"
+    load_stripe(store, url, work, now)
+    query(url, "delete from raw_stripe.prices where id = 'price_new' returning id")
+    query(url, "delete from raw_stripe.plans where id = 'price_new' returning id")
+    query(
+        url,
+        "update raw_stripe.subscription_items set data = data - 'price' - 'plan' "
+        "where data -> 'price' ->> 'id' = 'price_new' returning id",
+    )
+    dbt_build(url, work, now, select="+mrr_monthly int_stripe_reconciliation")
+
+    result = reconciliation_result(url)
+    assert result.passed is False and result.severity.value == "ERROR"
+    metadata = {key: value.value for key, value in result.metadata.items()}
+    assert metadata["month"] == "2025-07-01"
+    assert metadata["engine_mrr"] == 200.0 and metadata["invoice_lines_mrr"] == 100.0
+    assert metadata["unpriced_customers"] == "cus_renamed (engine 100.0)"
+    assert metadata["unvalued_lines"] == "1 invoice line of price_new, 100.00 usd billed for its period"
+    assert metadata["gap_unpriced_lines"].startswith("100.0 over 1 customers: ")
+    assert "MRR is missing" not in metadata["gap_unpriced_lines"]
+    assert "The engine does not count them either" in metadata["gap_unpriced_lines"]
+    assert metadata["customers_matched"] == 1
+
+
 # --- methodology: stripe -----------------------------------------------------------------------------------
 # METRICS.md "Methodology": with mrr_methodology 'stripe', the scenarios whose movements differ, by hand
 STRIPE_MOVEMENTS = {

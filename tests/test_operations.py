@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -372,3 +374,147 @@ def test_ui_stops_on_sigterm(ops_env):
         if ui.poll() is None:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
+
+
+# -- faults that are not configuration (issue 31) ------------------------------------------------------
+PEOPLE = ("Probe Person", "@customers.example")  # what every customer's name and email of `named_account` hold
+
+
+@pytest.fixture(scope="module")
+def named_account(tmp_path_factory):
+    """A small account whose customers have names and emails (the demo's have no names), served over Stripe's
+    protocol with faults the test adds."""
+    from saas_metrics.demo.account import generate
+    from tests.support.faults import Faults
+
+    store = Store(tmp_path_factory.mktemp("named") / "stripe.sqlite")
+    now = int(time.time())
+    generate(store, customers=15, months=3, seed=13, now=now, progress_every=10**9)
+    for n, customer in enumerate(list(store.iter_type("customer"))):
+        store.put({**customer, "name": f"Probe Person {n:02d}", "email": f"probe.person.{n:02d}@customers.example"})
+    faults = Faults()
+    with StripeProtocolServer(store, api_key="sk_test_named", now=now, faults=faults) as server:
+        yield server, faults
+
+
+def _named_env(server, fresh_database, tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DAGSTER_", "DATABASE_URL"))}
+    env.update(
+        SAAS_METRICS_HOME=str(tmp_path / "home"),
+        DATABASE_URL=fresh_database("faults"),
+        STRIPE_API_KEY="sk_test_named",
+        STRIPE_API_BASE=server.url,
+        STRIPE_MAX_RPS="2000",
+        **extra,
+    )
+    return env
+
+
+def _event_log(url: str) -> str:
+    """Every event of every run Dagster stored in the warehouse (DAGSTER_PG_URL is DATABASE_URL here)."""
+    return "\n".join(event for (event,) in query(url, "select event from event_logs"))
+
+
+def test_one_reset_in_the_first_stripe_check_is_retried(named_account, fresh_database, tmp_path):
+    """Issue 31.2: one reset connection in the CLI's first request ended the run in 3 s with "cannot reach
+    STRIPE_API_BASE ...: fix STRIPE_API_BASE", a setting that was right. Now it is tried again, as the load
+    tries a request; only a server refusing every attempt (or an unknown host, a refused key) is configuration."""
+    server, faults = named_account
+    faults.rules.clear()
+    faults.add("reset", r"^/v1/customers$", times=1)
+    env = _named_env(server, fresh_database, tmp_path)
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert faults.rules[0]["times"] == 0
+    assert f"checking STRIPE_API_BASE ({server.url}): connection reset, then an answer on attempt 2" in result.stderr
+    assert query(env["DATABASE_URL"], "select count(*) from raw_stripe.customers") == [(15,)]
+
+
+def test_bodies_cut_short_are_retried_and_never_printed(named_account, fresh_database, tmp_path):
+    """Issue 31.3: a 200 whose JSON was cut short was not retried as a request, only the whole step (minutes
+    later); the run then failed with the full body as its last line (customers' names and emails), and Dagster's
+    event log kept it. Now such a body is retried like a 5xx, and neither the output nor the event log quotes it,
+    whether the retries win (first run) or not (second: the body is cut short on every attempt)."""
+    server, faults = named_account
+    faults.rules.clear()
+    faults.add("truncate", r"^/v1/customers$", times=2)  # the CLI's first check, then the load's first page
+    faults.add("truncate", r"^/v1/invoices$", times=1)
+    env = _named_env(server, fresh_database, tmp_path)
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(rule["times"] == 0 for rule in faults.rules)
+    assert "GET /v1/invoices answered 200 with a body that is not JSON; retrying in " in result.stderr
+    assert query(env["DATABASE_URL"], "select count(*) from raw_stripe.customers") == [(15,)]
+    said = result.stdout + result.stderr + _event_log(env["DATABASE_URL"])
+    assert not [person for person in PEOPLE if person in said]
+
+    faults.rules.clear()
+    faults.add("truncate", r"^/v1/customers$", times=1000)
+    env = _named_env(server, fresh_database, tmp_path, SAAS_METRICS_INGEST_RETRIES="0")
+    result = run_cli("run", env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("saas-metrics: error: step stripe failed: ") and len(last) < 300, last[:500]
+    assert re.search(r"GET /v1/customers answered 200 with a body that is not JSON \([\d,]+ bytes\)$", last), last
+    assert "GET /v1/customers answered 200 with a body that is not JSON; retrying in " in result.stderr
+    assert ", attempt 7 of 7" in result.stderr  # every request retry was made before the step failed
+    said = result.stdout + result.stderr + _event_log(env["DATABASE_URL"])
+    assert not [person for person in PEOPLE if person in said]
+
+
+def _in_a_full_folder(folder: Path, command: list[str]) -> list[str] | None:
+    """`command` run with a 256 KiB tmpfs mounted on `folder` (the load fills it), in a mount namespace of its
+    own (nothing to unmount after); None where this machine lets no one mount (no root, no user namespaces)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = 'mount -t tmpfs -o size=256k saas-metrics-full "$0" && exec "$@"'
+    for unshare in (["unshare", "--mount"], ["unshare", "--map-root-user", "--mount"]):
+        try:
+            probe = subprocess.run([*unshare, "sh", "-c", script, str(folder), "true"], capture_output=True)
+        except FileNotFoundError:
+            return None
+        if probe.returncode == 0:
+            return [*unshare, "sh", "-c", script, str(folder), *command]
+    return None
+
+
+# where no tmpfs can be mounted: Python's own `open` fails with ENOSPC for files written in the folder
+NO_SPACE_AT_OPEN = """
+import builtins, errno, io, os
+_folder = os.environ["SAAS_METRICS_TEST_FULL_FOLDER"] + os.sep
+_open = io.open
+def _open_in_a_full_folder(file, mode="r", *args, **kwargs):
+    if isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+"):
+        if os.path.abspath(os.fspath(file)).startswith(_folder):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(file))
+    return _open(file, mode, *args, **kwargs)
+builtins.open = io.open = _open_in_a_full_folder
+"""
+
+
+def test_a_full_disk_in_the_dlt_folder_fails_at_once_in_one_line(named_account, fresh_database, tmp_path):
+    """Issue 31.4: no space left in the dlt folder was retried like an outage (four minutes) before failing.
+    Now the load fails at once, without a retry, in one line naming the folder. The folder is a real tmpfs of
+    256 KiB where this machine allows a mount (the load's files fill it), else ENOSPC is injected where Python
+    opens a file for writing in it."""
+    server, faults = named_account
+    faults.rules.clear()
+    env = _named_env(server, fresh_database, tmp_path)
+    dlt_folder = tmp_path / "home" / "dlt"
+    command = _in_a_full_folder(dlt_folder, [CLI, "run"])
+    if command is None:
+        (tmp_path / "inject").mkdir()
+        (tmp_path / "inject" / "sitecustomize.py").write_text(NO_SPACE_AT_OPEN)
+        env.update(PYTHONPATH=str(tmp_path / "inject"), SAAS_METRICS_TEST_FULL_FOLDER=str(dlt_folder))
+        command = [CLI, "run"]
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    # the three loads write there: whichever fails first is the one named
+    assert re.fullmatch(
+        rf"saas-metrics: error: step (stripe|finance|product) failed: no space left on {re.escape(str(dlt_folder))}",
+        last,
+    ), last[:1000]
+    assert "retrying in" not in result.stdout + result.stderr
+    assert elapsed < 120, elapsed  # not minutes of retries

@@ -516,3 +516,32 @@ def test_pages_read_lean_make_the_rows_of_pages_read_as_dicts(account):
                 after = as_dicts["data"][-1]["id"]
     # the invoice of 25 lines, the subscription of 13 items and its invoices
     assert as_dicts_kept == more_than_ten == 7
+
+
+def _exception_texts(exc: BaseException | None) -> str:
+    """Everything an error says, its causes and contexts too (what a traceback or Dagster's event log shows)."""
+    texts = []
+    while exc is not None:
+        texts += [str(exc), repr(exc)]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(texts)
+
+
+def test_a_truncated_body_is_retried_and_never_quoted(account):
+    """Issue 31.3: a 200 whose JSON was cut short was not retried (only the whole step was, minutes later), and
+    the error quoted the whole body: customers' emails. Now it is retried like a 5xx, and no error carries it."""
+    store, now = account
+    faults = Faults()
+    faults.add("truncate", r"^/v1/customers$", times=2)
+    with StripeProtocolServer(store, api_key=API_KEY, now=now, faults=faults) as server:
+        api = StripeApi(API_KEY, server.url, max_rps=1000)
+        assert len(list(api.paginate("/v1/customers"))) == 231
+        assert faults.rules[0]["times"] == 0 and api.retries == 2
+        faults.add("truncate", r"^/v1/customers$", times=1000)
+        api = StripeApi(API_KEY, server.url, max_rps=1000, max_retries=1)
+        with pytest.raises(StripeFetchError) as failure:
+            list(api.paginate("/v1/customers"))
+    assert str(failure.value) == "GET /v1/customers failed after 1 retries: 200 with a body that is not JSON"
+    said = _exception_texts(failure.value)
+    assert "bytes)" in said  # the cause says how much came, and nothing of it
+    assert "@example.com" not in said and '"object"' not in said

@@ -34,6 +34,16 @@ class StripeFetchError(Exception):
     """A request still failed after every retry."""
 
 
+class StripeBadResponse(stripe.APIError):
+    """An answer that is not what Stripe sends: a body that is not JSON (cut short by a proxy, say) or an error
+    without Stripe's error object. Retried like a 5xx when its status is 2xx or 5xx. Its message names the
+    request, the status and the size, never the body: a page of customers holds their names and emails."""
+
+    def __init__(self, path: str, status: int, size: int, what: str):
+        super().__init__(f"GET {path} answered {status} with {what} ({size:,} bytes)", http_status=status)
+        self.reason = f"{status} with {what}"
+
+
 class RateLimiter:
     """A token bucket shared by every thread: at most `rate` requests a second overall."""
 
@@ -109,28 +119,20 @@ class StripeApi:
                 raise StripeAuthError(f"the Stripe API key may not read {path}: {exc.user_message}") from exc
             except (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError) as exc:
                 status = getattr(exc, "http_status", None)
-                if (
-                    isinstance(exc, stripe.APIError)
-                    and not isinstance(exc, stripe.APIConnectionError)
-                    and status is not None
-                    and status < 500
-                    and status != 429
-                ):
+                if not _retryable(exc, status):
                     raise
+                reason = getattr(exc, "reason", None) or status or type(exc).__name__
                 attempt += 1
                 if attempt > self.max_retries:
                     self.aborted.set()
-                    raise StripeFetchError(
-                        f"GET {path} failed after {self.max_retries} retries: {status or type(exc).__name__}"
-                    ) from exc
-                delay = min(settings.BACKOFF_MAX_SECONDS, settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random() / 2
+                    raise StripeFetchError(f"GET {path} failed after {self.max_retries} retries: {reason}") from exc
+                delay = backoff_seconds(attempt)
                 with self._count_lock:
                     self.retries += 1
                 logger.warning(
                     "GET %s answered %s; retrying in %.0f s, attempt %d of %d",
                     path,
-                    status or type(exc).__name__,
+                    reason,
                     delay,
                     attempt + 1,
                     self.max_retries + 1,
@@ -145,7 +147,8 @@ class StripeApi:
         What `StripeClient.raw_request` does, but for a success the body is read by `parse`, or parsed with
         orjson into plain dicts: the library parses every body into OrderedDicts with the standard json
         module, which took more of the load's CPU than anything else. An error answer goes through the
-        library as before.
+        library as before when it is Stripe's error object; a body that is neither JSON nor such an error is a
+        StripeBadResponse, which does not carry it (the library's own error would quote the whole body).
         """
         requestor = self.client._requestor
         body, code, headers = requestor.request_raw(
@@ -161,11 +164,18 @@ class StripeApi:
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
-                pass  # the library's own error for a body that is not JSON
-            else:
-                return self._without_nul(data) if has_nul else data
-        response = requestor._interpret_response(body, code, headers, "V1")
-        return self._without_nul(response.data) if _has_nul(response.body) else response.data
+                raise StripeBadResponse(path, code, len(body), "a body that is not JSON") from None
+            if not isinstance(data, dict):
+                raise StripeBadResponse(path, code, len(body), "JSON that is not an object")
+            return self._without_nul(data) if has_nul else data
+        try:
+            error = orjson.loads(body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            error = None
+        if not isinstance(error, dict | str):
+            raise StripeBadResponse(path, code, len(body), "a body that is not a Stripe error") from None
+        requestor._interpret_response(body, code, headers, "V1")  # raises the library's error for it
+        raise StripeBadResponse(path, code, len(body), "an error the library did not raise")
 
     def _without_nul(self, data: dict) -> dict:
         """The response's objects, NUL characters removed (and the objects changed recorded). Only a
@@ -423,6 +433,21 @@ class StripeApi:
             for obj in pool.map(fetch, ids):
                 if obj is not None:
                     yield obj
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The wait before retry `attempt` (1, 2, ...) of a request: 0.5 s doubling up to 30 s (settings.py), each
+    drawn between half and all of that, so that threads failing together do not retry together."""
+    delay = min(settings.BACKOFF_MAX_SECONDS, settings.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return delay * (0.5 + random.random() / 2)
+
+
+def _retryable(exc: Exception, status: int | None) -> bool:
+    """429s, 5xx, dropped connections, and 2xx answers whose body is not what Stripe sends (StripeBadResponse)
+    are worth another try; any other error answer (400, 404) is not."""
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError) or status is None:
+        return True
+    return status >= 500 or status == 429 or (isinstance(exc, StripeBadResponse) and status < 300)
 
 
 def _has_nul(body: str | bytes) -> bool:

@@ -2,7 +2,8 @@
 
 - stripe_reconciliation (warns): last complete month's MRR from the engine vs the sum of the
   recurring invoice lines covering the month's end, with every per-customer gap given a cause;
-  fails (error) when lines of paying subscriptions name a price no load brought (nothing can value them);
+  fails (error) when lines of paying subscriptions name a price no load brought (nothing can value those
+  lines: the check names them, and the engine's MRR of their customers, which does not count them);
 - raw_stripe_fresh: raw Stripe tables loaded within the last 26 hours (after each load, and hourly
   by freshness_schedule between runs);
 - marts_not_older_than_raw: the marts were built after the raw data they read was last loaded;
@@ -32,7 +33,8 @@ VOLUME_MIN_AVERAGE = 10  # fewer rows a day than this on average: too few to jud
 
 # the comparison and its causes are computed by dbt (models/intermediate/mrr/int_stripe_reconciliation.sql)
 RECONCILIATION_SQL = """
-select month, customer_id, cause, engine_mrr, invoice_mrr
+select month, customer_id, cause, engine_mrr, invoice_mrr, currency, unpriced_price_ids, unpriced_line_count,
+    unpriced_amount_local
 from intermediate.int_stripe_reconciliation
 order by customer_id
 """
@@ -46,8 +48,11 @@ CAUSES = {
     "subscription until dunning ends it or past_due_grace_days pass, the invoice side counts open invoices "
     "whatever their age and uncollectible ones not at all",
     "unexplained": "no cause found: inspect these customers",
-    "unpriced_lines": "lines of a paying subscription name a price that no load brought (not listed by "
-    "/v1/prices or /v1/plans, not embedded in a subscription item, not retrievable by id): its MRR is missing",
+    "unpriced_lines": "cycle lines of a paid or open invoice name a price that no load brought (not listed by "
+    "/v1/prices or /v1/plans, not embedded in a subscription item, not retrievable by id; unvalued_lines): "
+    "without the price's interval they cannot be turned into MRR, so the invoice side leaves them out (the gap). "
+    "The engine does not count them either: its MRR for these customers (unpriced_customers) comes from their "
+    "other lines and earlier periods, right if the unknown price bills what the last known one did, short if not",
 }
 
 
@@ -60,6 +65,11 @@ class Reconciled:
     cause: str
     engine_mrr: Decimal
     invoice_mrr: Decimal
+    currency: str | None = None
+    # unpriced_lines only: the prices no load brought, the lines naming them and what they bill (local currency)
+    unpriced_price_ids: str | None = None
+    unpriced_line_count: int = 0
+    unpriced_amount_local: Decimal = Decimal(0)
 
     @property
     def gap(self) -> Decimal:
@@ -77,7 +87,23 @@ def reconcile(url: str) -> tuple[dt.date | None, list[Reconciled]]:
         rows = cur.fetchall()
     if not rows:
         return None, []
-    return rows[0][0], [Reconciled(r[1], r[2], r[3] or Decimal(0), r[4] or Decimal(0)) for r in rows]
+    return rows[0][0], [
+        Reconciled(r[1], r[2], r[3] or Decimal(0), r[4] or Decimal(0), r[5], r[6], r[7] or 0, r[8] or Decimal(0))
+        for r in rows
+    ]
+
+
+def _unvalued_lines(unpriced: list[Reconciled]) -> str:
+    """What the lines of unknown prices are: "2 invoice lines of price_a, price_b, 300.00 usd billed for their
+    period" (their amounts by currency, not MRR: their interval is unknown)."""
+    lines = sum(c.unpriced_line_count for c in unpriced)
+    prices = sorted({p for c in unpriced for p in (c.unpriced_price_ids or "").split(", ") if p})
+    billed: dict[str, Decimal] = {}
+    for c in unpriced:
+        billed[c.currency or "?"] = billed.get(c.currency or "?", Decimal(0)) + c.unpriced_amount_local
+    amounts = ", ".join(f"{amount:,.2f} {currency}" for currency, amount in sorted(billed.items()))
+    noun = "invoice line" if lines == 1 else "invoice lines"
+    return f"{lines} {noun} of {', '.join(prices)}, {amounts} billed for {'its' if lines == 1 else 'their'} period"
 
 
 @dg.asset_check(
@@ -88,7 +114,12 @@ def reconcile(url: str) -> tuple[dt.date | None, list[Reconciled]]:
     f"exceeds {RECONCILIATION_TOLERANCE:.1%} of MRR.",
 )
 def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    month, customers = reconcile(warehouse.url())
+    return reconciliation_result(warehouse.url())
+
+
+def reconciliation_result(url: str) -> dg.AssetCheckResult:
+    """The stripe_reconciliation check's result for the warehouse at `url`."""
+    month, customers = reconcile(url)
     if month is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no complete month yet"})
     engine = sum((c.engine_mrr for c in customers), Decimal(0))
@@ -113,12 +144,14 @@ def stripe_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata["unexplained_customers"] = ", ".join(c.customer_id for c in unexplained[:20]) + (
             f" and {len(unexplained) - 20} more" if len(unexplained) > 20 else ""
         )
-    unpriced = [c.customer_id for c in customers if c.cause == "unpriced_lines"]
+    unpriced = [c for c in customers if c.cause == "unpriced_lines"]
     if unpriced:
-        # an error, not a warning: MRR is missing, and both sides would agree on it
-        metadata["unpriced_customers"] = ", ".join(unpriced[:20]) + (
-            f" and {len(unpriced) - 20} more" if len(unpriced) > 20 else ""
-        )
+        # an error, not a warning: lines nothing can value, so nothing here can say whether the engine's MRR of
+        # these customers is right
+        metadata["unpriced_customers"] = ", ".join(
+            f"{c.customer_id} (engine {float(round(c.engine_mrr, 2))})" for c in unpriced[:20]
+        ) + (f" and {len(unpriced) - 20} more" if len(unpriced) > 20 else "")
+        metadata["unvalued_lines"] = _unvalued_lines(unpriced)
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
     passed = abs(unexplained_gap) <= RECONCILIATION_TOLERANCE * max(abs(engine), Decimal(1))
     # a warning, not a block: the engine's own blocking tests guard the marts; a gap here asks for a look

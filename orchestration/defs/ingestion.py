@@ -2,10 +2,13 @@
 key dagster-dbt gives the matching dbt source ([<source>, <table>]), so lineage runs raw -> staging ->
 marts in one graph. Each load is run by dagster-dlt (`DagsterDltResource.run`) with one translator
 (`RawTranslator`) and one pipeline factory (`pipeline`), retried when it may get better, failed at once
-when it will not; then the tables it had nothing for are created empty (ingestion/raw_tables.py)."""
+when it will not (bad input, a full disk); then the tables it had nothing for are created empty
+(ingestion/raw_tables.py)."""
 
+import errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import dlt
@@ -94,13 +97,14 @@ def pipeline(name: str, dataset: str) -> dlt.Pipeline:
     )
 
 
-# Requests already retry 429s, 5xx and dropped connections; a load that still fails (Stripe down for
-# minutes) is retried (default twice, 60 s then 120 s later). Bad input is not (a bad key, a malformed
-# file or setting): it will not get better.
+# Requests already retry 429s, 5xx, dropped connections and bodies cut short; a load that still fails
+# (Stripe down for minutes) is retried: the n-th retry n delays after its failure (default twice, 60 s then
+# 120 s later; Dagster's EXPONENTIAL would wait 60 s then 180 s). Bad input is not (a bad key, a malformed
+# file or setting), nor a full disk: they will not get better.
 INGEST_RETRY_POLICY = dg.RetryPolicy(
     max_retries=runtime.settings().ingest_retries,
     delay=runtime.settings().ingest_retry_delay,
-    backoff=dg.Backoff.EXPONENTIAL,
+    backoff=dg.Backoff.LINEAR,
 )
 
 
@@ -144,6 +148,8 @@ def load(
         )
         return {result.asset_key: result for result in results}
     except Exception as exc:
+        if (full := _disk_full(exc)) is not None:
+            raise dg.Failure(f"no space left on {full}", allow_retries=False) from exc
         cause = _cause(exc, bad_input)
         if cause is None:
             announce_retry(context, translator.title, exc)
@@ -167,6 +173,21 @@ def materializations(
         key = dg.AssetKey([translator.source, table])
         result = results.get(key) or dg.MaterializeResult(asset_key=key)
         yield result._replace(metadata={**(result.metadata or {}), **metadata(table)})
+
+
+def _disk_full(exc: BaseException | None) -> Path | None:
+    """The folder that has no space left, if that is what failed the load (ENOSPC anywhere in the chain): the
+    dlt folder where dlt writes the load's files (or the folder of the file named, when it is elsewhere). A
+    retry minutes later finds the disk as full: the step fails at once."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            folder = Path(runtime.settings().dlt_pipelines_dir)
+            written = Path(exc.filename) if isinstance(exc.filename, str) else None
+            if written is not None and not written.is_relative_to(folder):
+                return written.parent
+            return folder
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _cause(exc: BaseException | None, kind: type[BaseException]):

@@ -19,7 +19,7 @@ has to handle:
   its OpenAPI spec by tests/test_stripe_spec.py; a coupon's `applies_to` is sent only when expanded;
 - a recorded object (tests/recordings/) keeps the `lines` or `items` it was recorded with.
 
-`Faults` injects 429s, 5xx and dropped connections for tests. The demo and the tests use
+`Faults` injects 429s, 5xx, dropped or reset connections and truncated bodies for tests. The demo and the tests use
 the same server, so the demo exercises exactly the code a customer runs.
 """
 
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -255,10 +257,16 @@ class StripeProtocolServer:
                 server_self.stats.hit(parsed.path)
                 fault = server_self.faults.take(parsed.path) if server_self.faults is not None else None
                 if fault is not None:
-                    if fault["status"] == "drop":
+                    if fault["status"] in ("drop", "reset"):
+                        if fault["status"] == "reset":  # closed with a TCP RST: the client reads ECONNRESET
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         self.close_connection = True
                         self.connection.close()
                         return
+                    if fault["status"] == "truncate":  # the real answer cut in half, as a 200 of that length
+                        status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
+                        payload = json.dumps(body, separators=(",", ":")).encode()
+                        return self._send(status, payload[: len(payload) // 2])
                     status, body = _error(
                         int(fault["status"]),
                         "injected failure",

@@ -13,7 +13,8 @@ class Faults:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, status: int | str, path_regex: str = ".*", times: int = 1, should_retry: bool | None = None):
-        """status: an HTTP status (429, 500, 503...) or "drop" to close the connection."""
+        """status: an HTTP status (429, 500, 503...); "drop" to close the connection without an answer, "reset" to
+        reset it (a TCP RST); "truncate" to answer 200 with the first half of the real body."""
         with self.lock:
             self.rules.append(
                 {"status": status, "re": re.compile(path_regex), "times": times, "should_retry": should_retry}

@@ -4,9 +4,11 @@
 -- an unexplained gap, fails on unpriced lines).
 --   invoice side: recurring lines (paid or open) whose period covers the month's end, normalised to a month;
 --   engine side:  int_customer_mrr_monthly at the month's end;
---   cause:        unpriced_lines (cycle lines of a paying subscription whose price no load brought: neither
---                 side can value them) | matched | mid_period_change (a proration: the engine counts the new
---                 rate at once) | ended_before_month_end | unpaid_renewal | unexplained.
+--   cause:        unpriced_lines (cycle lines of a paying subscription whose price no load brought: without
+--                 its interval neither side can value them; the engine's MRR then comes from the customer's
+--                 other lines and earlier periods) | matched | mid_period_change (a proration: the engine
+--                 counts the new rate at once) | ended_before_month_end | unpaid_renewal | unexplained;
+--   unpriced_*:   those lines: the prices they name, how many, what they bill for their period (local currency).
 with
 
 as_of as (
@@ -49,7 +51,10 @@ invoice_side as (
 unpriced as (
     select
         customer_id,
-        min(currency) as currency
+        min(currency) as currency,
+        string_agg(distinct coalesce(price_id, '(no price id)'), ', ') as price_ids,
+        count(*) as line_count,
+        sum(amount_cents) as amount_cents
     from lines
     where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
         and amount_cents > 0 and invoice_status in ('paid', 'open')
@@ -87,7 +92,10 @@ compared as (
         coalesce(engine_side.currency, invoice_side.currency, unpriced.currency) as currency,
         coalesce(engine_side.mrr_local, 0) as engine_local,
         coalesce(invoice_side.mrr_local, 0) as invoice_local,
-        unpriced.customer_id is not null as has_unpriced
+        unpriced.customer_id is not null as has_unpriced,
+        unpriced.price_ids as unpriced_price_ids,
+        unpriced.line_count as unpriced_line_count,
+        unpriced.amount_cents as unpriced_amount_cents
     from engine_side
     full join invoice_side
         on engine_side.customer_id = invoice_side.customer_id
@@ -109,7 +117,10 @@ final as (
         end as cause,
         compared.currency,
         compared.engine_local * {{ fx_rate('compared.currency', 'fx.rate') }} as engine_mrr,
-        compared.invoice_local * {{ fx_rate('compared.currency', 'fx.rate') }} as invoice_mrr
+        compared.invoice_local * {{ fx_rate('compared.currency', 'fx.rate') }} as invoice_mrr,
+        compared.unpriced_price_ids,
+        compared.unpriced_line_count,
+        {{ cents_to_major('compared.unpriced_amount_cents', 'compared.currency') }} as unpriced_amount_local
     from compared
     cross join as_of
     left join fx
