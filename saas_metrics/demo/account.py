@@ -29,7 +29,7 @@ log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
 DAY = 86400
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 
 
 @dataclass
@@ -272,7 +272,7 @@ def _simulate_customer(
                     sub.recover(renewal + rng.randint(1, 6) * DAY)
                 elif outcome < 0.92:
                     sub.advance_to(renewal + DAY)
-                    sub.cancel(renewal + 21 * DAY)
+                    sub.cancel(renewal + 21 * DAY, reason="payment_failed")
                     sub.finish()
                     return
                 else:

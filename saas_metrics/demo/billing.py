@@ -515,6 +515,7 @@ class Subscription:
     status: str = "active"
     ended_at: int | None = None
     canceled_at: int | None = None
+    cancellation_reason: str = "cancellation_requested"  # Stripe's cancellation_details.reason
     cancel_at: int | None = None
     cancel_at_period_end: bool = False
     pause_collection: dict | None = None
@@ -934,11 +935,15 @@ class Subscription:
         self.account.event("customer.subscription.updated", when, {"id": self.id, "object": "subscription"})
         return self
 
-    def cancel(self, when: int, at_period_end: bool = False) -> Subscription:
+    def cancel(self, when: int, at_period_end: bool = False, reason: str = "cancellation_requested") -> Subscription:
+        """Cancel now or at period end; `reason` is what Stripe records in `cancellation_details.reason`:
+        `cancellation_requested` when the customer (or the merchant on their behalf) cancels, `payment_failed`
+        when dunning gives up."""
         self.advance_to(when)
         if self.ended_at is not None:
             return self
         self.canceled_at = when
+        self.cancellation_reason = reason
         if at_period_end:
             self.cancel_at_period_end = True
             self.cancel_at = self.period_end
@@ -1003,7 +1008,7 @@ class Subscription:
             "cancellation_details": {
                 "comment": None,
                 "feedback": None,
-                "reason": "cancellation_requested" if self.canceled_at else None,
+                "reason": self.cancellation_reason if self.canceled_at else None,
             },
         }
         for obj in [sub, *items, *self._out]:
