@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from saas_metrics.lake.settings import LakeConfigError, LakeSettings, lake_settings
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
 
@@ -104,6 +106,7 @@ class Settings:
     ingest_retries: int = 2  # a failed load step is retried this many times...
     ingest_retry_delay: float = 60.0  # ...after this many seconds, doubling each time
     stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
+    lake: LakeSettings = field(default_factory=LakeSettings)  # lake mode (saas_metrics/lake/settings.py)
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -204,7 +207,15 @@ def load_settings() -> Settings:
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
         ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
         stripe_timeout=_float_env("STRIPE_TIMEOUT", 80.0),
+        lake=_lake_settings(),
     )
+
+
+def _lake_settings() -> LakeSettings:
+    try:
+        return lake_settings(os.environ)
+    except LakeConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _alert_settings() -> AlertSettings:
