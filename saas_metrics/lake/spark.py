@@ -141,4 +141,16 @@ def register_events(spark: SparkClient, lake: LakeSettings) -> None:
         f"create table if not exists {table} ({columns}, event_date date) using parquet "
         f"partitioned by (event_date) location '{lake.events_path}'"
     )
+    if not client_tracks_partitions(spark):
+        return
     spark.execute(f"msck repair table {table}")
+
+
+def client_tracks_partitions(spark: SparkClient) -> bool:
+    """Whether the cluster keeps partitions in its metastore (Spark's default; the local cluster does not,
+    and finds them in the folders at each query)."""
+    try:
+        value = spark.arrow("set spark.sql.hive.manageFilesourcePartitions").column("value")[0].as_py()
+    except Exception:
+        return True
+    return str(value).lower() != "false"
