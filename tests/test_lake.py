@@ -15,6 +15,7 @@ import random
 import socket
 from pathlib import Path
 
+import dagster as dg
 import dlt
 import pytest
 
@@ -216,3 +217,33 @@ def test_a_cluster_that_is_down_is_one_line_naming_the_setting():
     assert "\n" not in message
     assert message.startswith(f"SAAS_METRICS_SPARK_URL: no Spark answers at sc://127.0.0.1:{down.base_port + 2}")
     assert "saas-metrics lake start" in message
+
+
+def test_lake_mode_is_one_graph_events_spark_publish_postgres():
+    """In lake mode the refresh runs the lake load, the Spark build (its dbt tests as checks), the publish (with
+    its check) and the PostgreSQL build, in that order of dependencies."""
+    from orchestration.definitions import build_definitions
+
+    repo = build_definitions(lake_mode=True).get_repository_def()
+    graph = repo.asset_graph
+    staging = graph.get(dg.AssetKey(["lake", "staging", "stg_product__events"]))
+    assert staging.group_name == "lake"
+    assert dg.AssetKey(["product", "events"]) in staging.parent_keys
+    for name in ROLLUPS:
+        built = dg.AssetKey(["lake", "intermediate", name])
+        assert graph.get(built).parent_keys == {staging.key}
+        published = graph.get(dg.AssetKey(["intermediate", name]))
+        assert published.parent_keys == {built} and published.group_name == "product"
+    accounts = graph.get(dg.AssetKey(["intermediate", "int_product_accounts"]))
+    assert dg.AssetKey(["intermediate", "int_product_user_days"]) in accounts.parent_keys
+    # the models Spark builds are not built by PostgreSQL too
+    assert not graph.has(dg.AssetKey(["staging", "stg_product__events"]))
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert ("intermediate/int_product_user_days", "rows_equal_spark") in checks
+    assert (
+        "lake/intermediate/int_product_user_days",
+        "unique_combination_of_columns_int_product_user_days_account_id__user_id__activity_date",
+    ) in checks
+    refresh = repo.get_job("refresh_job")
+    ops = {node.name for node in refresh.graph.node_defs}
+    assert {"product", "lake_dbt_models", "publish_product_rollups", "dbt_models"} <= ops
