@@ -88,12 +88,13 @@ def write_lake(path: Path, first: int, count: int, accounts: int, start: float, 
 
 
 class Sampler:
-    """CPU-seconds and peak resident memory of process trees (their roots' pids), sampled from /proc."""
+    """CPU-seconds and peak resident memory of process trees (their roots' pids), from /proc. A process's CPU
+    is its own and its reaped children's (a PostgreSQL backend or a Spark executor that ended is counted in
+    its parent's), at the end of a phase, less what the same process had at its start; memory is sampled
+    every 0.5 s."""
 
     def __init__(self, roots: list[int]):
         self.roots = roots
-        self.cpu: dict[int, float] = {}
-        self.start_cpu: dict[int, float] = {}
         self.peak_rss = 0
         self._stop = threading.Event()
 
@@ -105,8 +106,8 @@ class Sampler:
                     fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS,
-                                          int(fields[21]) * PAGE)  # fmt: skip
+                cpu = sum(int(value) for value in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
+                stats[int(entry.name)] = (int(fields[1]), cpu, int(fields[21]) * PAGE)
         members, frontier = set(), [pid for pid in self.roots if pid in stats]
         while frontier:
             pid = frontier.pop()
@@ -114,21 +115,13 @@ class Sampler:
             frontier += [child for child, (ppid, _, _) in stats.items() if ppid == pid and child not in members]
         return {pid: (stats[pid][1], stats[pid][2]) for pid in members}
 
-    def _sample(self) -> None:
-        tree = self._tree()
-        for pid, (cpu, _) in tree.items():
-            self.start_cpu.setdefault(pid, cpu if not self.cpu else 0.0)
-            self.cpu[pid] = cpu
-        self.peak_rss = max(self.peak_rss, sum(rss for _, rss in tree.values()))
-
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self._sample()
+            self.peak_rss = max(self.peak_rss, sum(rss for _, rss in self._tree().values()))
 
     @contextmanager
     def measuring(self, label: str, results: dict):
-        self._sample()
-        self.start_cpu = {pid: cpu for pid, cpu in self.cpu.items()}
+        start = {pid: cpu for pid, (cpu, _) in self._tree().items()}
         self.peak_rss = 0
         client = resource.getrusage(resource.RUSAGE_CHILDREN)
         thread = threading.Thread(target=self._run, daemon=True)
@@ -139,17 +132,17 @@ class Sampler:
         wall = time.perf_counter() - started
         self._stop.set()
         thread.join()
-        self._sample()
+        end = self._tree()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        engine = sum(cpu - self.start_cpu.get(pid, 0.0) for pid, cpu in self.cpu.items())
+        engine = sum(cpu - start.get(pid, 0.0) for pid, (cpu, _) in end.items())
         dbt_cpu = (after.ru_utime + after.ru_stime) - (client.ru_utime + client.ru_stime)
         results[label] = {
             "wall_seconds": round(wall, 1),
             "engine_cpu_seconds": round(engine, 1),
             "dbt_cpu_seconds": round(dbt_cpu, 1),
             "cpu_seconds": round(engine + dbt_cpu, 1),
-            "peak_engine_rss_mb": round(self.peak_rss / 2**20),
-            "load_average": os.getloadavg()[0],
+            "peak_engine_rss_mb": round(max(self.peak_rss, sum(rss for _, rss in end.values())) / 2**20),
+            "load_average": round(os.getloadavg()[0], 2),
         }
         print(f"  {label}: {results[label]}", flush=True)
 

@@ -22,8 +22,9 @@ final as (
         event_name,
         event_name not in {{ sql_list(var('product_non_feature_events')) }} as is_feature,
         event_name in {{ sql_list(var('product_key_actions')) }} as is_key_action,
-        coalesce({{ json_text('properties', var('admin_property')) }} = '{{ var("admin_value") }}', false)
-        as is_admin_event,
+        coalesce(
+            {{ json_text('properties', var('admin_property')) }} = '{{ var("admin_value") }}', false
+        ) as is_admin_event,
         properties,
         -- timestamps
         occurred_at,
