@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LAKE_STAMP := $(VENV)/.installed-lake
 
-.PHONY: install demo test lint format ui clean
+.PHONY: install install-lake java demo test lint format ui clean
 
 install: $(STAMP)
 
@@ -17,12 +18,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[dev]" || $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+## make install-lake: what lake mode adds (README "Lake mode"): pyspark, dbt-spark, deltalake, and a Java runtime
+install-lake: $(LAKE_STAMP) java
+
+$(LAKE_STAMP): $(STAMP)
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[dev,lake]" || $(BIN)/python -m pip install --quiet -e ".[dev,lake]"
+	touch $(LAKE_STAMP)
+
+# Spark runs on Java: Debian's JRE 17 when no `java` is on PATH (as root, as CI runs; anyone else is told what to run)
+java:
+	@command -v java >/dev/null || { \
+		echo "java not found: installing Debian's openjdk-17-jre-headless (Spark needs a Java runtime)"; \
+		if [ "$$(id -u)" = 0 ]; then \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null)) || \
+			{ echo "error: could not install openjdk-17-jre-headless with apt-get: install a Java runtime (17 or 21) and rerun"; exit 1; }; \
+		else \
+			echo "error: no Java runtime: run sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME), then rerun"; exit 1; \
+		fi; \
+		command -v java >/dev/null || { echo "error: java is still not on PATH after installing openjdk-17-jre-headless"; exit 1; }; }
+
 ## make demo: install, start the embedded PostgreSQL, run the whole pipeline on demo data
 demo: install
 	$(BIN)/saas-metrics demo
 
-## make test: lint, dbt parse, Dagster definitions load, then the pytest suite (its own PostgreSQL)
-test: install lint
+## make test: lint, dbt parse, Dagster definitions load, then the pytest suite (its own PostgreSQL; lake mode's test
+## its own Spark cluster, hence install-lake)
+test: install install-lake lint
 	$(BIN)/pytest
 
 ## make lint: ruff, then sqlfluff on the dbt project (it starts a throwaway PostgreSQL: the dbt templater compiles)

@@ -72,6 +72,44 @@ def _bi_role(database_url: str, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- lake mode's local Spark cluster -------------------------------------------------------------
+def cmd_lake(args: argparse.Namespace) -> int:
+    from saas_metrics.lake.cluster import ClusterError, LocalCluster
+
+    settings = runtime.settings()
+    lake = settings.lake
+    if not lake.runs_local_driver:
+        raise ConfigError(f"SAAS_METRICS_SPARK_URL is {lake.spark_url}: that cluster is yours to run, not `lake`'s")
+    cluster = LocalCluster(lake, settings.home / "lake")
+    try:
+        if args.action == "start":
+            status = cluster.start(on_message=print)
+        elif args.action == "stop":
+            stopped = cluster.stop()
+            print(f"stopped {', '.join(stopped)}" if stopped else "not running")
+            return 0
+        else:
+            status = cluster.status()
+    except ClusterError as exc:
+        raise ConfigError(str(exc)) from None
+    _print_lake_status(status, lake, settings.home / "lake")
+    return 0 if status.running else 3
+
+
+def _print_lake_status(status, lake, folder) -> None:
+    if not status.any_running:
+        print(f"not running (saas-metrics lake start; state in {folder})")
+        return
+    for role, pid in status.processes.items():
+        print(f"  {role:<8} {'pid ' + str(pid) if pid else 'not running'}")
+    if lake.runs_local_master:
+        print(f"  master {lake.master_url}: {status.alive_workers} of {lake.workers} workers alive, "
+              f"{status.cores} cores, {status.memory_mb} MB for executors")  # fmt: skip
+    print(f"  Spark Connect {lake.client_url}: {'ready' if status.connect_ready else 'not answering'}")
+    if not lake.enabled:
+        print('  lake mode is off: set SAAS_METRICS_LAKE_URL to use this cluster (README "Lake mode")')
+
+
 # -- running the pipeline -----------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestration.run import run_refresh
@@ -291,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--month", metavar="YYYY-MM", help="a complete month (default: the last complete month)")
     rep.set_defaults(func=cmd_report)
+
+    lake = sub.add_parser(
+        "lake",
+        help="lake mode's local Spark cluster: start, stop, status",
+        description='Start, stop or show the local Spark cluster of lake mode (README "Lake mode"): a standalone '
+        "master and SAAS_METRICS_LAKE_WORKERS workers (default 2, SAAS_METRICS_LAKE_WORKER_MEMORY each) and a "
+        "Spark Connect server, on 127.0.0.1 from SAAS_METRICS_SPARK_PORT (default 7077) on; with "
+        "SAAS_METRICS_SPARK_URL=spark://..., only the Spark Connect server, attached to that master. "
+        "Needs Java (apt-get install -y openjdk-17-jre-headless) and pyspark (pip install 'saas-metrics[lake]').",
+    )
+    lake.add_argument("action", choices=["start", "stop", "status"], help="status exits 3 when not running")
+    lake.set_defaults(func=cmd_lake)
 
     ui = sub.add_parser(
         "ui",

@@ -1,5 +1,5 @@
 """The single Dagster entry point (`dagster dev -m orchestration.definitions`). One module per kind under
-defs/: assets (ingestion, dbt, ml, report), checks, jobs, schedules, sensors, resources."""
+defs/: assets (ingestion, dbt, ml, report; lake mode's in lake.py), checks, jobs, schedules, sensors, resources."""
 
 import dagster as dg
 
@@ -12,12 +12,26 @@ from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
 from orchestration.defs.schedules import schedules
 from orchestration.defs.sensors import sensors
+from saas_metrics import runtime
 
-defs = dg.Definitions(
-    assets=[stripe_assets, finance_assets, product_assets, dbt_models, *ml_assets, report],
-    asset_checks=asset_checks,
-    jobs=jobs,
-    schedules=schedules,
-    sensors=sensors,
-    resources=build_resources(),
-)
+
+def build_definitions(lake_mode: bool) -> dg.Definitions:
+    """Everything; in lake mode (SAAS_METRICS_LAKE_URL) product events go through the lake and Spark
+    (orchestration/defs/lake.py) instead of product_assets and the PostgreSQL build of the product rollups."""
+    if lake_mode:
+        from orchestration.defs.lake import lake_assets
+
+        product_and_dbt = lake_assets()
+    else:
+        product_and_dbt = [product_assets, dbt_models]
+    return dg.Definitions(
+        assets=[stripe_assets, finance_assets, *product_and_dbt, *ml_assets, report],
+        asset_checks=asset_checks,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources=build_resources(),
+    )
+
+
+defs = build_definitions(runtime.settings().lake.enabled)

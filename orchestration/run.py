@@ -38,6 +38,10 @@ def execute_job(
     runtime.prepare_dbt()
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
+    if runtime.settings().lake.enabled:
+        from orchestration.defs.lake import lake_run_config
+
+        run_config["ops"].update(lake_run_config(full_refresh))
     if job_name == "refresh_job":
         run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
     run_tags = {runs.TRIGGER_TAG: "cli", **(tags or {})}

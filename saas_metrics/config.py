@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from saas_metrics.lake.settings import LakeConfigError, LakeSettings, lake_settings
+
 
 def _project_dir() -> tuple[Path, bool]:
     """Where dbt_project/ and dagster.yaml are, and whether that is a checkout: the repository this package
@@ -120,6 +122,7 @@ class Settings:
     ingest_retries: int = 2  # a failed load step is retried this many times...
     ingest_retry_delay: float = 60.0  # ...the n-th n times this many seconds after its failure (60, 120)
     stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
+    lake: LakeSettings = field(default_factory=LakeSettings)  # lake mode (saas_metrics/lake/settings.py)
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -220,7 +223,15 @@ def load_settings() -> Settings:
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
         ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
         stripe_timeout=_float_env("STRIPE_TIMEOUT", 80.0),
+        lake=_lake_settings(),
     )
+
+
+def _lake_settings() -> LakeSettings:
+    try:
+        return lake_settings(os.environ)
+    except LakeConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _alert_settings() -> AlertSettings:

@@ -26,6 +26,10 @@
     every night costs more than the build itself. Stale: never analyzed, or more than 10% of the rows
     changed since. -#}
 {% macro analyze_if_stale() -%}
+    {{ return(adapter.dispatch('analyze_if_stale')()) }}
+{%- endmacro %}
+
+{% macro default__analyze_if_stale() -%}
 do $$
 begin
     if coalesce((

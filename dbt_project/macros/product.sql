@@ -23,6 +23,11 @@
     incremental one every event of the UTC days that rows of loads newer than the rollup's
     max_load_id fall on (late events included, however late), so those whole days are replaced. -#}
 {% macro product_events_of_touched_days() -%}
+    {{ return(adapter.dispatch('product_events_of_touched_days')()) }}
+{%- endmacro %}
+
+{#- PostgreSQL's (Spark's is in lake.sql). -#}
+{% macro default__product_events_of_touched_days() -%}
     {%- if is_incremental() -%}
     touched_days as (
         select distinct activity_date

@@ -97,22 +97,34 @@ class DbtBuildConfig(dg.Config):
 translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="dbt_models",
-    op_tags={"saas_metrics/step": "transform"},
-)
-def dbt_models(
-    context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: WarehouseResource
-):
-    # sources a run did not load (no finance files, no product events, transform_job) exist empty
-    url = warehouse.url()
-    ensure_tables(url, finance.TABLES)
-    ensure_tables(url, product.TABLES)
-    # the dbt unit tests test the code, not the data: `make test` runs them (tests/test_dbt_unit_tests.py)
-    args = ["build", "--exclude-resource-type", "unit_test"] + (["--full-refresh"] if config.full_refresh else [])
+def dbt_models_asset(exclude: str | None = None):
+    """Every dbt model as an asset of one dbt build; lake mode leaves out the models Spark builds
+    (`exclude="tag:spark"`: orchestration/defs/lake.py), which the build then reads as published."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+        name="dbt_models",
+        op_tags={"saas_metrics/step": "transform"},
+        exclude=exclude,
+    )
+    def dbt_models(
+        context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: WarehouseResource
+    ):
+        # sources a run did not load (no finance files, no product events, transform_job) exist empty
+        url = warehouse.url()
+        ensure_tables(url, finance.TABLES)
+        ensure_tables(url, product.TABLES)
+        # the dbt unit tests test the code, not the data: `make test` runs them (tests/test_dbt_unit_tests.py)
+        args = ["build", "--exclude-resource-type", "unit_test"] + (["--full-refresh"] if config.full_refresh else [])
+        yield from stream_build(context, dbt, args, "dbt_models")
+
+    return dbt_models
+
+
+def stream_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str], name: str):
+    """Run one dbt build, its events streamed to Dagster; a failure is one line naming what failed."""
     invocation = dbt.cli(args, context=context)
     try:
         yield from invocation.stream()
@@ -124,7 +136,10 @@ def dbt_models(
             run_results = {}
         raise dg.Failure(description=dbt_failure_reason(run_results), allow_retries=False) from None
     finally:
-        prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS)
+        prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS, prefix=name)
+
+
+dbt_models = dbt_models_asset()
 
 
 def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:
@@ -156,9 +171,9 @@ def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:
 KEEP_DBT_INVOCATIONS = 10
 
 
-def prune_invocation_targets(target_root: Path, keep: int) -> list[Path]:
-    """Delete all but the `keep` newest `dbt_models-*` invocation folders under `target_root`."""
-    folders = sorted(target_root.glob("dbt_models-*"), key=lambda f: f.stat().st_mtime, reverse=True)
+def prune_invocation_targets(target_root: Path, keep: int, prefix: str = "dbt_models") -> list[Path]:
+    """Delete all but the `keep` newest `<prefix>-*` invocation folders under `target_root`."""
+    folders = sorted(target_root.glob(f"{prefix}-*"), key=lambda f: f.stat().st_mtime, reverse=True)
     for folder in folders[keep:]:
         shutil.rmtree(folder, ignore_errors=True)
     return folders[keep:]

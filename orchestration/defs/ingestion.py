@@ -135,16 +135,18 @@ def load(
     translator: RawTranslator,
     make_source: Callable[[], DltSource],
     bad_input: type[Exception],
+    dlt_pipeline: dlt.Pipeline | None = None,
 ) -> dict[dg.AssetKey, dg.MaterializeResult]:
-    """One load of the source `make_source` builds, by dagster-dlt; its materializations by asset key. An error
-    caused by `bad_input` fails the step at once, in its own words; any other is retried, the retry announced."""
+    """One load of the source `make_source` builds, by dagster-dlt, into the warehouse (or by `dlt_pipeline`,
+    which names its own destination: lake mode's); its materializations by asset key. An error caused by
+    `bad_input` fails the step at once, in its own words; any other is retried, the retry announced."""
     try:
         results = dlt_resource.run(
             context=context,
             dlt_source=make_source(),
-            dlt_pipeline=pipeline(translator.source, translator.schema),
+            dlt_pipeline=dlt_pipeline or pipeline(translator.source, translator.schema),
             dagster_dlt_translator=translator,
-            credentials=runtime.dlt_credentials(),
+            **({} if dlt_pipeline else {"credentials": runtime.dlt_credentials()}),
         )
         return {result.asset_key: result for result in results}
     except Exception as exc:

@@ -2,6 +2,7 @@
 -- int_product_user_days (the days touched by new loads are recomputed and replaced).
 {{ config(
     unique_key='activity_date',
+    partition_by=['activity_date'],
     indexes=[{'columns': ['activity_date']}, {'columns': ['account_id', 'activity_date']}],
 ) }}
 

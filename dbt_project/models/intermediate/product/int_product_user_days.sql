@@ -3,6 +3,7 @@
 -- of those days, and replaces those days (delete+insert on activity_date).
 {{ config(
     unique_key='activity_date',
+    partition_by=['activity_date'],
     indexes=[{'columns': ['activity_date']}, {'columns': ['account_id', 'activity_date']}],
 ) }}
 

@@ -1,9 +1,15 @@
 -- One row per product event. A view: the incremental rollups read only the rows of new loads
 -- (by load_id) and the days they touch (by occurred_at), both BRIN-indexed on the raw table.
+-- The same body builds on Spark in lake mode (macros/lake.sql: the lake's JSON text, its event_date
+-- partitions, each event's latest delivery).
 with
 
 source as (
     select * from {{ source('product', 'events') }}
+),
+
+deliveries as (
+    {{ latest_delivery_of_events('source') }}
 ),
 
 final as (
@@ -16,13 +22,15 @@ final as (
         event_name,
         event_name not in {{ sql_list(var('product_non_feature_events')) }} as is_feature,
         event_name in {{ sql_list(var('product_key_actions')) }} as is_key_action,
-        coalesce(properties ->> '{{ var("admin_property") }}' = '{{ var("admin_value") }}', false) as is_admin_event,
+        coalesce(
+            {{ json_text('properties', var('admin_property')) }} = '{{ var("admin_value") }}', false
+        ) as is_admin_event,
         properties,
         -- timestamps
         occurred_at,
-        (occurred_at at time zone 'UTC')::date as activity_date,
+        {{ event_date_of('occurred_at') }} as activity_date,
         _dlt_load_id as load_id
-    from source
+    from deliveries
 )
 
 select * from final
