@@ -1,5 +1,6 @@
 """The single Dagster entry point (`dagster dev -m orchestration.definitions`). One module per kind under
-defs/: assets (ingestion, dbt, ml, report; lake mode's in lake.py), checks, jobs, schedules, sensors, resources."""
+defs/: assets (ingestion, dbt, ml, publish, report; lake mode's in lake.py), checks, jobs, schedules, sensors,
+resources."""
 
 import dagster as dg
 
@@ -8,6 +9,7 @@ from orchestration.defs.dbt import dbt_models
 from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
 from orchestration.defs.jobs import jobs
 from orchestration.defs.ml import ml_assets
+from orchestration.defs.publish import marts_publication
 from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
 from orchestration.defs.schedules import schedules
@@ -25,7 +27,7 @@ def build_definitions(lake_mode: bool) -> dg.Definitions:
     else:
         product_and_dbt = [product_assets, dbt_models]
     return dg.Definitions(
-        assets=[stripe_assets, finance_assets, *product_and_dbt, *ml_assets, report],
+        assets=[stripe_assets, finance_assets, *product_and_dbt, *ml_assets, marts_publication, report],
         asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,

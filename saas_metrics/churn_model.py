@@ -258,9 +258,10 @@ order by paying.scoring_date, paying.customer_id
 RULE_COLUMNS = ["is_usage_drop", "is_no_recent_key_action", "is_admin_inactive", "is_card_expiring"]
 
 
-def read_features(conn, dates: list[dt.date], today: dt.date) -> pd.DataFrame:
+def read_features(conn, dates: list[dt.date], today: dt.date, marts_schema: str = "marts") -> pd.DataFrame:
     """Features of every customer paying at each of `dates` (month ends before today: from
-    customer_mrr_monthly; today: customer_mrr_current), labelled where 90 days have passed."""
+    customer_mrr_monthly; today: customer_mrr_current), labelled where 90 days have passed. `marts_schema`:
+    where the marts are read (a refresh reads its own build before publishing it: orchestration/defs/publish.py)."""
     params = {
         "dates": [d.isoformat() for d in dates],
         "today": today,
@@ -270,7 +271,7 @@ def read_features(conn, dates: list[dt.date], today: dt.date) -> pd.DataFrame:
         "card_days": RULE_CARD_DAYS,
     }
     with conn.cursor() as cur:
-        cur.execute(FEATURES_SQL, params)
+        cur.execute(FEATURES_SQL.replace("marts.", f"{marts_schema}."), params)
         columns = [c.name for c in cur.description]
         frame = pd.DataFrame(cur.fetchall(), columns=columns)
     for name in FEATURE_NAMES:

@@ -126,6 +126,8 @@ def link_dagster_home(current: Settings) -> Path:
 
 
 DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
+# set by a refresh for its own dbt build only (macros/publish.sql, orchestration/defs/publish.py): not configuration
+PUBLISH_RUN_ENV = "SAAS_METRICS_PUBLISH_RUN_ID"
 
 
 def prepare_dbt(force: bool = False) -> None:
@@ -162,7 +164,11 @@ def dbt_project_fingerprint() -> str:
             digest.update(f"{relative}\n".encode())
             digest.update(path.read_bytes())
     for name in sorted(os.environ):
-        if name.startswith(("SAAS_METRICS_", "DBT_")) and name not in ("SAAS_METRICS_PG_PASSWORD", DBT_PREPARED_ENV):
+        if name.startswith(("SAAS_METRICS_", "DBT_")) and name not in (
+            "SAAS_METRICS_PG_PASSWORD",
+            DBT_PREPARED_ENV,
+            PUBLISH_RUN_ENV,
+        ):
             digest.update(f"{name}={os.environ[name]}\n".encode())
     return digest.hexdigest()
 

@@ -70,7 +70,7 @@ def test_marts_are_grouped_and_described(repo):
 
 def test_every_asset_is_in_one_of_the_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions", "reports"}
+    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions", "publication", "reports"}
 
 
 def test_jobs_and_schedule(repo):
@@ -158,6 +158,18 @@ def test_prediction_assets_run_after_the_marts_they_read(repo):
     )
     refresh = repo.get_job("refresh_job")
     assert dg.AssetKey(["marts", "mrr_forecast"]) in refresh.asset_layer.executable_asset_keys
+
+
+def test_every_refresh_publishes_after_its_python_marts_and_reports_after_the_publication(repo):
+    """Issue 31.1: the marts Python writes are published with the dbt marts, in one transaction."""
+    publication = dg.AssetKey(["ops", "marts_publication"])
+    node = repo.asset_graph.get(publication)
+    assert node.group_name == "publication" and node.description
+    python_marts = ("mrr_forecast", "mrr_forecast_backtest", "churn_predictions", "churn_model_evaluations")
+    assert node.parent_keys == {dg.AssetKey(["marts", name]) for name in python_marts}
+    assert publication in repo.asset_graph.get(dg.AssetKey(["reports", "metrics_report"])).parent_keys
+    for job in ("refresh_job", "transform_job"):
+        assert publication in repo.get_job(job).asset_layer.executable_asset_keys
 
 
 def test_report_is_built_after_the_marts_it_reads_in_every_refresh(repo):

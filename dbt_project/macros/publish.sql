@@ -3,7 +3,9 @@
     BI tools read the schema `marts`; dbt builds the marts folder into `marts_build` (generate_schema_name).
     When a `dbt build` ends with no error and no failed test (warnings are fine), publish_marts (the
     project's on-run-end hook) puts what it built into `marts` in ONE transaction: a failed build leaves
-    `marts` exactly as the last good build left it, and a good one changes every mart at once.
+    `marts` exactly as the last good build left it, and a good one changes every mart at once. A Dagster
+    refresh defers that transaction to its last step, to publish the marts Python writes after dbt with
+    these (deferring_refresh below; orchestration/defs/publish.py).
 
     - A mart table is moved into `marts` (ALTER TABLE ... SET SCHEMA: no copy), replacing the old one; it
       keeps the grants the old one had and gets those the schema gives new tables (default privileges, as
@@ -49,10 +51,10 @@
     {%- if failed -%}
         {{ log("marts not published (" ~ failed | join(', ') ~ " failed): schema " ~ marts_schema()
                ~ " keeps the last good build", info=true) }}
-        {{ return('') }}
+        {{ return(clear_pending_publish() if deferring_refresh() else '') }}
     {%- endif -%}
     {%- if not tables and not views -%}
-        {{ return('') }}
+        {{ return(clear_pending_publish() if deferring_refresh() else '') }}
     {%- endif -%}
     {%- set copies = {} -%}
     {%- set view_sql = {} -%}
@@ -76,16 +78,55 @@
         {%- endfor -%}
         {%- do view_sql.update({node.alias: view.sql}) -%}
     {%- endfor -%}
-    {{ log("publishing " ~ (tables | length + views | length) ~ " marts into schema " ~ marts_schema()
-           ~ " (" ~ copies | length ~ " published copies brought up to date)", info=true) }}
-    {{ return("begin;
-" ~ publish_functions() ~ "
+    {%- set statements = publish_functions() ~ "
 do $publish$
 begin
     create schema if not exists " ~ adapter.quote(marts_schema()) ~ ";" ~ publish_statements(tables, views, view_sql, copies) ~ "
 end
-$publish$;
+$publish$;" -%}
+    {%- set refresh = deferring_refresh() -%}
+    {%- if refresh -%}
+        {{ log("built " ~ (tables | length + views | length) ~ " marts: refresh " ~ refresh[:8] ~ " publishes them"
+               ~ " with the tables it writes after dbt, in one transaction", info=true) }}
+        {{ return(store_pending_publish(refresh, statements)) }}
+    {%- endif -%}
+    {{ log("publishing " ~ (tables | length + views | length) ~ " marts into schema " ~ marts_schema()
+           ~ " (" ~ copies | length ~ " published copies brought up to date)", info=true) }}
+    {{ return("begin;
+" ~ statements ~ "
 commit;") }}
+{%- endmacro %}
+
+{#- A refresh that writes marts after dbt (the forecast, the churn predictions: orchestration/defs/publish.py)
+    sets SAAS_METRICS_PUBLISH_RUN_ID to its run id for its dbt build: the build then stores its publish
+    statements in ops.marts_pending_publish instead of running them, and the refresh runs them with its own
+    tables in one transaction. Read only while executing (never at parse time: partial parsing is kept). -#}
+{% macro deferring_refresh() -%}
+    {%- set refresh = env_var('SAAS_METRICS_PUBLISH_RUN_ID', '') -%}
+    {%- if refresh and not modules.re.fullmatch('[A-Za-z0-9-]+', refresh) -%}
+        {{ exceptions.raise_compiler_error("SAAS_METRICS_PUBLISH_RUN_ID must be a Dagster run id, not "
+                                           ~ refresh | tojson) }}
+    {%- endif -%}
+    {{ return(refresh) }}
+{%- endmacro %}
+
+{% macro store_pending_publish(refresh, statements) -%}
+    {{ return("begin;
+create schema if not exists ops;
+create table if not exists ops.marts_pending_publish (
+    run_id text primary key,
+    built_at timestamptz not null default now(),
+    statements text not null
+);
+delete from ops.marts_pending_publish;
+insert into ops.marts_pending_publish (run_id, statements) values ('" ~ refresh ~ "', $pending_publish$" ~ statements ~ "$pending_publish$);
+commit;") }}
+{%- endmacro %}
+
+{#- A build that publishes nothing leaves no earlier refresh's statements behind. -#}
+{% macro clear_pending_publish() -%}
+    {{ return("do $clear$ begin if to_regclass('ops.marts_pending_publish') is not null then
+    delete from ops.marts_pending_publish; end if; end $clear$;") }}
 {%- endmacro %}
 
 {% macro publish_statements(tables, views, view_sql, copies) -%}

@@ -290,6 +290,7 @@ def product_accounts_mapped(warehouse: WarehouseResource) -> dg.AssetCheckResult
 
 
 # a customer's MRR in the reporting currency is null exactly when its currency has no rate (macros/money.sql)
+# (read in marts_build: the build this check follows, which a refresh publishes after its Python marts)
 MISSING_RATES_SQL = """
 select
     current_mrr.currency,
@@ -297,7 +298,7 @@ select
     count(*) filter (where current_mrr.is_paying) as paying_customers,
     coalesce(sum(current_mrr.mrr_local) filter (where current_mrr.is_paying), 0) as mrr_local,
     string_agg(current_mrr.customer_id, ', ' order by current_mrr.customer_id) as customer_ids
-from marts.customer_mrr_current as current_mrr
+from marts_build.customer_mrr_current as current_mrr
 where current_mrr.mrr is null and current_mrr.mrr_local is not null
 group by current_mrr.currency
 order by current_mrr.currency

@@ -1,5 +1,6 @@
 """dbt models as Dagster assets; dbt tests become asset checks (blocking where they fail a build)."""
 
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,9 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from ingestion import finance, product
 from ingestion.raw_tables import ensure_tables
+from orchestration.defs.publish import publishing_run
 from orchestration.defs.resources import WarehouseResource, dbt_project
+from saas_metrics.runtime import PUBLISH_RUN_ENV
 
 LAYER_GROUPS = {"staging": "staging"}
 
@@ -118,7 +121,14 @@ def dbt_models_asset(exclude: str | None = None):
         ensure_tables(url, product.TABLES)
         # the dbt unit tests test the code, not the data: `make test` runs them (tests/test_dbt_unit_tests.py)
         args = ["build", "--exclude-resource-type", "unit_test"] + (["--full-refresh"] if config.full_refresh else [])
-        yield from stream_build(context, dbt, args, "dbt_models")
+        # a refresh publishes the marts with what it writes after dbt, at once (orchestration/defs/publish.py)
+        refresh = publishing_run(context)
+        if refresh:
+            os.environ[PUBLISH_RUN_ENV] = refresh
+        try:
+            yield from stream_build(context, dbt, args, "dbt_models")
+        finally:
+            os.environ.pop(PUBLISH_RUN_ENV, None)
 
     return dbt_models
 

@@ -1,7 +1,9 @@
 """Looking ahead: the MRR forecast and the churn model, as assets that run after dbt in every refresh.
 
 They read marts (aggregated in SQL), compute in pandas (saas_metrics/forecast.py,
-saas_metrics/churn_model.py) and write their own tables in `marts`, each replaced in one transaction.
+saas_metrics/churn_model.py) and write their own tables, each replaced in one transaction. In a refresh they
+read the marts its dbt build just built (`marts_build`) and stage their tables there: marts_publication
+publishes them with the dbt marts at once (orchestration/defs/publish.py).
 """
 
 import datetime as dt
@@ -13,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import psycopg2
 
+from orchestration.defs.publish import MartsTarget, clear_staged, marts_target
 from orchestration.defs.resources import WarehouseResource
 from saas_metrics import churn_model as cm
 from saas_metrics import forecast as fc
@@ -74,14 +77,14 @@ MRR_FORECAST_BACKTEST_COLUMNS = [
 ]
 
 
-def read_forecast_inputs(conn) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_forecast_inputs(conn, marts: str = MARTS_SCHEMA) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Complete months of the waterfall (the last row of mrr_monthly is the month in progress) and the
     MRR whose cancellation is scheduled, by the month it ends."""
     columns = ", ".join(fc.HISTORY_COLUMNS)
     with conn.cursor() as cur:
         cur.execute(
-            f"select {columns} from {MARTS_SCHEMA}.mrr_monthly"
-            f" where month < (select max(month) from {MARTS_SCHEMA}.mrr_monthly) order by month"
+            f"select {columns} from {marts}.mrr_monthly"
+            f" where month < (select max(month) from {marts}.mrr_monthly) order by month"
         )
         history = pd.DataFrame(cur.fetchall(), columns=fc.HISTORY_COLUMNS)
         cur.execute(
@@ -89,7 +92,7 @@ def read_forecast_inputs(conn) -> tuple[pd.DataFrame, pd.DataFrame]:
             select date_trunc('month', scheduled_cancel_at)::date as month,
                    sum(pending_churn_mrr) as mrr,
                    count(*) filter (where pending_churn_mrr >= mrr and mrr > 0) as customers
-            from {MARTS_SCHEMA}.customer_mrr_current
+            from {marts}.customer_mrr_current
             where has_scheduled_cancellation and pending_churn_mrr > 0
             group by 1
             """
@@ -148,7 +151,7 @@ def _frame(cur, sql: str, columns: list[str], params=None) -> pd.DataFrame:
     return frame
 
 
-def read_commitments(conn) -> fc.Commitments:
+def read_commitments(conn, marts: str = MARTS_SCHEMA) -> fc.Commitments:
     """The renewal calendar and its history (`marts.renewals`, month rows), the trials in progress at
     their price's MRR by the month they end, and the trials' 30-day conversion rate over the trial
     months of the last year whose 30 days have passed (`marts.trial_conversion`), and the MRR coupons
@@ -158,25 +161,25 @@ def read_commitments(conn) -> fc.Commitments:
 
     renewal_history = renewal_calendar = trials = coupon_endings = None
     rate = 0.0
-    current = f"(select max(month) from {MARTS_SCHEMA}.mrr_monthly)"
+    current = f"(select max(month) from {marts}.mrr_monthly)"
     with conn.cursor() as cur:
-        if _exists(cur, f"{MARTS_SCHEMA}.renewals"):
+        if _exists(cur, f"{marts}.renewals"):
             renewal_history = _frame(
                 cur,
                 f"select period_start, decided_mrr, renewed_mrr, churned_mrr, renewals_decided, churned"
-                f" from {MARTS_SCHEMA}.renewals where period_type = 'month' and is_complete_period",
+                f" from {marts}.renewals where period_type = 'month' and is_complete_period",
                 fc.RENEWAL_HISTORY_COLUMNS,
             )
             renewal_calendar = _frame(
                 cur,
                 f"select period_start, mrr_up_for_renewal - known_non_renewal_mrr, renewals_due - known_non_renewals"
-                f" from {MARTS_SCHEMA}.renewals where period_type = 'month' and not is_complete_period",
+                f" from {marts}.renewals where period_type = 'month' and not is_complete_period",
                 ["month", "mrr", "customers"],
             )
-        if _exists(cur, f"{MARTS_SCHEMA}.trial_conversion"):
+        if _exists(cur, f"{marts}.trial_conversion"):
             cur.execute(
                 f"select sum(converted_within_30_days)::float / nullif(sum(trials_started), 0)"
-                f" from {MARTS_SCHEMA}.trial_conversion"
+                f" from {marts}.trial_conversion"
                 f" where trial_month >= {current} - interval '13 months'"
                 f" and trial_month <= {current} - interval '2 months'"
             )
@@ -241,18 +244,19 @@ FORECAST_DEPS = (
     op_tags={"saas_metrics/step": "predict"},
 )
 def mrr_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    metadata, backtest_metadata = write_forecast(warehouse.url(), context.log)
+    metadata, backtest_metadata = write_forecast(warehouse.url(), context.log, context.run.run_id)
     yield dg.MaterializeResult(asset_key=FORECAST_KEY, metadata=metadata)
     yield dg.MaterializeResult(asset_key=BACKTEST_KEY, metadata=backtest_metadata)
 
 
-def write_forecast(url: str, log) -> tuple[dict, dict]:
-    """Forecast and backtest from the warehouse's marts, both tables replaced in one transaction;
-    returns the two assets' metadata."""
+def write_forecast(url: str, log, run_id: str | None = None) -> tuple[dict, dict]:
+    """Forecast and backtest from the warehouse's marts, both tables replaced in one transaction (staged
+    for marts_publication when `run_id` is a refresh waiting to publish); returns the two assets' metadata."""
     started = time.monotonic()
     with closing(psycopg2.connect(url)) as conn, conn:
-        history, scheduled = read_forecast_inputs(conn)
-        commitments = read_commitments(conn)
+        target = marts_target(conn, run_id)
+        history, scheduled = read_forecast_inputs(conn, target.schema)
+        commitments = read_commitments(conn, target.schema)
         try:
             frame = fc.forecast(history, scheduled, commitments=commitments)
             message = None
@@ -262,10 +266,13 @@ def write_forecast(url: str, log) -> tuple[dict, dict]:
             log.warning(message)
         backtest_rows = fc.backtest(history)
         summary = fc.backtest_summary(backtest_rows)
-        replace_table(conn, MARTS_SCHEMA, "mrr_forecast", MRR_FORECAST_COLUMNS, frame, "METRICS.md: MRR forecast")
+        with conn.cursor() as cur:
+            clear_staged(cur, target, "mrr_forecast")
+            clear_staged(cur, target, "mrr_forecast_backtest")
+        replace_table(conn, target.schema, "mrr_forecast", MRR_FORECAST_COLUMNS, frame, "METRICS.md: MRR forecast")
         replace_table(
             conn,
-            MARTS_SCHEMA,
+            target.schema,
             "mrr_forecast_backtest",
             MRR_FORECAST_BACKTEST_COLUMNS,
             backtest_rows,
@@ -331,8 +338,8 @@ CHURN_PREDICTIONS_COLUMNS = [
     ("model_id", "integer"),
 ]
 
-CHURN_EVALUATIONS_DDL = f"""
-create table if not exists {MARTS_SCHEMA}.churn_model_evaluations (
+CHURN_EVALUATIONS_DDL = """
+create table if not exists {marts}.churn_model_evaluations (
     model_id integer primary key,
     trained_at timestamptz not null,
     evaluated_at date not null,
@@ -354,9 +361,9 @@ create table if not exists {MARTS_SCHEMA}.churn_model_evaluations (
     rules_recall_medium numeric(6,4),
     beats_rules boolean
 );
-comment on table {MARTS_SCHEMA}.churn_model_evaluations is 'METRICS.md: Churn prediction (backtest per training)';
+comment on table {marts}.churn_model_evaluations is 'METRICS.md: Churn prediction (backtest per training)';
 create schema if not exists ops;
-create table if not exists {MODELS_TABLE} (
+create table if not exists {models} (
     model_id serial primary key,
     trained_at timestamptz not null default now(),
     scoring_date date not null,
@@ -390,12 +397,12 @@ def _latest_model(cur) -> tuple[int, cm.TrainedModel] | None:
     return (row[0], cm.TrainedModel.from_bytes(bytes(row[1]))) if row else None
 
 
-def _history_start(cur, today: dt.date) -> dt.date:
+def _history_start(cur, today: dt.date, marts: str = MARTS_SCHEMA) -> dt.date:
     """Scoring dates start at the first month with MRR, or 8 weeks into the product events when
     there are any (before that, every usage feature would read zero)."""
-    cur.execute(f"select min(month) from {MARTS_SCHEMA}.customer_mrr_monthly")
+    cur.execute(f"select min(month) from {marts}.customer_mrr_monthly")
     first = cur.fetchone()[0] or today
-    cur.execute(f"select min(week_start) + 56 from {MARTS_SCHEMA}.account_engagement_weekly")
+    cur.execute(f"select min(week_start) + 56 from {marts}.account_engagement_weekly")
     product = cur.fetchone()[0]
     return max(first, product) if product else first
 
@@ -422,21 +429,27 @@ def _history_start(cur, today: dt.date) -> dt.date:
     op_tags={"saas_metrics/step": "predict"},
 )
 def churn_model(context: dg.AssetExecutionContext, config: ChurnModelConfig, warehouse: WarehouseResource):
-    metadata, evaluation_metadata = write_churn_model(warehouse.url(), context.log, config.seed, config.retrain)
+    metadata, evaluation_metadata = write_churn_model(
+        warehouse.url(), context.log, config.seed, config.retrain, run_id=context.run.run_id
+    )
     yield dg.MaterializeResult(asset_key=PREDICTIONS_KEY, metadata={**metadata, **evaluation_metadata})
     yield dg.MaterializeResult(asset_key=EVALUATIONS_KEY, metadata=evaluation_metadata)
 
 
-def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, train: bool | None = None):
+def write_churn_model(
+    url: str, log, seed: int = 16, retrain: bool = False, train: bool | None = None, run_id: str | None = None
+):
     """Train when it is due (no model yet, the first of the month, `retrain`; `train` overrides),
-    then score today's paying customers with the latest model; one transaction. Returns the two
-    assets' metadata."""
+    then score today's paying customers with the latest model; one transaction (staged for
+    marts_publication when `run_id` is a refresh waiting to publish). Returns the two assets' metadata."""
     started = time.monotonic()
     metadata: dict = {}
     evaluation_metadata: dict = {}
     with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
-        cur.execute(CHURN_EVALUATIONS_DDL)
-        cur.execute(f"select max(snapshot_date) from {MARTS_SCHEMA}.customer_mrr_monthly")
+        target = marts_target(conn, run_id)
+        _prepare_evaluations(cur, target)
+        marts = target.schema
+        cur.execute(f"select max(snapshot_date) from {marts}.customer_mrr_monthly")
         today = cur.fetchone()[0]
         latest = _latest_model(cur)
         if train is None:
@@ -445,8 +458,8 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
             due = train
         if today is not None and due:
             reason = "no model yet" if latest is None else ("retrain asked" if retrain else "first of the month")
-            dates = cm.training_dates(_history_start(cur, today), today)
-            history = cm.read_features(conn, dates, today) if dates else pd.DataFrame()
+            dates = cm.training_dates(_history_start(cur, today, marts), today)
+            history = cm.read_features(conn, dates, today, marts) if dates else pd.DataFrame()
             try:
                 model = cm.train(history, seed)
             except cm.NotEnoughHistory as exc:
@@ -482,7 +495,7 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
                     m, r = result["model"], result["rules"]
                     beats = None if m["roc_auc"] is None or r["roc_auc"] is None else m["roc_auc"] > r["roc_auc"]
                     cur.execute(
-                        f"insert into {MARTS_SCHEMA}.churn_model_evaluations values"
+                        f"insert into {marts}.churn_model_evaluations values"
                         " (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         (
                             model_id,
@@ -518,7 +531,7 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
             metadata["skipped"] = metadata.get("training_skipped", "no churn model: nothing to score with")
         else:
             model_id, model = latest
-            current = cm.read_features(conn, [today], today)
+            current = cm.read_features(conn, [today], today, marts)
             probability = cm.predict(model, current)
             reasons = cm.top_reasons(model, current, probability)
             frame = pd.DataFrame(
@@ -540,9 +553,10 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
                 high_risk_customers=int((frame["risk_band"] == "high").sum()),
                 high_risk_mrr=round(float(frame.loc[frame["risk_band"] == "high", "mrr_at_risk"].sum()), 2),
             )
+        clear_staged(cur, target, "churn_predictions")
         replace_table(
             conn,
-            MARTS_SCHEMA,
+            marts,
             "churn_predictions",
             CHURN_PREDICTIONS_COLUMNS,
             frame,
@@ -552,7 +566,7 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
         if not evaluation_metadata:
             cur.execute(
                 f"select model_id, evaluated_at::text, model_roc_auc::float8, rules_roc_auc::float8, beats_rules"
-                f" from {MARTS_SCHEMA}.churn_model_evaluations order by model_id desc limit 1"
+                f" from {marts}.churn_model_evaluations order by model_id desc limit 1"
             )
             row = cur.fetchone()
             if row:
@@ -562,6 +576,20 @@ def write_churn_model(url: str, log, seed: int = 16, retrain: bool = False, trai
         log.warning(metadata["skipped"])
     log.info(f"churn_model: {metadata}")
     return metadata, evaluation_metadata
+
+
+def _prepare_evaluations(cur, target: MartsTarget) -> None:
+    """churn_model_evaluations gains a row per training: staged, it starts as a copy of the published one."""
+    if target.staged:
+        clear_staged(cur, target, "churn_model_evaluations")
+        cur.execute(f"create schema if not exists {MARTS_SCHEMA}")  # a first refresh: nothing published yet
+        cur.execute(CHURN_EVALUATIONS_DDL.format(marts=target.schema, models=MODELS_TABLE))
+        cur.execute(CHURN_EVALUATIONS_DDL.format(marts=MARTS_SCHEMA, models=MODELS_TABLE))
+        cur.execute(
+            f"insert into {target.schema}.churn_model_evaluations select * from {MARTS_SCHEMA}.churn_model_evaluations"
+        )
+    else:
+        cur.execute(CHURN_EVALUATIONS_DDL.format(marts=target.schema, models=MODELS_TABLE))
 
 
 ml_assets = [mrr_forecast, churn_model]

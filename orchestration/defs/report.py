@@ -3,6 +3,7 @@
 import dagster as dg
 import psycopg2
 
+from orchestration.defs.publish import PUBLISH_KEY
 from orchestration.defs.resources import SettingsResource, WarehouseResource
 from saas_metrics import report as metrics_report
 
@@ -21,7 +22,8 @@ REPORT_MARTS = [
 @dg.asset(
     key=["reports", "metrics_report"],
     group_name="reports",
-    deps=[dg.AssetKey(["marts", mart]) for mart in REPORT_MARTS],
+    # after marts_publication: the report shows what BI tools show
+    deps=[dg.AssetKey(["marts", mart]) for mart in REPORT_MARTS] + [PUBLISH_KEY],
     description="The metrics report for the last complete month: key-metric cards, MRR chart, cohort heatmap, "
     "revenue breakdown, waterfall and churn risk, as one offline HTML file and a PDF under "
     "$SAAS_METRICS_HOME/reports/<month>/.",
