@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="one full refresh: load Stripe, build and test every model (through Dagster)",
         description="Load Stripe (if STRIPE_API_KEY is set), then dbt build with every check, "
         "as one Dagster run recorded in the instance. Exit 1 with a one-line reason "
-        "if a step or a blocking check fails.",
+        "if a step or a blocking check fails; interrupted (Ctrl-C, SIGTERM), it stops in order, "
+        "the marts as the last good refresh left them, and exits 130 (SIGINT) or 143 (SIGTERM).",
     )
     run.add_argument(
         "--full-refresh",
@@ -365,12 +366,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("stripe", "urllib3", "dlt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.func in (cmd_run, cmd_demo):  # SIGTERM stops a refresh in order too, at any point
+            with runs.interruptible():
+                return args.func(args)
         return args.func(args)
     except (ConfigError, PostgresError, runs.RunFailed, runs.RefreshRunning) as exc:
         if args.debug:
             traceback.print_exc()
         print(f"saas-metrics: error: {exc}", file=sys.stderr)
         return 1
+    except runs.Interrupted as exc:  # one line saying what the marts hold; 130 (SIGINT) or 143 (SIGTERM)
+        if args.debug:
+            traceback.print_exc()
+        print(f"saas-metrics: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("saas-metrics: interrupted", file=sys.stderr)
         return 130

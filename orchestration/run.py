@@ -2,7 +2,11 @@
 and `saas-metrics demo` call. The job's op names and run config are known here, not in the CLI."""
 
 import contextlib
+import os
+import select
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from orchestration.defs.jobs import REFRESH_TAGS
@@ -46,23 +50,183 @@ def execute_job(
         run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
     run_tags = {runs.TRIGGER_TAG: "cli", **(tags or {})}
     url = runtime.warehouse_url()
-    with contextlib.ExitStack() as stack:
+    # SIGINT or SIGTERM, wherever it lands: the locks are released on the way out (the ExitStack), the run
+    # ends failed, and Interrupted (a KeyboardInterrupt) says what the marts hold
+    with runs.interruptible() as signals, contextlib.ExitStack() as stack:
         if REFRESH_TAGS.keys() & _job_tags(job_name).keys():
             stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: on_message(message + "...")))
         instance = stack.enter_context(dg.DagsterInstance.get())
         _keep_storage_connections(instance)
         dagster_run, recon_job = _create_run(instance, job_name, run_config, run_tags)
-        if runs.REFRESH_TAG in dagster_run.tags:
-            # the run's own lock: while this process lives, nobody takes the run for dead
-            stack.enter_context(runs.hold_refresh(url, dagster_run.run_id, wait=wait))
-            for dead in runs.mark_dead_refreshes(instance, url, exclude_run_id=dagster_run.run_id):
-                on_message(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
-        from dagster._core.execution.api import execute_run
+        try:
+            if runs.REFRESH_TAG in dagster_run.tags:
+                # the run's own lock: while this process lives, nobody takes the run for dead
+                stack.enter_context(runs.hold_refresh(url, dagster_run.run_id, wait=wait))
+                for dead in runs.mark_dead_refreshes(instance, url, exclude_run_id=dagster_run.run_id):
+                    on_message(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
+            from dagster._core.execution.api import execute_run
 
-        result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
+            with _interruptions_in_one_line():
+                result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
+        except KeyboardInterrupt as interrupt:  # before Dagster's handlers took over, or after
+            _fail_unfinished_run(instance, dagster_run.run_id, getattr(interrupt, "signum", signal.SIGINT))
+            raise
+        signum = signals.received()
+        if signum is None and _interrupted(result):  # a signal Python's wakeup fd did not see
+            signum = signal.SIGINT
+    if signum is not None:
+        raise runs.Interrupted(signum, _unfinished_after_publishing(result, dagster_run)) from None
     if not result.success:
         raise runs.RunFailed(_failure_reason(result))
     return result
+
+
+# what Dagster's console logger prints for an interrupted step and run after their one-line header
+INTERRUPT_ERRORS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt", "saas_metrics.runs.Interrupted")
+
+
+@contextlib.contextmanager
+def _interruptions_in_one_line():
+    """While a run executes, an interruption is reported in one line, not in stacks.
+
+    - Dagster's console logger reports an interrupted step and the run it ends with the interruption's
+      class and stack: such a record keeps its first line (_HeaderOnlyForInterruptions); the event log
+      keeps the whole error.
+    - Ctrl-C in a terminal reaches every process of the foreground group, and Dagster's compute-log
+      helpers (a Python watcher per mirrored stream) die of it printing a KeyboardInterrupt traceback on
+      our stderr. So the run's fd 2 is a pipe, forwarded to the real one by a thread that leaves out such
+      tracebacks (_WithoutInterruptTracebacks), and passes everything else as it comes."""
+    try:
+        terminal = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep clean
+        yield
+        return
+    stream = sys.stderr
+    stream.flush()
+    isatty = stream.isatty()  # Dagster's console logger colours what goes to a terminal: it still does
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    forwarder = threading.Thread(
+        target=_WithoutInterruptTracebacks(terminal).forward, args=(read_fd,), name="stderr", daemon=True
+    )
+    forwarder.start()
+    sys.stderr = _HeaderOnlyForInterruptions(stream, isatty)
+    try:
+        yield
+    finally:
+        sys.stderr = stream
+        stream.flush()
+        os.dup2(terminal, 2)  # the pipe's last write end closes (Dagster has ended its helpers): EOF
+        forwarder.join(timeout=10)
+        if not forwarder.is_alive():  # else a child still holds the pipe: the thread keeps forwarding
+            os.close(terminal)
+
+
+class _HeaderOnlyForInterruptions:
+    """sys.stderr while a run executes: a record (one write) reporting an interruption keeps its first line."""
+
+    def __init__(self, stream, isatty: bool):
+        self._stream = stream
+        self._isatty = isatty
+
+    def write(self, text: str) -> int:
+        if "\n\n" in text and any(marker in text for marker in INTERRUPT_ERRORS):
+            text = text.split("\n\n", 1)[0] + "\n"
+        return self._stream.write(text)
+
+    def isatty(self) -> bool:
+        return self._isatty
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+TRACEBACK = b"Traceback (most recent call last):"
+
+
+class _WithoutInterruptTracebacks:
+    """Forwards what is written to the run's stderr, line by line, leaving out every Python traceback that
+    ends in KeyboardInterrupt (the helpers' tracebacks interleave: all their lines are a header, indented
+    frames or `KeyboardInterrupt`). Any other traceback, and any other line, is forwarded whole."""
+
+    def __init__(self, out_fd: int):
+        self._out = out_fd
+        self._block: list[bytes] = []  # the traceback(s) being read
+        self._open = 0  # tracebacks in the block not ended yet
+        self._partial = b""
+
+    def forward(self, read_fd: int) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([read_fd], [], [], 0.2)
+                if not ready:  # a line without its newline yet (a progress bar): shown as it is
+                    if self._partial and not self._block:
+                        self._write(self._partial)
+                        self._partial = b""
+                    continue
+                data = os.read(read_fd, 65536)
+                if not data:
+                    break
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                for line in lines:
+                    self._line(line + b"\n")
+        except OSError:
+            pass
+        finally:
+            self._write(b"".join(self._block) + self._partial)
+            os.close(read_fd)
+
+    def _line(self, line: bytes) -> None:
+        text = line.rstrip()
+        if text == TRACEBACK:
+            self._block.append(line)
+            self._open += 1
+        elif not self._block:
+            self._write(line)
+        elif line.startswith(b" "):
+            self._block.append(line)
+        elif text == b"KeyboardInterrupt":
+            self._open -= 1
+            if self._open == 0:  # every traceback in the block ended so: none is shown
+                self._block = []
+            else:
+                self._block.append(line)
+        else:  # another exception ends it: shown whole
+            self._write(b"".join(self._block) + line)
+            self._block, self._open = [], 0
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._out, data) :]
+
+
+def _interrupted(result) -> bool:
+    for event in result.all_events:
+        if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None and any(marker in error.cls_name for marker in INTERRUPT_ERRORS):
+                return True
+    return False
+
+
+def _unfinished_after_publishing(result, dagster_run) -> tuple[str, ...]:
+    """The steps the interrupted run did not finish once its dbt build had published the marts; none when
+    it had not (or when every step finished: the signal came after the last)."""
+    done = {event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"}
+    if "dbt_models" not in done:
+        return ()
+    failed = [event.step_key for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
+    unfinished = set(dagster_run.step_keys_to_execute or ()) - done
+    return tuple(dict.fromkeys([key for key in failed if key in unfinished] + sorted(unfinished)))
+
+
+def _fail_unfinished_run(instance, run_id: str, signum: int) -> None:
+    """A run interrupted before Dagster executed it (or in its first moments) is marked failed, as Dagster
+    marks one interrupted in a step: not left NOT_STARTED or STARTED for the next refresh to clean up."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_failed(run, f"interrupted ({signal.Signals(signum).name}) before it finished")
 
 
 def _keep_storage_connections(instance) -> None:

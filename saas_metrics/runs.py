@@ -13,10 +13,17 @@ Two PostgreSQL advisory locks in the warehouse do it (README "Operating it in Da
 A refresh run that Dagster's storage keeps as STARTED while nobody holds its run lock is dead: the
 next refresh (and the `dead_refresh_runs_sensor`, every minute in the daemon) marks it failed, so
 that the queued nightly is not held behind it forever.
+
+A refresh interrupted by SIGINT (Ctrl-C) or SIGTERM (`kill`, a service manager) stops in order instead
+(`interruptible`): Dagster ends the step it was in and the run (failed, in its event log), dbt is
+told to stop before it publishes, the locks are released, and the command ends with `Interrupted`'s
+one line and 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import zlib
@@ -44,6 +51,85 @@ class RunFailed(Exception):
 
 class RefreshRunning(Exception):
     """Another refresh holds the refresh lock; the message says which (one line)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended the refresh; the message says what the marts hold. A KeyboardInterrupt, so
+    that nothing catching Exception on the way out mistakes it for a failure."""
+
+    def __init__(self, signum: int = signal.SIGINT, unfinished: tuple[str, ...] = ()):
+        super().__init__(signum, unfinished)
+        self.signum = signum
+        self.unfinished = unfinished  # steps not done once the build had published the marts (interrupted first)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process the signal ended: 130, 143
+
+    def __str__(self) -> str:
+        if self.unfinished:  # the forecast, the churn model, the report, the checks after the build
+            more = len(self.unfinished) - 1
+            steps = self.unfinished[0] + (f" and {more} more step{'s' if more > 1 else ''}" if more else "")
+            return (
+                f"interrupted after this refresh published the marts; not finished: {steps} "
+                "(the next refresh runs them)"
+            )
+        return "interrupted; the marts are as the last good refresh left them"
+
+
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Signals:
+    """Which of SIGINT and SIGTERM arrived during `interruptible`, whoever's handler took it: the
+    interpreter writes every signal's number to the wakeup fd before any Python handler runs, Dagster's
+    (which, while a run executes, turns both into DagsterExecutionInterruptedError) included."""
+
+    def __init__(self, read_fd: int | None):
+        self._read_fd = read_fd
+        self.first: int | None = None
+
+    def received(self) -> int | None:
+        """The first of SIGINT and SIGTERM received so far, or None."""
+        if self._read_fd is not None:
+            try:
+                data = os.read(self._read_fd, 4096)
+            except BlockingIOError:
+                data = b""
+            for signum in data:
+                if self.first is None and signum in INTERRUPT_SIGNALS:
+                    self.first = signum
+        return self.first
+
+
+@contextmanager
+def interruptible() -> Iterator[Signals]:
+    """For the block, SIGTERM interrupts as SIGINT does: both raise Interrupted (KeyboardInterrupt) where
+    the code is, and Dagster, which maps both to its own handler while a run executes, gets SIGTERM in
+    order too (without this, a SIGTERM before the run killed the process outright). Nested blocks each
+    restore what they found. Outside the main thread (no signal handlers there) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield Signals(None)
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    try:
+        for signum in INTERRUPT_SIGNALS:
+            signal.signal(signum, interrupt)
+        yield Signals(read_fd)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def run_key(run_id: str) -> int:
