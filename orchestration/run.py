@@ -211,10 +211,13 @@ def _interrupted(result) -> bool:
 
 
 def _unfinished_after_publishing(result, dagster_run) -> tuple[str, ...]:
-    """The steps the interrupted run did not finish once its dbt build had published the marts; none when
-    it had not (or when every step finished: the signal came after the last)."""
+    """The steps the interrupted run did not finish once it had published the marts (its marts_publication
+    step: orchestration/defs/publish.py); none when it had not (or when every step finished: the signal
+    came after the last)."""
+    from orchestration.defs.publish import PUBLISH_NODE
+
     done = {event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"}
-    if "dbt_models" not in done:
+    if PUBLISH_NODE not in done:
         return ()
     failed = [event.step_key for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
     unfinished = set(dagster_run.step_keys_to_execute or ()) - done

@@ -67,7 +67,7 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # what a shell reports for a process the signal ended: 130, 143
 
     def __str__(self) -> str:
-        if self.unfinished:  # the forecast, the churn model, the report, the checks after the build
+        if self.unfinished:  # the report, and any check after the publication
             more = len(self.unfinished) - 1
             steps = self.unfinished[0] + (f" and {more} more step{'s' if more > 1 else ''}" if more else "")
             return (

@@ -70,7 +70,17 @@ def test_marts_are_grouped_and_described(repo):
 
 def test_every_asset_is_in_one_of_the_groups(repo):
     groups = {repo.asset_graph.get(key).group_name for key in repo.asset_graph.get_all_asset_keys()}
-    assert groups == {"ingestion", "staging", "mrr", "retention", "product", "growth", "predictions", "publication", "reports"}
+    assert groups == {
+        "ingestion",
+        "staging",
+        "mrr",
+        "retention",
+        "product",
+        "growth",
+        "predictions",
+        "publication",
+        "reports",
+    }
 
 
 def test_jobs_and_schedule(repo):
