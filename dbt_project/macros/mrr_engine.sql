@@ -193,39 +193,6 @@
     {{ return(('mrr_methodology ' ~ mrr_methodology()) not in (rows[0][0] or '')) }}
 {%- endmacro %}
 
-{#- Pre-hook of int_invoice_lines_classified (an incremental build): what it reclassifies, as temporary
-    tables (temp_key_set, macros/incremental.sql): the invoices loaded since its last build, the subscriptions
-    they (and proration invoice items loaded since) touch, and every invoice and line of those
-    subscriptions. Run before the pre-hook that deletes the re-fetched invoices' lines. -#}
-{% macro lines_classified_key_sets() -%}
-    {%- if is_incremental() and not mrr_methodology_changed() -%}
-    {{ temp_key_set('ilc_refetched_invoices', "(select invoice_id, subscription_id from " ~ ref('stg_stripe__invoices')
-        ~ " where synced_at > " ~ synced_watermark() ~ ")") }};
-    {{ temp_key_set('ilc_touched_subscriptions', "(
-        select subscription_id from pg_temp.ilc_refetched_invoices where subscription_id is not null
-        union
-        select subscription_id from " ~ ref('stg_stripe__invoice_items') ~ "
-        where synced_at > " ~ synced_watermark() ~ " and subscription_id is not null
-        union
-        select lines.subscription_id
-        from " ~ ref('stg_stripe__invoice_lines') ~ " as lines
-        inner join pg_temp.ilc_refetched_invoices as refetched on lines.invoice_id = refetched.invoice_id
-        where lines.subscription_id is not null
-    )") }};
-    {{ temp_key_set('ilc_touched_invoices', "(
-        select invoice_id from pg_temp.ilc_refetched_invoices
-        union
-        select invoices.invoice_id
-        from " ~ ref('stg_stripe__invoices') ~ " as invoices
-        inner join pg_temp.ilc_touched_subscriptions as touched on invoices.subscription_id = touched.subscription_id
-        union
-        select lines.invoice_id
-        from " ~ ref('stg_stripe__invoice_lines') ~ " as lines
-        inner join pg_temp.ilc_touched_subscriptions as touched on lines.subscription_id = touched.subscription_id
-    )") }}
-    {%- endif -%}
-{%- endmacro %}
-
 {#- The cycle lines of prices billed for more than one month at a time (renewals' terms), as a condition on
     int_invoice_lines_classified; that model keeps a partial index on exactly this condition. -#}
 {% macro multi_month_cycle_lines() -%}

@@ -1,62 +1,17 @@
-{#- The customers whose rows of an incremental per-customer growth model (int_customer_segments_monthly)
-    may differ since its last build: rows of int_customer_mrr_monthly rewritten by a newer engine batch,
-    customers the engine's ledger listed since (also those whose history vanished), customers loaded
-    again from Stripe (metadata), and customers whose MRR differs from the engine's in the latest months
-    (a month ended, a rate changed). `this` carries source_batch_at and customer_synced_at. -#}
-{% macro growth_changed_customers(customer_months, batches, customers) -%}
-    select customer_id
-    from {{ customer_months }}
-    where engine_batch_at > (select coalesce(max(source_batch_at), '-infinity') from {{ this }})
-    union
-    select customer_id
-    from {{ batches }}
-    where batch_at > (select coalesce(max(source_batch_at), '-infinity') from {{ this }})
-        and customer_id is not null
-    union
-    select customer_id
-    from {{ customers }}
-    where synced_at > (select coalesce(max(customer_synced_at), '-infinity') from {{ this }})
-    union
-    -- rows the engine rewrites without listing their customers: when a month has ended, every customer's
-    -- rows from that month on (the month end's values; a row for the new month), and today's rows of a
-    -- currency whose rate changed. Both lie in the months from this model's newest on: compared there.
-    select coalesce(engine.customer_id, segments.customer_id)
-    from (
-        select customer_id, month, mrr
-        from {{ customer_months }}
-        where month >= (select max(month) from {{ this }}) and mrr is not null
-    ) as engine
-    full join (
-        select customer_id, month, mrr
-        from {{ this }}
-        where month >= (select max(month) from {{ this }})
-    ) as segments
-        on engine.customer_id = segments.customer_id
-        and engine.month = segments.month
-    where engine.mrr is distinct from segments.mrr
-{%- endmacro %}
-
-{#- Pre-hook of int_customer_segments_monthly (an incremental build): fix the set of changed customers
-    (temp_key_set: the model's SQL reads pg_temp.segments_changed_customers), keep their rows as they were
-    (pg_temp.segments_previous, for growth_record_changed_months) and drop them (all their months, also of
-    customers with none left). -#}
-{% macro growth_segments_prepare(customer_months, batches, customers) -%}
-    {%- if is_incremental() -%}
-    {{ temp_key_set('segments_changed_customers', '(' ~ growth_changed_customers(customer_months, batches, customers) ~ ')') }};
-    drop table if exists pg_temp.segments_previous;
-    create temporary table segments_previous as
-        select * from {{ this }} where customer_id in (select customer_id from pg_temp.segments_changed_customers);
-    delete from {{ this }} where customer_id in (select customer_id from pg_temp.segments_changed_customers)
-    {%- endif -%}
+{#- Pre-hook of int_customer_segments_monthly (an incremental build): drop every row (all months) of the
+    customers it rebuilds, the key set int_segment_customers_to_rebuild, also of customers with none left;
+    int_segment_rows_before_rebuild keeps them as they were, for growth_record_changed_months. -#}
+{% macro growth_segments_prepare() -%}
+    {{ delete_keys_of('int_segment_customers_to_rebuild', 'customer_id') }}
 {%- endmacro %}
 
 {#- The ledger of the months whose rows of int_customer_segments_monthly changed (METRICS.md "Incremental
     builds"): `<model>__changed_months` (changed_at, month), beside the model. Each build of the model
     appends the months in which a row was added, removed or got another value (comparing the rewritten
-    customers' rows with what they were: a customer recomputed because of a new invoice today changes the
-    current month only); a full build starts it again with every month. The month aggregates above it
-    (int_segment_mrr_monthly, int_cohort_segment_retention) recompute only the months listed since their
-    own last build. -#}
+    customers' rows with what they were, kept by int_segment_rows_before_rebuild: a customer recomputed
+    because of a new invoice today changes the current month only); a full build starts it again with
+    every month. The month aggregates above it (int_segment_mrr_monthly, int_cohort_segment_retention)
+    recompute only the months listed since their own last build (int_segment_months_to_rebuild). -#}
 {% macro growth_changed_months_ledger() -%}
     {%- set segments = this if this.identifier == 'int_customer_segments_monthly' else ref('int_customer_segments_monthly') -%}
     {{- return(api.Relation.create(database=segments.database, schema=segments.schema,
@@ -71,9 +26,10 @@
     insert into {{ ledger }} (changed_at, month)
     select distinct statement_timestamp(), coalesce(now_rows.month, previous.month)
     from (
-        select * from {{ this }} where customer_id in (select customer_id from pg_temp.segments_changed_customers)
+        select * from {{ this }}
+        where customer_id in (select customer_id from {{ ref('int_segment_customers_to_rebuild') }})
     ) as now_rows
-    full join pg_temp.segments_previous as previous
+    full join {{ ref('int_segment_rows_before_rebuild') }} as previous
         on now_rows.customer_id = previous.customer_id
         and now_rows.month = previous.month
     where row({% for c in compared_columns %}now_rows.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})
@@ -85,15 +41,18 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- Pre-hook of a month aggregate over int_customer_segments_monthly: the months to recompute
-    (pg_temp.segment_months_to_build): in an incremental build, those the ledger lists since the build
-    that wrote this model's newest ledger_through; `extra` deletes more rows (a condition on this). -#}
-{% macro growth_months_prepare(extra_condition=none) -%}
+{#- The months a month aggregate over int_customer_segments_monthly recomputes in an incremental build (its
+    key set int_segment_months_to_rebuild: the months the ledger lists since its last build), as a query. -#}
+{% macro growth_months_to_rebuild() -%}
+    select month from {{ ref('int_segment_months_to_rebuild') }} where model_name = '{{ model.name }}'
+{%- endmacro %}
+
+{#- Pre-hook of a month aggregate (an incremental build): drop its rows of the months it recomputes, and
+    with `also_column` (cohort_month) every row whose value there is one of them. -#}
+{% macro growth_months_prepare(also_column=none) -%}
     {%- if is_incremental() -%}
-    {{ temp_key_set('segment_months_to_build', "(select distinct month from " ~ growth_changed_months_ledger()
-        ~ " where changed_at > (select coalesce(max(ledger_through), '-infinity') from " ~ this ~ "))") }};
-    delete from {{ this }} where month in (select month from pg_temp.segment_months_to_build)
-        {%- if extra_condition %} or {{ extra_condition }}{% endif %}
+    delete from {{ this }} where month in ({{ growth_months_to_rebuild() }})
+        {%- if also_column %} or {{ also_column }} in ({{ growth_months_to_rebuild() }}){% endif %}
     {%- endif -%}
 {%- endmacro %}
 

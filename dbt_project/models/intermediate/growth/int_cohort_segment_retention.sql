@@ -1,15 +1,18 @@
 -- cohort_retention_by_segment, built month by month (METRICS.md "Segments"; the mart publishes it whole).
 -- Incremental: the rows of the months the ledger of int_customer_segments_monthly lists since this
 -- model's last build, and every row of a cohort whose own month is listed (its members or their starting
--- MRR may have changed), are recomputed (macros/segments.sql, growth_months_prepare); a full build computes all.
+-- MRR may have changed), are recomputed (the key set int_segment_months_to_rebuild, built just before;
+-- macros/segments.sql, growth_months_prepare); a full build computes all.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['month']}, {'columns': ['cohort_month']}],
-    pre_hook="{{ growth_months_prepare('cohort_month in (select month from pg_temp.segment_months_to_build)') }}",
+    pre_hook="{{ growth_months_prepare('cohort_month') }}",
 ) }}
 {%- set dimensions = segment_dimensions() %}
+
+-- depends_on: {{ key_set('int_segment_months_to_rebuild') }}
 
 with
 
@@ -51,7 +54,7 @@ cohort_sizes as (
 {% if is_incremental() -%}
 -- the rows to compute: months listed, and every month of a cohort listed
 months_to_build as (
-    select month from pg_temp.segment_months_to_build
+    {{ growth_months_to_rebuild() }}
 ),
 {%- endif %}
 

@@ -5,24 +5,29 @@
 -- One pass over the customer months (a window per customer, read in index order), no self-join.
 -- Incremental per customer (macros/segments.sql): only the customers whose engine rows were rewritten
 -- since the last build (a newer engine_batch_at, or listed by the engine's ledger) or whose Stripe
--- customer was loaded again are recomputed, all their months at once; the months in which a row changed
--- go to the ledger int_customer_segments_monthly__changed_months (growth_record_changed_months). A change of var
+-- customer was loaded again are recomputed, all their months at once: the key set
+-- int_segment_customers_to_rebuild, built just before (with their rows as they were,
+-- int_segment_rows_before_rebuild); the months in which a row changed go to the ledger
+-- int_customer_segments_monthly__changed_months (growth_record_changed_months). A change of var
 -- segment_metadata_keys or of a product's name needs a full refresh (`saas-metrics run --full-refresh`).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['month']}],
-    pre_hook="{{ growth_segments_prepare(ref('int_customer_mrr_monthly'), ref('int_mrr_engine_batches'), ref('stg_stripe__customers')) }}",
+    pre_hook="{{ growth_segments_prepare() }}",
     post_hook="{{ growth_record_changed_months(['starting_mrr', 'new_mrr', 'expansion_mrr', 'reactivation_mrr', 'contraction_mrr', 'churned_mrr', 'mrr', 'new_customers', 'reactivated_customers', 'churned_customers', 'is_paying_at_start', 'is_paying', 'plan', 'billing_interval', 'country', 'acquisition_channel', 'mrr_band', 'segment_metadata']) }}",
 ) }}
+
+-- depends_on: {{ key_set('int_segment_customers_to_rebuild') }}
+-- depends_on: {{ key_set('int_segment_rows_before_rebuild') }}
 
 with
 
 {% if is_incremental() -%}
--- the customers the pre-hook found changed and deleted (growth_segments_prepare)
+-- the customers to rebuild, whose rows the pre-hook deleted (growth_segments_prepare)
 changed_customers as (
-    select customer_id from pg_temp.segments_changed_customers
+    select customer_id from {{ ref('int_segment_customers_to_rebuild') }}
 ),
 {%- endif %}
 

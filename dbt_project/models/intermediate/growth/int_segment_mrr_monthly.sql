@@ -1,7 +1,8 @@
 -- MRR, movements and churn per month and segment, built for mrr_by_segment (which publishes it; METRICS.md
 -- "Segments"). One scan of the customer months of a month, all dimensions at once (grouping sets).
 -- Incremental by month: only the months the ledger of int_customer_segments_monthly lists since this
--- model's last build are recomputed (macros/segments.sql, growth_months_prepare); a full build computes all.
+-- model's last build are recomputed (the key set int_segment_months_to_rebuild, built just before;
+-- macros/segments.sql, growth_months_prepare); a full build computes all.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -11,12 +12,14 @@
 ) }}
 {%- set dimensions = segment_dimensions() %}
 
+-- depends_on: {{ key_set('int_segment_months_to_rebuild') }}
+
 with
 
 customer_months as (
     select * from {{ ref('int_customer_segments_monthly') }}
     {% if is_incremental() -%}
-    where month in (select month from pg_temp.segment_months_to_build)
+    where month in ({{ growth_months_to_rebuild() }})
     {%- endif %}
 ),
 

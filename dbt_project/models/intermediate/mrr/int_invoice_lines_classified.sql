@@ -8,7 +8,9 @@
 -- Incremental: a build after a load reclassifies every line of each subscription (and each invoice
 -- without one) that has an invoice loaded since the last build (synced_at), because a line's value
 -- depends on its invoice and on the other cycle lines of its period; whole invoices are replaced
--- (delete+insert on invoice_id; the pre-hook also drops invoices left with no line at all).
+-- (delete+insert on invoice_id; the pre-hook also drops invoices left with no line at all). What it
+-- reclassifies are the key sets int_refetched_invoices, int_subscriptions_to_reclassify and
+-- int_invoices_to_reclassify, built just before it.
 -- Prices are read as they are: Stripe does not let a price's amount or interval change.
 -- A partial index holds the cycle lines of multi-month prices, which renewals reads (macros/mrr_engine.sql).
 {{ config(
@@ -24,25 +26,25 @@
         {'columns': ['synced_at']},
     ],
     post_hook="{{ partial_index('ilc_multi_month_terms', ['subscription_id', 'period_end_at', 'recurring_interval', 'recurring_interval_count'], multi_month_cycle_lines()) }}",
-    pre_hook=[
-        "{{ lines_classified_key_sets() }}",
-        "{{ delete_lines_of_refetched_invoices(ref('stg_stripe__invoices'), 'invoice_id') }}",
-    ],
+    pre_hook="{{ delete_keys_of('int_refetched_invoices', 'invoice_id') }}",
 ) }}
 -- depends_on: {{ ref('stg_stripe__discounts') }}
+-- depends_on: {{ key_set('int_refetched_invoices') }}
+-- depends_on: {{ key_set('int_subscriptions_to_reclassify') }}
+-- depends_on: {{ key_set('int_invoices_to_reclassify') }}
 {#- Every line is valued again when the methodology changed (mrr_methodology_changed): a rebuild's values. -#}
 {%- set incremental = is_incremental() and not mrr_methodology_changed() %}
 
 with
 
 {% if incremental -%}
--- the pre-hook's key sets (macro lines_classified_key_sets)
+-- the key sets, computed before this build changed a row (macros/incremental.sql, "Key sets")
 touched_subscriptions as (
-    select subscription_id from pg_temp.ilc_touched_subscriptions
+    select subscription_id from {{ ref('int_subscriptions_to_reclassify') }}
 ),
 
 touched_invoices as (
-    select invoice_id from pg_temp.ilc_touched_invoices
+    select invoice_id from {{ ref('int_invoices_to_reclassify') }}
 ),
 {%- endif %}
 

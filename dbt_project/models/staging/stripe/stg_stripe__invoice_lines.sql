@@ -7,7 +7,8 @@
 -- by several models and tests, so their JSON is parsed once, and later builds parse only the lines of
 -- invoices loaded since the last build. A re-fetched invoice replaces all its lines (as the load
 -- does), including lines it no longer has: the pre-hook deletes the lines of every re-fetched invoice.
--- (An invoice with a line loaded again but not itself is re-staged whole as well.)
+-- (An invoice with a line loaded again but not itself is re-staged whole as well.) Which invoices those
+-- are is the key set stg_stripe__invoices_to_restage, built just before (macros/incremental.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -18,21 +19,20 @@
         {'columns': ['subscription_id']},
         {'columns': ['synced_at']},
     ],
-    pre_hook=[
-        "{% if is_incremental() %}{{ temp_key_set('stg_invoice_lines_refetched', '(select id as invoice_id from ' ~ source('stripe', 'invoices') ~ ' where synced_at > ' ~ synced_watermark() ~ ' union select invoice_id from ' ~ source('stripe', 'invoice_lines') ~ ' where synced_at > ' ~ synced_watermark() ~ ')') }}{% endif %}",
-        "{% if is_incremental() %}delete from {{ this }} where invoice_id in (select invoice_id from pg_temp.stg_invoice_lines_refetched){% endif %}",
-    ],
+    pre_hook="{{ delete_keys_of('stg_stripe__invoices_to_restage', 'invoice_id') }}",
     post_hook='{{ analyze_if_stale() }}',
 ) }}
+
+-- depends_on: {{ key_set('stg_stripe__invoices_to_restage') }}
 
 with
 
 source as (
     select * from {{ source('stripe', 'invoice_lines') }}
     {% if is_incremental() -%}
-    -- the invoices loaded since the last build, and those with a line loaded since (the pre-hook's
-    -- temp_key_set, which also deleted their lines: a re-fetched invoice replaces all its lines)
-    where invoice_id in (select invoice_id from pg_temp.stg_invoice_lines_refetched)
+    -- the invoices loaded since the last build, and those with a line loaded since (the pre-hook
+    -- deleted their lines: a re-fetched invoice replaces all its lines)
+    where invoice_id in (select invoice_id from {{ ref('stg_stripe__invoices_to_restage') }})
     {%- endif %}
 ),
 

@@ -22,8 +22,10 @@ source as (
         data,
         synced_at
     from {{ source('stripe', 'subscriptions') }}
-    where (jsonb_typeof(data -> 'discounts') = 'array' and data -> 'discounts' <> '[]'::jsonb)
+    where (
+        (jsonb_typeof(data -> 'discounts') = 'array' and data -> 'discounts' <> '[]'::jsonb)
         or jsonb_typeof(data -> 'discount') = 'object'
+    )
     {%- if is_incremental() %}
         and synced_at > {{ synced_watermark() }}
     {%- endif %}
