@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,8 +126,11 @@ class LocalCluster:
             "SPARK_WORKER_DIR": str(self.folder / "work"),
             "SPARK_DAEMON_MEMORY": "512m",
             # the master's REST submission server (6066 by default) is not used
-            "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
-            "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true",
+            # spark.port.maxRetries=0: a master or worker whose port is taken fails (see _wait) instead of taking the
+            # next port, where it is not looked for: a master on base+1 answered the UI probe's GET as a frame
+            # ("Too large frame") while its workers waited for it on base
+            "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false -Dspark.port.maxRetries=0",
+            "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=true -Dspark.port.maxRetries=0",
         }
         env.pop("SPARK_REMOTE", None)
         env.pop("PYSPARK_SUBMIT_ARGS", None)
@@ -179,8 +183,9 @@ class LocalCluster:
         bin_dir = Path(env["SPARK_HOME"]) / "bin"
         ports = self.ports
         started = []
+        # every port of what is about to start, before anything starts
+        self._check_free(*[name for role in self.roles() if self._pid(role) is None for name in self._role_ports(role)])
         if self.lake.runs_local_master and self._pid("master") is None:
-            self._check_free("master", "master_ui")
             self._launch(
                 "master",
                 [str(bin_dir / "spark-class"), MASTER_CLASS, "--host", "127.0.0.1", "--port", str(ports["master"]),
@@ -191,7 +196,6 @@ class LocalCluster:
         for i in range(self.lake.workers if self.lake.runs_local_master else 0):
             role = f"worker{i + 1}"
             if self._pid(role) is None:
-                self._check_free(role, f"{role}_ui")
                 self._launch(
                     role,
                     [str(bin_dir / "spark-class"), WORKER_CLASS, "--host", "127.0.0.1", "--port", str(ports[role]),
@@ -203,7 +207,6 @@ class LocalCluster:
         if self.lake.runs_local_master:
             self._wait(lambda: self.status().alive_workers >= self.lake.workers, timeout, "the workers to register")
         if self._pid("connect") is None:
-            self._check_free("connect", "driver", "block_manager")
             conf = self.folder / "conf" / "connect.conf"
             conf.write_text("".join(f"{key} {value}\n" for key, value in self.connect_server_conf().items()))
             self._launch(
@@ -218,14 +221,17 @@ class LocalCluster:
         self._wait(lambda: _port_open(*self.lake.endpoint), timeout, "Spark Connect to accept connections")
         return self.status()
 
+    @staticmethod
+    def _role_ports(role: str) -> list[str]:
+        return {"master": ["master", "master_ui"], "connect": ["connect", "driver", "block_manager"]}.get(
+            role, [role, f"{role}_ui"]
+        )
+
     def _check_free(self, *names: str) -> None:
         for name in names:
             port = self.ports[name]
-            if _port_open("127.0.0.1", port):
-                raise ClusterError(
-                    f"port {port} (the lake's {name.replace('_', ' ')}) is taken by another program: "
-                    "set SAAS_METRICS_SPARK_PORT to the first of 20 free ports"
-                )
+            if not _port_free(port):
+                raise ClusterError(_taken(port, name))
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -233,6 +239,10 @@ class LocalCluster:
             dead = [role for role in self.roles() if self._pid_file(role).exists() and not self._exists(role)]
             if dead:
                 log = self.folder / "logs" / f"{dead[0]}.out"
+                taken = _bind_failure(log)
+                if taken is not None:
+                    names = [name for name in self._role_ports(dead[0]) if self.ports[name] == taken]
+                    raise ClusterError(_taken(taken, names[0] if names else dead[0]))
                 raise ClusterError(f"the lake's {dead[0]} stopped while starting: {_last_error(log)} (log: {log})")
             if time.monotonic() > deadline:
                 raise ClusterError(
@@ -273,11 +283,42 @@ class LocalCluster:
 
 
 def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something listens on host:port. A connection the kernel made to itself (the ports here can be in
+    the ephemeral range, where a client's own port can be the one it connects to) is not a listener."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            return sock.getsockname() != sock.getpeername()
     except OSError:
         return False
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server can bind 127.0.0.1:port as Java's do (SO_REUSEADDR): not only no listener, but no socket
+    bound to it either (a client's end of a connection holds its port too, and a connect test misses it)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _taken(port: int, name: str) -> str:
+    return (
+        f"port {port} (the lake's {name.replace('_', ' ')}) is taken by another program: "
+        "set SAAS_METRICS_SPARK_PORT to the first of 20 free ports"
+    )
+
+
+def _bind_failure(log: Path) -> int | None:
+    """The port a Spark process could not bind, from its log (spark.port.maxRetries=0 ends it there)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"BindException.*?starting from (\d+)", text)
+    return int(match.group(1)) if match else None
 
 
 def _last_error(log: Path) -> str:
