@@ -116,7 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = runtime.settings()
     runtime.prepare_environment()
-    if settings.stripe_configured:
+    if settings.stripe_accounts_file:
+        # each account's refused key or outage is reported by name after the others are loaded (no preflight:
+        # one account's bad key must not stop the others)
+        names = ", ".join(account.name for account in settings.stripe_accounts)
+        print(f"Loading {len(settings.stripe_accounts)} Stripe accounts ({names}), then building the marts...")
+    elif settings.stripe_configured:
         from saas_metrics import preflight
 
         target = settings.stripe_api_base or "Stripe"
