@@ -216,7 +216,9 @@ def _float_env(name: str, default: float) -> float:
     return value
 
 
-def demo_settings(base: Settings, api_base: str, api_key: str, demo_dir: Path) -> Settings:
+def demo_settings(
+    base: Settings, api_base: str, api_key: str, demo_dir: Path, stripe_accounts: tuple[StripeAccount, ...] = ()
+) -> Settings:
     """The settings of a demo run: `base` (its home, ports, alerts) with the demo's own Stripe server and
     key, the finance files and product events it generated beside the store, and always the embedded
     PostgreSQL (a DATABASE_URL is not the demo's). STRIPE_MAX_RPS is kept when set; a local server
@@ -228,7 +230,7 @@ def demo_settings(base: Settings, api_base: str, api_key: str, demo_dir: Path) -
         database_url=None,
         stripe_api_key=api_key,
         stripe_api_base=api_base,
-        stripe_accounts_file=(),  # the user's accounts are not the demo's
+        stripe_accounts_file=stripe_accounts,  # the demo's own accounts (none: one), never the user's
         stripe_max_rps=_float_env("STRIPE_MAX_RPS", 1000.0),
         spend_csv=demo_dir / "finance" / "marketing_spend.csv",
         gross_margin_csv=demo_dir / "finance" / "gross_margin.csv",
