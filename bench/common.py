@@ -61,14 +61,17 @@ def timed(label: str, results: dict):
     print(f"  {label}: {results[label]:.2f}s", flush=True)
 
 
-def generated_store(folder: Path, customers: int, months: int, seed: int = 1, now: int | None = None) -> Store:
-    path = folder / f"bench-{customers}-{months}-{seed}-{now}.sqlite"
+def generated_store(
+    folder: Path, customers: int, months: int, seed: int = 1, now: int | None = None, id_prefix: str = ""
+) -> Store:
+    """A generated account (reused when `folder` has it); `id_prefix` makes its ids its own (another account)."""
+    path = folder / f"bench-{id_prefix}{customers}-{months}-{seed}-{now}.sqlite"
     if path.exists():
         return Store(path)
     tmp = path.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
     store = Store(tmp)
-    generate(store, customers=customers, months=months, seed=seed, now=now, progress_every=10**9)
+    generate(store, customers=customers, months=months, seed=seed, now=now, progress_every=10**9, id_prefix=id_prefix)
     store.close()
     tmp.rename(path)
     return Store(path)
@@ -100,7 +103,13 @@ TABLE_OF = {
 
 
 def load_raw_direct(
-    store: Store, database_url: str, synced_at: int, merge: bool = False, created_before: int | None = None
+    store: Store,
+    database_url: str,
+    synced_at: int,
+    merge: bool = False,
+    created_before: int | None = None,
+    account: str = "default",
+    add: bool = False,
 ) -> dict[str, int]:
     """Write raw_stripe as the dlt source would (same tables, columns and row shapes), with COPY.
 
@@ -108,13 +117,15 @@ def load_raw_direct(
     store is a later state of the account already loaded, and the result is what an incremental load
     leaves: rows that did not change keep their synced_at, changed and new ones (and every line of a
     changed invoice) get `synced_at`. With `created_before`, objects created at or after it (with the
-    lines and items of such invoices and subscriptions) are left out: the account as it was then.
+    lines and items of such invoices and subscriptions) are left out: the account as it was then. Rows carry
+    `account` (README "Several Stripe accounts"); with `add`, raw_stripe keeps what it holds (another account's
+    rows) and this account's rows are added.
     """
     from ingestion import finance, product, stripe
     from ingestion.raw_tables import ensure_tables
 
     counts = {}
-    if not merge:
+    if not merge and not add:
         with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
             cur.execute("drop schema if exists raw_stripe cascade")
     for tables in (stripe.TABLES, finance.TABLES, product.TABLES):
@@ -150,15 +161,16 @@ def load_raw_direct(
                         key_values.append(obj.get("type"))
                 created = obj.get("created")
                 created_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)) if created else None
-                row = [obj["id"], created_text, json.dumps(data), stamp, *key_values, "bench", f"{kind}{n}"]
+                row = [obj["id"], account, created_text, json.dumps(data), stamp, *key_values, "bench"]
+                row.append(f"{account}.{kind}{n}")
                 buffer.write("\t".join(_copy_text(v) for v in row) + "\n")
                 n += 1
             buffer.seek(0)
-            columns = ["id", "created", "data", "synced_at", *keys, "_dlt_load_id", "_dlt_id"]
+            columns = ["id", "account", "created", "data", "synced_at", *keys, "_dlt_load_id", "_dlt_id"]
             if not merge:
                 cur.copy_expert(f"copy raw_stripe.{table} ({', '.join(columns)}) from stdin", buffer)
             else:
-                _merge_copy(cur, table, columns, buffer, stamp)
+                _merge_copy(cur, table, columns, buffer, stamp, account)
             counts[table] = n
         cur.execute("analyze")
     return counts
@@ -167,19 +179,24 @@ def load_raw_direct(
 PARENT_OF = {"invoice_lines": ("invoices", "invoice_id"), "subscription_items": ("subscriptions", "subscription_id")}
 
 
-def _merge_copy(cur, table: str, columns: list[str], buffer: io.StringIO, stamp: str) -> None:
-    """Replace raw_stripe.<table> with the rows in `buffer`, keeping the old synced_at of unchanged rows."""
+def _merge_copy(cur, table: str, columns: list[str], buffer: io.StringIO, stamp: str, account: str) -> None:
+    """Replace the rows of `account` in raw_stripe.<table> with those in `buffer`, keeping the old synced_at of
+    unchanged rows."""
     cur.execute(f"create temp table next_rows (like raw_stripe.{table})")
     cur.copy_expert(f"copy next_rows ({', '.join(columns)}) from stdin", buffer)
     unchanged_parent = ""
     if table in PARENT_OF:
         parent, key = PARENT_OF[table]
-        unchanged_parent = f" and next_rows.{key} in (select id from raw_stripe.{parent} where synced_at < '{stamp}')"
+        unchanged_parent = (
+            f" and next_rows.{key} in (select id from raw_stripe.{parent}"
+            f" where account = '{account}' and synced_at < '{stamp}')"
+        )
     cur.execute(
         f"update next_rows set synced_at = old.synced_at from raw_stripe.{table} as old "
-        f"where old.id = next_rows.id and old.data = next_rows.data{unchanged_parent}"
+        f"where old.account = next_rows.account and old.id = next_rows.id and old.data = next_rows.data"
+        f"{unchanged_parent}"
     )
-    cur.execute(f"truncate raw_stripe.{table}")
+    cur.execute(f"delete from raw_stripe.{table} where account = '{account}'")
     cur.execute(f"insert into raw_stripe.{table} select * from next_rows")
     cur.execute("drop table next_rows")
 

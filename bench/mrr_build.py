@@ -1,6 +1,6 @@
 """Benchmark: the MRR engine at scale, against a naive customer x month date-spine model.
 
-    python -m bench.mrr_build --customers 100000 --months 36
+    python -m bench.mrr_build --customers 100000 --months 36 [--accounts 3]
 
 Generates the account (seeded), writes raw_stripe in the dlt source's shape, then times:
   - a full `dbt build` (models and tests) of everything up to the MRR marts;
@@ -14,14 +14,18 @@ Generates the account (seeded), writes raw_stripe in the dlt source's shape, the
   - a naive date-spine model of the same month-end MRR, and the ratio;
   - a rebuild from scratch (--full-refresh) at the same "today": every engine table and MRR mart
     must equal what the incremental builds left (digests).
-Results go to bench/results/mrr_build.json.
+With --accounts N the customers are N Stripe accounts of customers / N each (ids of their own, seeds
+seed .. seed + N - 1), loaded side by side into raw_stripe (README "Several Stripe accounts").
+Results go to bench/results/mrr_build.json (mrr_build_<N>_accounts.json with --accounts).
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import psycopg2
 
@@ -31,6 +35,7 @@ from bench.common import (
     dbt,
     drop_database,
     generated_account,
+    generated_store,
     hook_seconds,
     load_raw_direct,
     save,
@@ -117,15 +122,36 @@ def query_ms(url: str, sql: str, params=None, repeat: int = 20) -> float:
 
 
 def main() -> None:
-    args = account_parser(__doc__).parse_args()
-    results: dict = {"customers": args.customers, "months": args.months}
-    print(f"MRR build benchmark: {args.customers} customers, {args.months} months")
-    store, now, work = generated_account(args, "mrr-bench-", results)
+    parser = account_parser(__doc__)
+    parser.add_argument("--accounts", type=int, default=1, help="Stripe accounts the customers are split over")
+    args = parser.parse_args()
+    if args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    results: dict = {"customers": args.customers, "months": args.months, "accounts": args.accounts}
+    name_of_results = "mrr_build" if args.accounts == 1 else f"mrr_build_{args.accounts}_accounts"
+    print(f"MRR build benchmark: {args.customers} customers, {args.months} months, {args.accounts} account(s)")
+    if args.accounts == 1:
+        store, now, work = generated_account(args, "mrr-bench-", results)
+        stores = {"default": store}
+    else:
+        now = int(time.time()) // 86400 * 86400
+        work = args.work or Path(tempfile.mkdtemp(prefix="mrr-bench-"))
+        work.mkdir(parents=True, exist_ok=True)
+        share = args.customers // args.accounts
+        with timed("generate_seconds", results):
+            stores = {
+                f"a{i}": generated_store(work, share, args.months, args.seed + i, now, id_prefix=f"a{i}")
+                for i in range(args.accounts)
+            }
     with throwaway_postgres() as pg:
         url = pg.url()
         with timed("load_raw_seconds", results):
             # the account as it was yesterday: what was created in the last day comes with the nightly load
-            results["rows"] = load_raw_direct(store, url, now - 86400, created_before=now - 86400)
+            results["rows"] = {}
+            for i, (name, store) in enumerate(stores.items()):
+                rows = load_raw_direct(store, url, now - 86400, created_before=now - 86400, account=name, add=i > 0)
+                for table, count in rows.items():
+                    results["rows"][table] = results["rows"].get(table, 0) + count
         print(f"  rows: {results['rows']}")
         with timed("dbt_full_build_seconds", results):
             dbt(
@@ -136,7 +162,8 @@ def main() -> None:
             )
         # one more day: what an incremental load brings (the last day's new objects), then rebuild
         with timed("nightly_load_raw_seconds", results):
-            load_raw_direct(store, url, now, merge=True)
+            for name, store in stores.items():
+                load_raw_direct(store, url, now, merge=True, account=name)
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
             cur.execute(
@@ -232,9 +259,9 @@ def main() -> None:
         rebuilt = digests(url)
         results["incremental_differs_from_rebuild"] = [t for t in COMPARED if incremental[t] != rebuilt[t]]
         if results["incremental_differs_from_rebuild"]:
-            save("mrr_build", results)
+            save(name_of_results, results)
             raise SystemExit(f"incremental build differs from a rebuild: {results['incremental_differs_from_rebuild']}")
-    path = save("mrr_build", results)
+    path = save(name_of_results, results)
     print(f"results: {path}")
 
 

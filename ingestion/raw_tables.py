@@ -81,3 +81,36 @@ def ensure_tables(database_url: str, tables: RawTables, schema: str | None = Non
             on = f'"{schema}"."{index.table}" using {index.using} ({index.column})'
             cur.execute(f'create index if not exists "{name}" on {on}')
     return created
+
+
+def add_missing_column(
+    database_url: str, tables: RawTables, column: str, value: str, schema: str | None = None
+) -> list[str]:
+    """Add `column` (as `tables` declares it) to those of its tables that exist without it, filled with `value`
+    on the rows already there (a warehouse loaded before the column existed: Stripe's `account`, whose rows
+    are the legacy account's); return the tables changed. dlt sees the column there and does not add it."""
+    import psycopg2
+
+    schema = schema or tables.schema
+    changed = []
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select table_name from information_schema.tables t where table_schema = %s and not exists ("
+            " select 1 from information_schema.columns c where c.table_schema = t.table_schema"
+            " and c.table_name = t.table_name and c.column_name = %s)",
+            (schema, column),
+        )
+        lacking = {row[0] for row in cur.fetchall()}
+        for table, columns in tables.columns.items():
+            if table not in lacking or column not in columns:
+                continue
+            hints = columns[column]
+            not_null = "" if hints.get("nullable", True) else " not null"
+            cur.execute(
+                f'alter table "{schema}"."{table}" add column "{column}" {POSTGRES_TYPES[hints["data_type"]]}'
+                f"{not_null} default %s",
+                (value,),
+            )
+            cur.execute(f'alter table "{schema}"."{table}" alter column "{column}" drop default')
+            changed.append(table)
+    return changed

@@ -116,7 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = runtime.settings()
     runtime.prepare_environment()
-    if settings.stripe_configured:
+    if settings.stripe_accounts_file:
+        # each account's refused key or outage is reported by name after the others are loaded (no preflight:
+        # one account's bad key must not stop the others)
+        names = ", ".join(account.name for account in settings.stripe_accounts)
+        print(f"Loading {len(settings.stripe_accounts)} Stripe accounts ({names}), then building the marts...")
+    elif settings.stripe_configured:
         from saas_metrics import preflight
 
         target = settings.stripe_api_base or "Stripe"
@@ -134,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.run import run_refresh
-    from saas_metrics.config import demo_settings
+    from saas_metrics.config import StripeAccount, demo_settings
     from saas_metrics.demo import account
     from saas_metrics.demo.server import StripeProtocolServer
 
@@ -144,16 +149,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     demo_dir = settings.home / "demo"
     store, now = account.ensure_generated(demo_dir, customers=args.customers, months=args.months, seed=args.seed)
-    with StripeProtocolServer(store, api_key=account.DEMO_API_KEY, now=now) as server:
+    eu_store = account.ensure_generated_eu(demo_dir, args.customers, args.months, args.seed, now)
+    # two Stripe accounts, each served over Stripe's protocol by a server of its own (README "Several Stripe
+    # accounts"): the US one (mostly USD) and a European entity's (EUR)
+    with (
+        StripeProtocolServer(store, api_key=account.DEMO_API_KEY, now=now) as server,
+        StripeProtocolServer(eu_store, api_key=account.DEMO_EU_API_KEY, now=now) as eu_server,
+    ):
+        accounts = (
+            StripeAccount("us", account.DEMO_API_KEY, "(demo)", api_base=server.url),
+            StripeAccount("eu", account.DEMO_EU_API_KEY, "(demo)", api_base=eu_server.url),
+        )
+        demo = demo_settings(settings, server.url, account.DEMO_API_KEY, demo_dir, stripe_accounts=accounts)
         # the demo's settings are a value of their own, put in force for the run: nothing in the process
         # environment changes but what prepare_environment exports for dbt and dlt
-        with runtime.using(demo_settings(settings, server.url, account.DEMO_API_KEY, demo_dir)):
+        with runtime.using(demo):
             runtime.prepare_environment()
-            print(f"Serving the demo account over Stripe's protocol at {server.url}; loading and building...")
+            _forget_other_accounts(runtime.warehouse_url(), {a.name for a in accounts})
+            print(
+                f"Serving the demo's two Stripe accounts over Stripe's protocol (us at {server.url}, eu at "
+                f"{eu_server.url}); loading and building..."
+            )
             run_refresh(full_refresh=True, tags={"saas_metrics/demo": "true"}, on_message=print)
-            print(f"Demo finished in {time.monotonic() - started:.0f}s ({server.stats.requests} Stripe requests).")
+            requests = server.stats.requests + eu_server.stats.requests
+            print(f"Demo finished in {time.monotonic() - started:.0f}s ({requests} Stripe requests).")
             print_summary()
     return 0
+
+
+def _forget_other_accounts(url: str, accounts: set[str]) -> None:
+    """The demo's raw Stripe rows are its two accounts': rows an earlier demo loaded as another account (one
+    account `default`, before the demo had two) are deleted, as the demo reloads everything."""
+    import psycopg2
+
+    from ingestion import stripe
+    from ingestion.raw_tables import add_missing_column
+    from saas_metrics.config import LEGACY_STRIPE_ACCOUNT, RAW_STRIPE_SCHEMA
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select 1 from information_schema.schemata where schema_name = %s", (RAW_STRIPE_SCHEMA,))
+        if cur.fetchone() is None:
+            return
+    add_missing_column(url, stripe.TABLES, "account", LEGACY_STRIPE_ACCOUNT)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("select table_name from information_schema.tables where table_schema = %s", (RAW_STRIPE_SCHEMA,))
+        present = {row[0] for row in cur.fetchall()}
+        for table in stripe.TABLES.columns:
+            if table in present:
+                cur.execute(
+                    f'delete from "{RAW_STRIPE_SCHEMA}"."{table}" where account <> all(%s)', (sorted(accounts),)
+                )
 
 
 def print_summary() -> None:
@@ -163,6 +208,11 @@ def print_summary() -> None:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("select coalesce(sum(mrr), 0), count(*) filter (where mrr > 0) from marts.customer_mrr_current")
         current_mrr, customers = cur.fetchone()
+        cur.execute(
+            "select billing_account, coalesce(sum(mrr), 0), count(*) filter (where mrr > 0)"
+            " from marts.customer_mrr_current group by 1 order by 2 desc"
+        )
+        by_account = cur.fetchall()
         cur.execute(
             "select month, starting_mrr, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, churned_mrr, "
             "fx_impact, ending_mrr, new_customers, churned_customers from marts.mrr_monthly "
@@ -176,6 +226,9 @@ def print_summary() -> None:
         kpis = cur.fetchone()
     print()
     print(f"  Current MRR        {current_mrr:>14,.2f}  ({customers} paying customers)")
+    if len(by_account) > 1:
+        split = "  ".join(f"{name} {mrr:,.2f} ({paying})" for name, mrr, paying in by_account)
+        print(f"  By account         {split}")
     print(f"  MRR methodology    {runtime.mrr_methodology(url)} (dbt var mrr_methodology; METRICS.md)")
     if last:
         (

@@ -137,7 +137,7 @@ annual as (
     inner join staging.stg_stripe__subscription_items as items
         on items.subscription_id = subscriptions.subscription_id
     inner join staging.stg_stripe__prices as prices
-        on prices.price_id = items.price_id
+        on prices.billing_account = items.billing_account and prices.price_id = items.price_id
     where prices.recurring_interval = 'year'
 ),
 weeks as (

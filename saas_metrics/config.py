@@ -8,6 +8,7 @@ point and one place to document it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -58,6 +59,31 @@ MARTS_SCHEMA = "marts"
 
 class ConfigError(Exception):
     """A configuration problem a user can fix; the CLI prints it as one line."""
+
+
+# the name of the one account configured the old way (STRIPE_API_KEY alone): its raw rows, its dlt
+# pipeline ("stripe") and its marts' billing_account
+LEGACY_STRIPE_ACCOUNT = "default"
+_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class StripeAccount:
+    """One Stripe account to load (README "Several Stripe accounts"): its name (the `account` of its raw rows
+    and the `billing_account` of the marts), its key (read from the environment variable `api_key_env` names;
+    never written in a file), and for a platform reading a connected account, that account's id (sent as the
+    Stripe-Account header)."""
+
+    name: str
+    api_key: str = field(repr=False)
+    api_key_env: str = "STRIPE_API_KEY"
+    stripe_account: str | None = None
+    api_base: str | None = None
+
+    @property
+    def pipeline_name(self) -> str:
+        """The dlt pipeline (and its incremental state) of this account: the legacy account keeps "stripe"."""
+        return "stripe" if self.name == LEGACY_STRIPE_ACCOUNT else f"stripe__{self.name}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +149,8 @@ class Settings:
     ingest_retry_delay: float = 60.0  # ...the n-th n times this many seconds after its failure (60, 120)
     stripe_timeout: float = 80.0  # seconds one Stripe request may take (STRIPE_TIMEOUT)
     lake: LakeSettings = field(default_factory=LakeSettings)  # lake mode (saas_metrics/lake/settings.py)
+    # SAAS_METRICS_STRIPE_ACCOUNTS: the accounts it lists, when set (else the one of STRIPE_API_KEY)
+    stripe_accounts_file: tuple[StripeAccount, ...] = ()
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -141,8 +169,18 @@ class Settings:
         return self.home / "dlt"
 
     @property
+    def stripe_accounts(self) -> tuple[StripeAccount, ...]:
+        """The Stripe accounts to load: those of SAAS_METRICS_STRIPE_ACCOUNTS, else the one STRIPE_API_KEY
+        gives (named LEGACY_STRIPE_ACCOUNT), else none."""
+        if self.stripe_accounts_file:
+            return self.stripe_accounts_file
+        if self.stripe_api_key:
+            return (StripeAccount(LEGACY_STRIPE_ACCOUNT, self.stripe_api_key, api_base=self.stripe_api_base),)
+        return ()
+
+    @property
     def stripe_configured(self) -> bool:
-        return bool(self.stripe_api_key)
+        return bool(self.stripe_accounts)
 
 
 def _load_dotenv() -> None:
@@ -178,7 +216,9 @@ def _float_env(name: str, default: float) -> float:
     return value
 
 
-def demo_settings(base: Settings, api_base: str, api_key: str, demo_dir: Path) -> Settings:
+def demo_settings(
+    base: Settings, api_base: str, api_key: str, demo_dir: Path, stripe_accounts: tuple[StripeAccount, ...] = ()
+) -> Settings:
     """The settings of a demo run: `base` (its home, ports, alerts) with the demo's own Stripe server and
     key, the finance files and product events it generated beside the store, and always the embedded
     PostgreSQL (a DATABASE_URL is not the demo's). STRIPE_MAX_RPS is kept when set; a local server
@@ -190,6 +230,7 @@ def demo_settings(base: Settings, api_base: str, api_key: str, demo_dir: Path) -
         database_url=None,
         stripe_api_key=api_key,
         stripe_api_base=api_base,
+        stripe_accounts_file=stripe_accounts,  # the demo's own accounts (none: one), never the user's
         stripe_max_rps=_float_env("STRIPE_MAX_RPS", 1000.0),
         spend_csv=demo_dir / "finance" / "marketing_spend.csv",
         gross_margin_csv=demo_dir / "finance" / "gross_margin.csv",
@@ -224,7 +265,57 @@ def load_settings() -> Settings:
         ingest_retry_delay=_float_env("SAAS_METRICS_INGEST_RETRY_DELAY", 60.0),
         stripe_timeout=_float_env("STRIPE_TIMEOUT", 80.0),
         lake=_lake_settings(),
+        stripe_accounts_file=_stripe_accounts(api_base.rstrip("/") if api_base else None),
     )
+
+
+def _stripe_accounts(default_api_base: str | None) -> tuple[StripeAccount, ...]:
+    """The accounts SAAS_METRICS_STRIPE_ACCOUNTS lists (a TOML file of [[account]] tables: name, api_key_env,
+    optional stripe_account and api_base), each key read from the variable it names; every error one line
+    naming the file and the account."""
+    import tomllib
+
+    raw = os.environ.get("SAAS_METRICS_STRIPE_ACCOUNTS")
+    if not raw:
+        return ()
+    path = _path_env("SAAS_METRICS_STRIPE_ACCOUNTS")
+    try:
+        document = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a TOML file ({exc})") from None
+    unknown = set(document) - {"account"}
+    entries = document.get("account")
+    if unknown or not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected one [[account]] table per Stripe account and nothing else")
+    accounts: list[StripeAccount] = []
+    for n, entry in enumerate(entries, start=1):
+        name = entry.get("name")
+        where = f"{path}: account {name!r}" if isinstance(name, str) else f"{path}: account {n}"
+        extra = set(entry) - {"name", "api_key_env", "stripe_account", "api_base", "api_key"}
+        if "api_key" in entry:
+            raise ConfigError(f"{where}: never write a key in the file; set api_key_env to the variable holding it")
+        if extra:
+            raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(extra))}")
+        if not isinstance(name, str) or not _ACCOUNT_NAME.match(name):
+            raise ConfigError(
+                f"{where}: name must be lower-case letters, digits and _ (starting with a letter, at most 40)"
+            )
+        if any(a.name == name for a in accounts):
+            raise ConfigError(f"{where}: listed twice")
+        key_env = entry.get("api_key_env")
+        if not isinstance(key_env, str) or not key_env:
+            raise ConfigError(f"{where}: api_key_env must name the environment variable holding its key")
+        key = os.environ.get(key_env)
+        if not key:
+            raise ConfigError(f"{where}: {key_env} (its api_key_env) is not set")
+        connected = entry.get("stripe_account")
+        if connected is not None and (not isinstance(connected, str) or not connected.startswith("acct_")):
+            raise ConfigError(f"{where}: stripe_account must be a connected account id (acct_...)")
+        base = entry.get("api_base", default_api_base)
+        if base is not None and (not isinstance(base, str) or not base.startswith(("http://", "https://"))):
+            raise ConfigError(f"{where}: api_base must start with http:// or https://")
+        accounts.append(StripeAccount(name, key, key_env, connected, base.rstrip("/") if base else None))
+    return tuple(accounts)
 
 
 def _lake_settings() -> LakeSettings:

@@ -149,8 +149,8 @@ create table staging.stg_stripe__invoices (
 create table staging.stg_stripe__subscriptions (
     subscription_id text, customer_id text, started_at timestamptz, ended_at timestamptz
 );
-create table staging.stg_stripe__subscription_items (subscription_id text, price_id text);
-create table staging.stg_stripe__prices (price_id text, recurring_interval text);
+create table staging.stg_stripe__subscription_items (subscription_id text, billing_account text, price_id text);
+create table staging.stg_stripe__prices (price_id text, billing_account text, recurring_interval text);
 create table staging.stg_stripe__customers (customer_id text, default_card_expires_on date);
 create table intermediate.int_product_accounts (account_id text, customer_id text);
 create table intermediate.int_product_user_days (
@@ -183,8 +183,9 @@ insert into staging.stg_stripe__invoices values
     ('in_3', 'B', 'paid', 60000, 50000, 50000, 0, '2025-12-10', '2025-12-10', null);
 insert into staging.stg_stripe__subscriptions values
     ('sub_a', 'A', '2026-01-05', '2026-03-20'), ('sub_b', 'B', '2025-12-10', null);
-insert into staging.stg_stripe__subscription_items values ('sub_a', 'price_m'), ('sub_b', 'price_y');
-insert into staging.stg_stripe__prices values ('price_m', 'month'), ('price_y', 'year');
+insert into staging.stg_stripe__subscription_items values
+    ('sub_a', 'default', 'price_m'), ('sub_b', 'default', 'price_y');
+insert into staging.stg_stripe__prices values ('price_m', 'default', 'month'), ('price_y', 'default', 'year');
 insert into staging.stg_stripe__customers values ('A', '2026-02-28'), ('B', null);
 insert into intermediate.int_product_accounts values ('acc_b', 'B');
 insert into intermediate.int_product_user_days values

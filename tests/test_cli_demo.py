@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -35,6 +36,14 @@ def test_demo_prints_a_summary_and_how_to_look_further(demo):
     assert "Current MRR" in result.stdout
     assert "MRR methodology    chartmogul" in result.stdout  # the default (METRICS.md "Methodology")
     assert "Waterfall" in result.stdout
+    # two Stripe accounts served over Stripe's protocol: the summary splits current MRR between them, and the
+    # split adds up to the total
+    (split,) = [line for line in result.stdout.splitlines() if line.startswith("  By account")]
+    parts = dict(re.findall(r"(us|eu) ([\d,]+\.\d\d) \(\d+\)", split))
+    assert set(parts) == {"us", "eu"}, split
+    (total,) = [line for line in result.stdout.splitlines() if line.startswith("  Current MRR")]
+    amount = Decimal(total.split()[2].replace(",", ""))
+    assert abs(sum(Decimal(v.replace(",", "")) for v in parts.values()) - amount) <= Decimal("0.02")
     assert 'psql "$(saas-metrics db url)"' in result.stdout
     assert "saas-metrics ui" in result.stdout
 
@@ -51,6 +60,10 @@ def test_demo_builds_non_empty_marts_that_add_up(demo):
     for start, new, exp, react, contr, churn, fx, end in rows:
         assert end == start + new + exp + react - contr - churn + fx
     assert rows[-1][-1] > Decimal(1000)
+    # the demo's two accounts: 300 customers in the US one, 300 // 5 = 60 in the EU one, all billed in EUR
+    assert dict(query(url, "select account, count(*) from raw_stripe.customers group by 1")) == {"us": 300, "eu": 60}
+    eu = query(url, "select distinct currency from marts.customer_mrr_current where billing_account = 'eu'")
+    assert eu == [("eur",)]
 
 
 def test_demo_exercises_the_growth_marts(demo):

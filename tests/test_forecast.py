@@ -365,10 +365,12 @@ create table marts.renewals (
 create table marts.trial_conversion (trial_month date, trials_started bigint, converted_within_30_days bigint);
 create schema staging;
 create table staging.stg_stripe__subscriptions (subscription_id text, status text, trial_ended_at timestamptz);
-create table staging.stg_stripe__subscription_items (subscription_id text, price_id text, quantity int);
+create table staging.stg_stripe__subscription_items (
+    subscription_id text, price_id text, quantity int, billing_account text default 'default'
+);
 create table staging.stg_stripe__prices (
     price_id text, currency text, unit_amount_cents numeric, recurring_interval text,
-    recurring_interval_count int, usage_type text
+    recurring_interval_count int, usage_type text, billing_account text default 'default'
 );
 """
 

@@ -334,6 +334,7 @@ def test_segments_add_up_to_the_month_in_every_dimension(warehouse):
         "country",
         "acquisition_channel",
         "mrr_band",
+        "billing_account",
         "metadata.industry",
         "metadata.company_size",
     }
@@ -519,7 +520,7 @@ def test_month_aggregates_recompute_listed_months_and_equal_a_rebuild(warehouse,
         march = query(
             warehouse, "select count(distinct dimension) from marts.mrr_by_segment where month = '2026-03-01'"
         )
-        assert march == [(7,)]
+        assert march == [(8,)]
         dbt_build(warehouse, tmp_path, ts(day), select="int_customer_segments_monthly+", full_refresh=True)
         for table in tables:
             assert incremental[table] == rows_of(table), (day, table)

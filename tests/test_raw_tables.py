@@ -35,7 +35,8 @@ def test_create_table_sql_from_the_column_hints():
     )
     # dlt's own columns last, whether declared (Stripe: rows come as Arrow tables) or not
     assert create_table_sql("raw_stripe", "invoices", stripe.TABLES.columns["invoices"]) == (
-        'create table "raw_stripe"."invoices" (id varchar not null, created timestamptz, data jsonb, '
+        'create table "raw_stripe"."invoices" (id varchar not null, account varchar not null, created timestamptz, '
+        "data jsonb, "
         "synced_at timestamptz, customer_id varchar, subscription_id varchar, status varchar, "
         "_dlt_load_id varchar not null, _dlt_id varchar not null)"
     )

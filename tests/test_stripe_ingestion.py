@@ -296,13 +296,13 @@ def test_staged_invoices_follow_refetched_invoices_incrementally(tmp_path, fresh
             where invoice_id = %(prorated_cycle)s;
         update raw_stripe.invoices set synced_at = synced_at + interval '1 day' where id = %(emptied)s;
         delete from raw_stripe.invoice_lines where invoice_id = %(emptied)s;
-        insert into raw_stripe.invoices (id, created, data, synced_at, customer_id, subscription_id, status,
-                                         _dlt_load_id, _dlt_id)
-            select 'in_new', created, jsonb_set(data, '{id}', '"in_new"'), synced_at + interval '1 day',
+        insert into raw_stripe.invoices (id, account, created, data, synced_at, customer_id, subscription_id,
+                                         status, _dlt_load_id, _dlt_id)
+            select 'in_new', account, created, jsonb_set(data, '{id}', '"in_new"'), synced_at + interval '1 day',
                    customer_id, subscription_id, status, _dlt_load_id, 'new-invoice'
             from raw_stripe.invoices where id = %(untouched)s;
-        insert into raw_stripe.invoice_lines (id, invoice_id, data, synced_at, _dlt_load_id, _dlt_id)
-            select id || '_new', 'in_new', data, synced_at + interval '1 day', _dlt_load_id, _dlt_id || '-new'
+        insert into raw_stripe.invoice_lines (id, account, invoice_id, data, synced_at, _dlt_load_id, _dlt_id)
+            select id || '_new', account, 'in_new', data, synced_at + interval '1 day', _dlt_load_id, _dlt_id || '-new'
             from raw_stripe.invoice_lines where invoice_id = %(untouched)s order by id limit 2;
         select 1
         """,

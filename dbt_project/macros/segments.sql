@@ -70,6 +70,7 @@
         ('country', 'country'),
         ('acquisition_channel', 'acquisition_channel'),
         ('mrr_band', 'mrr_band'),
+        ('billing_account', 'billing_account'),
     ] -%}
     {%- for key in var('segment_metadata_keys') -%}
         {%- do dimensions.append(('metadata.' ~ key, "(segment_metadata ->> '" ~ key ~ "')")) -%}

@@ -50,8 +50,12 @@ DLT_COLUMNS = {
     "_dlt_id": {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
 }
 # Typed key columns (customer_id, status, ...) come with the rows (settings.RAW_TABLES); `data` holds the object.
+# `account`: the Stripe account a row came from (config.StripeAccount.name; "default" for STRIPE_API_KEY alone),
+# part of every key, as two accounts can hold the same id (a price or coupon id is the user's to choose)
+ACCOUNT_COLUMN = {"account": {"data_type": "text", "nullable": False}}
 BASE_COLUMNS = {
     "id": {"data_type": "text", "nullable": False},
+    **ACCOUNT_COLUMN,
     "created": {"data_type": "timestamp"},
     "data": {"data_type": "json"},
     "synced_at": {"data_type": "timestamp"},
@@ -90,8 +94,9 @@ def _ref(value) -> str | None:
 class SyncPlan:
     """Decides full vs incremental once per run and shares the events read for it."""
 
-    def __init__(self, api: StripeApi, full_refresh: bool):
+    def __init__(self, api: StripeApi, full_refresh: bool, account: str = "default"):
         self.api = api
+        self.account = account  # the `account` of every row this run loads
         self.full_refresh = full_refresh
         self.started_at = int(time.time())
         self._events: list[dict] | None = None
@@ -206,6 +211,8 @@ class Progress:
 @dlt.source(name="stripe", max_table_nesting=0)
 def stripe_source(
     api_key: str = dlt.secrets.value,
+    account: str = "default",
+    stripe_account: str | None = None,
     api_base: str | None = None,
     full_refresh: bool = False,
     max_rps: float = 25.0,
@@ -228,6 +235,8 @@ def stripe_source(
         cleaned: records the objects stored with NUL characters removed (PostgreSQL cannot store
             them), by Stripe object type; the caller reads the counts after the load.
         timeout: seconds one request may take before it counts as failed (and is retried): STRIPE_TIMEOUT.
+        account: the name of this account, in the `account` column of every row (README "Several Stripe accounts").
+        stripe_account: a connected account's id (acct_...), sent as the Stripe-Account header; None: the key's own.
     """
     api = StripeApi(
         api_key,
@@ -237,8 +246,9 @@ def stripe_source(
         max_retries=max_retries,
         cleaned=cleaned,
         timeout=timeout,
+        stripe_account=stripe_account,
     )
-    plan = SyncPlan(api, full_refresh)
+    plan = SyncPlan(api, full_refresh, account)
     resources = [_list_resource(api, plan, name) for name in settings.LISTS]
     resources.append(_events_resource(api, plan))
     return resources
@@ -262,19 +272,21 @@ def _keys(name: str, obj: dict) -> dict:
     return {}
 
 
-PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS)
+KEY = ["account", "id"]
+PRICE_HINTS = dlt.mark.make_hints(table_name="prices", write_disposition=MERGE, primary_key=KEY, columns=BASE_COLUMNS)
 
 
 def _child_hints(table: str, parent_key: str):
-    """A table of embedded lists (an invoice's lines, a subscription's items): a row per (parent, id), all
-    of a parent's rows replaced when the parent is loaded again (merge_key)."""
+    """A table of embedded lists (an invoice's lines, a subscription's items): a row per (account, parent, id),
+    all of a parent's rows replaced when the parent is loaded again (merge_key)."""
     return dlt.mark.make_hints(
         table_name=table,
         write_disposition=MERGE,
-        primary_key=[parent_key, "id"],
-        merge_key=parent_key,
+        primary_key=["account", parent_key, "id"],
+        merge_key=["account", parent_key],
         columns={
             "id": {"data_type": "text", "nullable": False},
+            **ACCOUNT_COLUMN,
             parent_key: {"data_type": "text", "nullable": False},
             "data": {"data_type": "json"},
             "synced_at": {"data_type": "timestamp"},
@@ -315,9 +327,11 @@ def _arrow_schema(table: str) -> pa.Schema:
     items tables have a `created` column too). The lines and items tables have no `created`; their parent's
     id is never null."""
     if table in CHILD_KEY:
-        fields = [pa.field("id", pa.string(), nullable=False), pa.field(CHILD_KEY[table], pa.string(), nullable=False)]
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field("account", pa.string(), nullable=False)]
+        fields.append(pa.field(CHILD_KEY[table], pa.string(), nullable=False))
     else:
-        fields = [pa.field("id", pa.string(), nullable=False), pa.field("created", _TIMESTAMP)]
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field("account", pa.string(), nullable=False)]
+        fields.append(pa.field("created", _TIMESTAMP))
         fields += [pa.field(key, pa.string()) for key in settings.RAW_TABLES[table]]
     fields += [pa.field("data", pa.string()), pa.field("synced_at", _TIMESTAMP)]
     fields += [pa.field(name, pa.string(), nullable=False) for name in DLT_COLUMNS]
@@ -333,14 +347,15 @@ class Rows:
     `_dlt_load_id` and `_dlt_id` are set here, as dlt sets them only on rows it normalises.
     """
 
-    def __init__(self, table: str, synced_at: datetime, load_id: str):
+    def __init__(self, table: str, synced_at: datetime, load_id: str, account: str = "default"):
         self.table = table
+        self.account = account
         self.time_field = settings.time_field(table)  # an invoice item's `created` column is its `date`
         self.schema = _arrow_schema(table)
         self.synced_us = int(synced_at.timestamp() * 1_000_000)
         self.load_id = load_id
         self.columns: dict[str, list] = {
-            f.name: [] for f in self.schema if f.name not in ("synced_at", "_dlt_load_id", "_dlt_id")
+            f.name: [] for f in self.schema if f.name not in ("account", "synced_at", "_dlt_load_id", "_dlt_id")
         }
         self.dlt_ids: list[str] = []
 
@@ -368,13 +383,16 @@ class Rows:
         for f in self.schema:
             if f.name == "synced_at":
                 arrays.append(_timestamps([self.synced_us] * n))
+            elif f.name == "account":
+                arrays.append(_strings([self.account] * n))
             elif f.name == "created":
                 arrays.append(_timestamps(self.columns["created"]))
             elif f.name == "_dlt_load_id":
                 arrays.append(_strings([self.load_id] * n))
             elif f.name == "_dlt_id":
-                # unique per row and load, as dlt's are
-                arrays.append(_strings([f"{self.load_id}.{i}" for i in self.dlt_ids]))
+                # unique per row and load, as dlt's are (the account too: two accounts' rows share a load's id
+                # when they are loaded together)
+                arrays.append(_strings([f"{self.load_id}.{self.account}.{i}" for i in self.dlt_ids]))
             else:
                 arrays.append(_strings(self.columns[f.name]))
         for values in self.columns.values():
@@ -423,8 +441,8 @@ def _load_id() -> str:
     return dlt.current.load_package_state()["load_id"]
 
 
-def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime, load_id: str) -> pa.Table:
-    rows = Rows(table, synced_at, load_id)
+def _rows_of(table: str, objects: Iterable[dict], synced_at: datetime, load_id: str, account: str) -> pa.Table:
+    rows = Rows(table, synced_at, load_id, account)
     for obj in objects:
         rows.add(obj, _keys(table, obj))
     return rows.take()
@@ -474,9 +492,9 @@ def _prepare(api: StripeApi, plan: SyncPlan, name: str, synced_at: datetime, loa
     stored in their own table (without the embedded list in `data`; an invoice keeps `lines_count`). Runs
     where the page was read (paginate_split)."""
     _complete(api, name, objects)
-    rows = Rows(name, synced_at, load_id)
+    rows = Rows(name, synced_at, load_id, plan.account)
     child_table = CHILD_TABLE_OF.get(name)
-    children = Rows(child_table, synced_at, load_id) if child_table else None
+    children = Rows(child_table, synced_at, load_id, plan.account) if child_table else None
     for obj in objects:
         # the object (a dict or its fields read lean), its JSON text (None: the dict's) and its lines or items
         fields, text, kids = (obj.fields, obj.text, obj.kids) if isinstance(obj, LeanObject) else _split(name, obj)
@@ -581,7 +599,7 @@ def _list_resource(api: StripeApi, plan: SyncPlan, name: str) -> DltResource:
         state[name] = plan.started_at
 
     return dlt.resource(
-        fetch, name=name, write_disposition=MERGE, primary_key="id", columns=BASE_COLUMNS, parallelized=True
+        fetch, name=name, write_disposition=MERGE, primary_key=KEY, columns=BASE_COLUMNS, parallelized=True
     )
 
 
@@ -601,7 +619,7 @@ def _unlisted_prices(api: StripeApi, plan: SyncPlan, synced_at: datetime) -> Ite
         state["known_prices"] = sorted(set(state.get("known_prices") or []) | {obj["id"] for obj in fetched})
     logger.info("stripe prices: %d named by invoices but not listed, %d fetched by id", len(unknown), len(fetched))
     if fetched:
-        rows = _rows_of("prices", fetched, synced_at, _load_id())
+        rows = _rows_of("prices", fetched, synced_at, _load_id(), plan.account)
         yield dlt.mark.with_hints(rows, PRICE_HINTS, create_table_variant=True)
 
 
@@ -614,7 +632,7 @@ def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
         events = plan.events(since)
         load_id = _load_id()
         for start in range(0, len(events), BATCH_SIZE):
-            yield _rows_of("events", events[start : start + BATCH_SIZE], synced_at, load_id)
+            yield _rows_of("events", events[start : start + BATCH_SIZE], synced_at, load_id, plan.account)
         logger.info("stripe events: %d events", len(events))
         state["events"] = plan.started_at
 
@@ -622,7 +640,7 @@ def _events_resource(api: StripeApi, plan: SyncPlan) -> DltResource:
         fetch,
         name="events",
         write_disposition=MERGE,
-        primary_key="id",
+        primary_key=KEY,
         columns=BASE_COLUMNS,
         parallelized=True,
     )

@@ -73,8 +73,11 @@ class StripeApi:
         max_retries: int = settings.MAX_RETRIES,
         cleaned: CleanedObjects | None = None,
         timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+        stripe_account: str | None = None,
     ):
         options = {"base_addresses": {"api": api_base}} if api_base else {}
+        # a platform reading one of its connected accounts: every request carries the Stripe-Account header
+        self.request_options = {"stripe_account": stripe_account} if stripe_account else {}
         # The client's own retries skip 429s without a Stripe-Should-Retry header; ours don't.
         # A stalled connection counts as failed after `timeout` seconds (STRIPE_TIMEOUT).
         self.client = stripe.StripeClient(
@@ -152,7 +155,13 @@ class StripeApi:
         """
         requestor = self.client._requestor
         body, code, headers = requestor.request_raw(
-            "get", path, params=params, options={}, base_address="api", api_mode="V1", usage=["raw_request"]
+            "get",
+            path,
+            params=params,
+            options=dict(self.request_options),
+            base_address="api",
+            api_mode="V1",
+            usage=["raw_request"],
         )
         if 200 <= code < 300:
             has_nul = _has_nul(body)

@@ -20,12 +20,12 @@ from ingestion import finance, product, stripe
 from ingestion.cleaning import CleanedObjects
 from ingestion.finance import FinanceFileError, finance_source
 from ingestion.product import ProductEventsError, product_source
-from ingestion.raw_tables import RawTables, ensure_tables
+from ingestion.raw_tables import RawTables, add_missing_column, ensure_tables
 from ingestion.stripe import StripeAuthError, stripe_source
 from ingestion.stripe import settings as stripe_settings
 from orchestration.defs.resources import SettingsResource, WarehouseResource
 from saas_metrics import runtime
-from saas_metrics.config import RAW_FINANCE_SCHEMA, RAW_PRODUCT_SCHEMA, RAW_STRIPE_SCHEMA
+from saas_metrics.config import LEGACY_STRIPE_ACCOUNT, RAW_FINANCE_SCHEMA, RAW_PRODUCT_SCHEMA, RAW_STRIPE_SCHEMA
 
 
 @dataclass
@@ -136,15 +136,18 @@ def load(
     make_source: Callable[[], DltSource],
     bad_input: type[Exception],
     dlt_pipeline: dlt.Pipeline | None = None,
+    pipeline_name: str | None = None,
+    announce: bool = True,
 ) -> dict[dg.AssetKey, dg.MaterializeResult]:
     """One load of the source `make_source` builds, by dagster-dlt, into the warehouse (or by `dlt_pipeline`,
-    which names its own destination: lake mode's); its materializations by asset key. An error caused by
-    `bad_input` fails the step at once, in its own words; any other is retried, the retry announced."""
+    which names its own destination: lake mode's), by the dlt pipeline `pipeline_name` (its incremental state;
+    the source's name by default); its materializations by asset key. An error caused by `bad_input` fails
+    the step at once, in its own words; any other is retried, the retry announced (unless not `announce`)."""
     try:
         results = dlt_resource.run(
             context=context,
             dlt_source=make_source(),
-            dlt_pipeline=dlt_pipeline or pipeline(translator.source, translator.schema),
+            dlt_pipeline=dlt_pipeline or pipeline(pipeline_name or translator.source, translator.schema),
             dagster_dlt_translator=translator,
             **({} if dlt_pipeline else {"credentials": runtime.dlt_credentials()}),
         )
@@ -154,7 +157,8 @@ def load(
             raise dg.Failure(f"no space left on {full}", allow_retries=False) from exc
         cause = _cause(exc, bad_input)
         if cause is None:
-            announce_retry(context, translator.title, exc)
+            if announce:
+                announce_retry(context, translator.title, exc)
             raise
         raise dg.Failure(str(cause), allow_retries=False) from exc
 
@@ -212,34 +216,122 @@ def stripe_assets(
     runtime_settings: SettingsResource,
     config: StripeLoadConfig,
 ):
+    """Every configured Stripe account loaded in turn, each by its own dlt pipeline (its own incremental state),
+    into the same raw tables, its rows marked with its name (README "Several Stripe accounts"). An account
+    that fails is named and does not undo the others' loads: the step fails after all were tried."""
     settings = runtime_settings.get()
-    if not settings.stripe_configured:
-        raise dg.Failure("STRIPE_API_KEY is not set: cannot load Stripe")
-    cleaned = CleanedObjects()
-
-    def source() -> DltSource:
-        return stripe_source(
-            api_key=settings.stripe_api_key,
-            api_base=settings.stripe_api_base,
-            full_refresh=config.full_refresh,
-            max_rps=settings.stripe_max_rps,
-            concurrency=settings.stripe_concurrency,
-            cleaned=cleaned,
-            timeout=settings.stripe_timeout,
+    accounts = settings.stripe_accounts
+    if not accounts:
+        raise dg.Failure("STRIPE_API_KEY is not set (nor SAAS_METRICS_STRIPE_ACCOUNTS): cannot load Stripe")
+    url = warehouse.url()
+    migrated = add_missing_column(url, STRIPE.tables, "account", LEGACY_STRIPE_ACCOUNT, STRIPE.schema)
+    if migrated:
+        context.log.info(
+            f"raw Stripe tables loaded before accounts existed marked account {LEGACY_STRIPE_ACCOUNT!r}: "
+            + ", ".join(migrated)
         )
+    cleaned = CleanedObjects()
+    per_account: dict[str, dict[dg.AssetKey, dg.MaterializeResult]] = {}
+    failures: dict[str, Exception] = {}
+    for account in accounts:
 
-    results = load(context, dlt, STRIPE, source, bad_input=StripeAuthError)
+        def source(account=account) -> DltSource:
+            return stripe_source(
+                api_key=account.api_key,
+                api_base=account.api_base,
+                account=account.name,
+                stripe_account=account.stripe_account,
+                full_refresh=config.full_refresh,
+                max_rps=settings.stripe_max_rps,
+                concurrency=settings.stripe_concurrency,
+                cleaned=cleaned,
+                timeout=settings.stripe_timeout,
+            )
+
+        if len(accounts) == 1:
+            per_account[account.name] = load(
+                context, dlt, STRIPE, source, bad_input=StripeAuthError, pipeline_name=account.pipeline_name
+            )
+            continue
+        context.log.info(f"loading Stripe account {account.name}")
+        try:
+            per_account[account.name] = load(
+                context,
+                dlt,
+                STRIPE,
+                source,
+                bad_input=StripeAuthError,
+                pipeline_name=account.pipeline_name,
+                announce=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - each account's failure is reported below, by name
+            failures[account.name] = exc
+            context.log.error(f"Stripe account {account.name} failed to load: {_first_line(exc)}")
+    if failures:
+        loaded = [name for name in per_account]
+        kept = f"the others ({', '.join(loaded)}) are loaded and kept" if loaded else "no account loaded"
+        named = "; ".join(f"{name} ({_first_line(exc)})" for name, exc in failures.items())
+        # a refused key will not get better: retried only when some failure may (an outage)
+        retry = any(not (isinstance(exc, dg.Failure) and not exc.allow_retries) for exc in failures.values())
+        message = f"Stripe account(s) failed to load: {named}; {kept}"
+        if retry:
+            announce_retry(context, "the Stripe load", RuntimeError(message))
+        raise dg.Failure(message, allow_retries=retry)
     if cleaned.total():
         context.log.warning(
             "stored with NUL characters removed (PostgreSQL cannot store them): "
             + ", ".join(f"{n} {kind}" for kind, n in sorted(cleaned.counts().items()))
         )
+    _warn_unconfigured_accounts(context, url, {account.name for account in accounts})
+    results = _merged(per_account)
 
-    def nul_metadata(table: str) -> dict:
-        """How many of this load's objects of a table were stored with NUL characters removed."""
-        return {"objects_with_nul_removed": cleaned.count(stripe_settings.object_type_of(table))}
+    def table_metadata(table: str) -> dict:
+        """How many of this load's objects of a table were stored with NUL characters removed; with several
+        accounts, the rows each loaded."""
+        extra: dict = {"objects_with_nul_removed": cleaned.count(stripe_settings.object_type_of(table))}
+        if len(accounts) > 1:
+            key = dg.AssetKey([STRIPE.source, table])
+            for name, account_results in per_account.items():
+                rows = ((account_results.get(key) and account_results[key].metadata) or {}).get("rows_loaded")
+                extra[f"rows_loaded_{name}"] = getattr(rows, "value", rows) or 0
+        return extra
 
-    yield from materializations(context, warehouse.url(), STRIPE, results, nul_metadata)
+    yield from materializations(context, url, STRIPE, results, table_metadata)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _merged(per_account: Mapping[str, Mapping[dg.AssetKey, dg.MaterializeResult]]):
+    """One materialization per table from the loads of several accounts (a step materializes an asset once):
+    the first account's, rows_loaded summed."""
+    merged: dict[dg.AssetKey, dg.MaterializeResult] = {}
+    for results in per_account.values():
+        for key, result in results.items():
+            if key not in merged:
+                merged[key] = result
+                continue
+            metadata = dict(merged[key].metadata or {})
+            before, more = metadata.get("rows_loaded"), (result.metadata or {}).get("rows_loaded")
+            if before is not None and more is not None:
+                metadata["rows_loaded"] = getattr(before, "value", before) + getattr(more, "value", more)
+            merged[key] = merged[key]._replace(metadata=metadata)
+    return merged
+
+
+def _warn_unconfigured_accounts(context: dg.AssetExecutionContext, url: str, configured: set[str]) -> None:
+    """Raw Stripe rows of an account no longer configured stay in the marts: say so, once per load."""
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"select distinct account from {RAW_STRIPE_SCHEMA}.customers")
+        stale = sorted({row[0] for row in cur.fetchall()} - configured)
+    if stale:
+        context.log.warning(
+            f"raw_stripe holds customers of account(s) no longer configured: {', '.join(stale)}; they stay in the "
+            f"marts until deleted (delete from raw_stripe.<table> where account = '...')"
+        )
 
 
 @raw_assets(FINANCE)

@@ -126,7 +126,7 @@ from staging.stg_stripe__subscriptions as subscriptions
 inner join staging.stg_stripe__subscription_items as items
     on items.subscription_id = subscriptions.subscription_id
 inner join staging.stg_stripe__prices as prices
-    on prices.price_id = items.price_id
+    on prices.billing_account = items.billing_account and prices.price_id = items.price_id
 {fx_join}
 where subscriptions.status = 'trialing'
     and subscriptions.trial_ended_at is not null

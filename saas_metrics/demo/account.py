@@ -28,8 +28,9 @@ from saas_metrics.demo.store import Store
 log = logging.getLogger("saas_metrics.demo")
 
 DEMO_API_KEY = "sk_test_saas_metrics_demo"
+DEMO_EU_API_KEY = "sk_test_saas_metrics_demo_eu"  # the demo's second account (ensure_generated_eu)
 DAY = 86400
-GENERATOR_VERSION = "6"
+GENERATOR_VERSION = "7"
 
 
 @dataclass
@@ -155,6 +156,12 @@ def _pick_plan(rng: random.Random, cat: Catalogue, currency: str):
     return name, plans[name][interval], seats
 
 
+# the billing currencies of the demo's (US) account's customers, with their weights
+DEFAULT_CURRENCIES = {"usd": 85, "eur": 8, "gbp": 6, "jpy": 1}
+# the demo's second account (a European entity): its customers are billed in EUR
+EU_CURRENCIES = {"eur": 1}
+EU_SHARE = 5  # one EU customer for every this many of the US account's
+
 CHANNELS = ["organic", "paid_search", "referral", "outbound", "partner"]
 CHANNEL_WEIGHTS = [40, 25, 15, 12, 8]
 # what a new customer costs by channel (USD), and the monthly content budget behind organic;
@@ -189,12 +196,16 @@ def _simulate_customer(
     coupons: list[dict],
     channel: str,
     life: dict | None = None,
+    currencies: dict[str, int] | None = None,
+    id_prefix: str = "",
 ) -> None:
     """Bill one customer's whole history. `life` (if given) receives what the product-event
-    generator needs: the subscriptions, voluntary cancellation decisions, plan and seats."""
+    generator needs: the subscriptions, voluntary cancellation decisions, plan and seats. `currencies`: the
+    billing currencies to draw from, with their weights; `id_prefix` goes into the customer and tenant ids."""
     life = life if life is not None else {}
     life.update(subs=[], decisions=[], lapsed_trial=False, free=False)
-    currency = rng.choices(["usd", "eur", "gbp", "jpy"], weights=[85, 8, 6, 1])[0]
+    weights = currencies or DEFAULT_CURRENCIES
+    currency = rng.choices(list(weights), weights=list(weights.values()))[0]
     country = {
         "usd": rng.choice(["US", "US", "US", "CA", "AU"]),
         "eur": rng.choice(["DE", "FR", "NL", "ES"]),
@@ -205,8 +216,8 @@ def _simulate_customer(
         signup,
         currency=currency,
         country=country,
-        metadata={"tenant_id": f"acct_{n:06d}", "channel": channel, **_attributes(n)},
-        id=f"cus_demo{n:06d}",
+        metadata={"tenant_id": f"acct_{id_prefix}{n:06d}", "channel": channel, **_attributes(n)},
+        id=f"cus_demo{id_prefix}{n:06d}",
     )
     if currency == "usd" and rng.random() < 0.06:  # free plan forever
         life["free"] = True
@@ -362,9 +373,12 @@ def generate(
     progress_every: int = 10000,
     finance_dir: Path | None = None,
     events_dir: Path | None = None,
+    currencies: dict[str, int] | None = None,
+    id_prefix: str = "",
 ) -> dict:
     """Write a whole account into `store` (spend and margin files into `finance_dir`, product
-    events into `events_dir`); returns counts."""
+    events into `events_dir`); returns counts. `currencies` (currency -> weight) are those its customers
+    are billed in (DEFAULT_CURRENCIES: mostly USD); `id_prefix` makes its ids its own (a second account)."""
     if customers < 1:
         raise ValueError("customers must be at least 1")
     if months < 1:
@@ -372,7 +386,7 @@ def generate(
     rng = random.Random(seed)
     now = now or int(time.time())
     start = add_interval(now, -months, "month")
-    acct = Account(store, now)
+    acct = Account(store, now, id_prefix=id_prefix)
     cat = _catalogue(acct, start - 30 * DAY)
     coupons = [
         acct.coupon(start, percent_off=20.0, duration="forever", id="LOYAL20"),
@@ -387,7 +401,7 @@ def generate(
         month = time.strftime("%Y-%m", time.gmtime(signup))
         signups_by_month_channel[(month, channel)] = signups_by_month_channel.get((month, channel), 0) + 1
         life: dict = {}
-        _simulate_customer(acct, cat, rng, n, signup, now, coupons, channel, life)
+        _simulate_customer(acct, cat, rng, n, signup, now, coupons, channel, life, currencies, id_prefix)
         if writer is not None:
             customer_events(writer, n, signup, life, now, seed)
         if n % progress_every == 0:
@@ -404,10 +418,37 @@ def generate(
     return counts
 
 
+def eu_customers(customers: int) -> int:
+    """How many customers the demo's EU account has beside `customers` in the US one (at least one)."""
+    return max(1, customers // EU_SHARE)
+
+
+def ensure_generated_eu(folder: Path, customers: int, months: int, seed: int, now: int) -> Store:
+    """The demo's second account (README "Several Stripe accounts"): a European entity billing in EUR,
+    eu_customers(customers) customers with ids of its own (`cus_demoeu...`), no product events or finance
+    files; generated once beside the US store and reused with it."""
+    key = hashlib.sha1(f"{GENERATOR_VERSION}:eu:{customers}:{months}:{seed}:{now}".encode()).hexdigest()[:12]
+    path = folder / f"stripe-eu-{key}.sqlite"
+    if path.exists():
+        store = Store(path)
+        if store.get_meta("now"):
+            return store
+        path.unlink()
+    tmp = folder / f"stripe-eu-{key}.partial.sqlite"
+    tmp.unlink(missing_ok=True)
+    partial = Store(tmp)
+    count = eu_customers(customers)
+    generate(partial, customers=count, months=months, seed=seed + 1, now=now, currencies=EU_CURRENCIES, id_prefix="eu")
+    partial.close()
+    tmp.rename(path)
+    print(f"  and the EU account: {count} customers billed in EUR")
+    return Store(path)
+
+
 def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
     """The demo store for these parameters and today, generated once and reused; the finance files
     (marketing_spend.csv, gross_margin.csv, pnl.csv) are written beside it, in `folder / "finance"`, and the
-    product events in `folder / "events"`."""
+    product events in `folder / "events"`. The EU account's store is ensure_generated_eu's."""
     import shutil
 
     now = int(time.time()) // DAY * DAY  # midnight UTC: the same store all day

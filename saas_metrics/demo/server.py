@@ -85,9 +85,13 @@ class StripeProtocolServer:
         now: int | None = None,
         faults=None,
         latency_seconds: float = 0.0,
+        stripe_account: str | None = None,
     ):
         self.store = store
         self.api_key = api_key
+        # a connected account (acct_...): every request must name it in the Stripe-Account header, as a
+        # platform's key reads its connected accounts
+        self.stripe_account = stripe_account
         self.now = now
         self.faults = faults  # failures to inject (tests/support/faults.py), or None
         self.stats = Stats()
@@ -117,9 +121,16 @@ class StripeProtocolServer:
         self.stop()
 
     # -- routing ---------------------------------------------------------------------------
-    def handle(self, path: str, query: str, auth: str | None) -> tuple[int, dict]:
+    def handle(self, path: str, query: str, auth: str | None, account: str | None = None) -> tuple[int, dict]:
         if auth != f"Bearer {self.api_key}":
             return _error(401, "Invalid API Key provided", "invalid_request_error")
+        if self.stripe_account is not None and account != self.stripe_account:
+            return _error(
+                403,
+                "The provided key does not have access to account "
+                f"'{account or '(none)'}' (or that account does not exist).",
+                "invalid_request_error",
+            )
         flat, arrays = _parse_params(query)
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "v1":
@@ -264,7 +275,12 @@ class StripeProtocolServer:
                         self.connection.close()
                         return
                     if fault["status"] == "truncate":  # the real answer cut in half, as a 200 of that length
-                        status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
+                        status, body = server_self.handle(
+                            parsed.path,
+                            parsed.query,
+                            self.headers.get("Authorization"),
+                            self.headers.get("Stripe-Account"),
+                        )
                         payload = json.dumps(body, separators=(",", ":")).encode()
                         return self._send(status, payload[: len(payload) // 2])
                     status, body = _error(
@@ -278,7 +294,12 @@ class StripeProtocolServer:
                     return self._send(status, body, headers)
                 if server_self.latency_seconds:
                     time.sleep(server_self.latency_seconds)
-                status, body = server_self.handle(parsed.path, parsed.query, self.headers.get("Authorization"))
+                status, body = server_self.handle(
+                    parsed.path,
+                    parsed.query,
+                    self.headers.get("Authorization"),
+                    self.headers.get("Stripe-Account"),
+                )
                 self._send(status, body)
 
             def _send(self, status: int, body: dict | bytes, headers: dict | None = None):

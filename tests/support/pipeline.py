@@ -30,8 +30,10 @@ def load_from(
     pipeline_name: str = "stripe",
     max_retries: int | None = None,
     cleaned=None,
+    account: str = "default",
+    stripe_account: str | None = None,
 ):
-    """One load by the dlt Stripe source from any server speaking Stripe's protocol."""
+    """One load by the dlt Stripe source from any server speaking Stripe's protocol, its rows marked `account`."""
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=dlt.destinations.postgres(database_url),
@@ -40,7 +42,14 @@ def load_from(
     )
     kwargs = {"max_retries": max_retries} if max_retries is not None else {}
     source = stripe_source(
-        api_key=api_key, api_base=api_base, full_refresh=full_refresh, max_rps=2000, cleaned=cleaned, **kwargs
+        api_key=api_key,
+        api_base=api_base,
+        full_refresh=full_refresh,
+        max_rps=2000,
+        cleaned=cleaned,
+        account=account,
+        stripe_account=stripe_account,
+        **kwargs,
     )
     info = pipeline.run(source)
     ensure_tables(database_url, stripe.TABLES)
@@ -57,17 +66,21 @@ def load_stripe(
     faults: Faults | None = None,
     pipeline_name: str = "stripe",
     max_retries: int | None = None,
+    account: str = "default",
+    api_key: str = API_KEY,
 ):
-    """One load from a Stripe-protocol server over `store`; returns (load_info, server stats)."""
-    with StripeProtocolServer(store, api_key=API_KEY, now=now, faults=faults) as server:
+    """One load from a Stripe-protocol server over `store` (its rows marked `account`); returns (load_info,
+    server stats)."""
+    with StripeProtocolServer(store, api_key=api_key, now=now, faults=faults) as server:
         info = load_from(
             server.url,
-            API_KEY,
+            api_key,
             database_url,
             work_dir,
             full_refresh=full_refresh,
             pipeline_name=pipeline_name,
             max_retries=max_retries,
+            account=account,
         )
         return info, server.stats
 

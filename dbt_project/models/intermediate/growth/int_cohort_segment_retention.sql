@@ -35,6 +35,7 @@ cohort_members as (
         country,
         acquisition_channel,
         mrr_band,
+        billing_account,
         segment_metadata
     from customer_months
     where new_customers > 0
@@ -69,6 +70,7 @@ member_months as (
         cohort_members.country,
         cohort_members.acquisition_channel,
         cohort_members.mrr_band,
+        cohort_members.billing_account,
         cohort_members.segment_metadata
     from cohort_members
     inner join customer_months

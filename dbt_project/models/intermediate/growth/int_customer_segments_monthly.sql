@@ -16,7 +16,7 @@
     on_schema_change='fail',
     indexes=[{'columns': ['customer_id', 'month'], 'unique': True}, {'columns': ['month']}],
     pre_hook="{{ growth_segments_prepare() }}",
-    post_hook="{{ growth_record_changed_months(['starting_mrr', 'new_mrr', 'expansion_mrr', 'reactivation_mrr', 'contraction_mrr', 'churned_mrr', 'mrr', 'new_customers', 'reactivated_customers', 'churned_customers', 'is_paying_at_start', 'is_paying', 'plan', 'billing_interval', 'country', 'acquisition_channel', 'mrr_band', 'segment_metadata']) }}",
+    post_hook="{{ growth_record_changed_months(['starting_mrr', 'new_mrr', 'expansion_mrr', 'reactivation_mrr', 'contraction_mrr', 'churned_mrr', 'mrr', 'new_customers', 'reactivated_customers', 'churned_customers', 'is_paying_at_start', 'is_paying', 'plan', 'billing_interval', 'country', 'acquisition_channel', 'mrr_band', 'billing_account', 'segment_metadata']) }}",
 ) }}
 
 -- depends_on: {{ key_set('int_segment_customers_to_rebuild') }}
@@ -118,6 +118,7 @@ joined as (
         case when customer_months.mrr > 0 then customer_months.mrr_band end as mrr_band,
         coalesce(nullif(customers.country, ''), '(none)') as country,
         coalesce(nullif(customers.metadata ->> 'channel', ''), '(none)') as acquisition_channel,
+        coalesce(customers.billing_account, '(none)') as billing_account,
         jsonb_build_object(
             {%- for key in var('segment_metadata_keys') %}
             '{{ key }}',
@@ -132,12 +133,12 @@ joined as (
     left join main_prices
         on customer_months.customer_id = main_prices.customer_id
         and customer_months.month = main_prices.month
-    left join prices
-        on main_prices.price_id = prices.price_id
-    left join products
-        on prices.product_id = products.product_id
     left join customers
         on customer_months.customer_id = customers.customer_id
+    left join prices
+        on customers.billing_account = prices.billing_account and main_prices.price_id = prices.price_id
+    left join products
+        on prices.billing_account = products.billing_account and prices.product_id = products.product_id
 ),
 
 with_previous as (
@@ -180,6 +181,7 @@ final as (
         country,
         acquisition_channel,
         coalesce(mrr_band, case when previous_mrr > 0 then previous_mrr_band end, '(none)') as mrr_band,
+        billing_account,
         segment_metadata,
         -- what the next incremental build compares
         source_batch_at,

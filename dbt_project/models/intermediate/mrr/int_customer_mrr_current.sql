@@ -142,6 +142,7 @@ final as (
         coalesce(subscription_flags.has_scheduled_cancellation, false) as has_scheduled_cancellation,
         subscription_flags.scheduled_cancel_at,
         -- attributes
+        customers.billing_account,
         customers.country,
         customers.metadata ->> 'channel' as acquisition_channel,
         -- dates

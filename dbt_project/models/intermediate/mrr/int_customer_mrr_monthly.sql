@@ -95,6 +95,7 @@ final as (
         in_span.currency,
         in_span.mrr_after_local as mrr_local,
         -- attributes
+        customers.billing_account,
         customers.country,
         customers.metadata ->> 'channel' as acquisition_channel,
         case

@@ -39,6 +39,7 @@ spans as (
         {%- endif %}
         subscription_id,
         customer_id,
+        billing_account,
         price_id,
         currency,
         mrr_local,
@@ -78,6 +79,7 @@ in_span as (
 final as (
     select
         in_span.customer_id,
+        in_span.billing_account,
         in_span.price_id,
         in_span.month,
         in_span.currency,
@@ -89,7 +91,7 @@ final as (
     left join fx
         on in_span.snapshot_date = fx.rate_date
         and in_span.currency = fx.currency
-    group by in_span.customer_id, in_span.price_id, in_span.month, in_span.currency
+    group by in_span.customer_id, in_span.billing_account, in_span.price_id, in_span.month, in_span.currency
 )
 
 select * from final

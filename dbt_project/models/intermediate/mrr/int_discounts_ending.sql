@@ -59,6 +59,7 @@ terms as (
         discounts.discount_id,
         discounts.subscription_id,
         discounts.customer_id,
+        discounts.billing_account,
         discounts.coupon_id,
         coalesce(discounts.percent_off, coupons.percent_off) as percent_off,
         coalesce(discounts.amount_off_cents, coupons.amount_off_cents) as amount_off_cents,
@@ -67,7 +68,7 @@ terms as (
         discounts.ends_at
     from discounts
     left join coupons
-        on discounts.coupon_id = coupons.coupon_id
+        on discounts.billing_account = coupons.billing_account and discounts.coupon_id = coupons.coupon_id
 ),
 
 ending as (
@@ -94,6 +95,7 @@ levels as (
     from (
         select distinct on (subscription_id, price_id)
             subscription_id,
+            billing_account,
             price_id,
             currency,
             mrr_local
@@ -102,7 +104,7 @@ levels as (
         order by subscription_id asc, price_id asc, changed_at desc
     ) as latest
     inner join prices
-        on latest.price_id = prices.price_id
+        on latest.billing_account = prices.billing_account and latest.price_id = prices.price_id
     where latest.mrr_local > 0
 ),
 

@@ -88,7 +88,7 @@ subscription_discounts as (
         coupons.applies_to_products
     from {{ ref('stg_stripe__subscription_discounts') }} as discounts
     left join {{ ref('stg_stripe__coupons') }} as coupons
-        on discounts.coupon_id = coupons.coupon_id
+        on discounts.billing_account = coupons.billing_account and discounts.coupon_id = coupons.coupon_id
     where coalesce(discounts.percent_off, coupons.percent_off) is not null
     {% if mrr_methodology() == 'stripe' -%}
         and coalesce(discounts.duration, coupons.duration, 'forever') = 'forever'
@@ -101,7 +101,7 @@ discount_durations as materialized (
     select discounts.discount_id, coupons.duration
     from {{ ref('stg_stripe__discounts') }} as discounts
     inner join {{ ref('stg_stripe__coupons') }} as coupons
-        on discounts.coupon_id = coupons.coupon_id
+        on discounts.billing_account = coupons.billing_account and discounts.coupon_id = coupons.coupon_id
 ),
 {% endif %}
 
@@ -129,7 +129,8 @@ all_lines as (
         invoices.marked_uncollectible_at,
         lines.period_start_at,
         lines.period_end_at,
-        invoices.synced_at
+        invoices.synced_at,
+        invoices.billing_account
     from lines
     inner join invoices
         on lines.invoice_id = invoices.invoice_id
@@ -158,7 +159,8 @@ all_lines as (
         null as marked_uncollectible_at,
         period_start_at,
         period_end_at,
-        synced_at
+        synced_at,
+        billing_account
     from invoice_items
 ),
 
@@ -200,10 +202,11 @@ joined as (
         all_lines.period_end_at,
         all_lines.synced_at,
         all_lines.invoice_item_id,
-        all_lines.is_invoice_item
+        all_lines.is_invoice_item,
+        all_lines.billing_account
     from all_lines
     left join prices
-        on all_lines.price_id = prices.price_id
+        on all_lines.billing_account = prices.billing_account and all_lines.price_id = prices.price_id
 ),
 
 classified as (
@@ -330,7 +333,8 @@ final as (
                     * {{ monthly_factor('recurring_interval', 'recurring_interval_count') }}, 4
                 )
             else 0
-        end as mrr_local
+        end as mrr_local,
+        billing_account
     from valued
 )
 

@@ -30,6 +30,7 @@ subscriptions as (
     select
         subscription_id,
         customer_id,
+        billing_account,
         currency
     from {{ ref('stg_stripe__subscriptions') }}
     {% if not scope.full -%}
@@ -163,6 +164,7 @@ final as (
         -- ids
         changes.subscription_id,
         subscriptions.customer_id,
+        subscriptions.billing_account,
         changes.price_id,
         -- amounts (the customer's currency, major units)
         coalesce(subscriptions.currency, line_currencies.currency) as currency,

@@ -56,9 +56,9 @@ plan_changes as (
         filter (where price_changes.mrr_local = 0) as plans_removed
     from price_changes
     left join prices
-        on price_changes.price_id = prices.price_id
+        on price_changes.billing_account = prices.billing_account and price_changes.price_id = prices.price_id
     left join products
-        on prices.product_id = products.product_id
+        on prices.billing_account = products.billing_account and prices.product_id = products.product_id
     group by price_changes.customer_id, (price_changes.changed_at at time zone 'UTC')::date
 ),
 

@@ -12,6 +12,7 @@ current_mrr as (
 final as (
     select
         customer_id,
+        billing_account,
         email,
         mrr,
         currency,

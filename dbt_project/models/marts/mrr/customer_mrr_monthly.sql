@@ -17,6 +17,7 @@ as_of as (
 final as (
     select
         customer_months.customer_id,
+        customer_months.billing_account,
         customer_months.month,
         -- the day whose MRR the row shows: the month's last day, or the build's today
         least((customer_months.month + interval '1 month - 1 day')::date, as_of.as_of_date) as snapshot_date,

@@ -21,6 +21,7 @@ as_of as (
 per_price as (
     select
         month,
+        billing_account,
         price_id,
         sum(mrr) as mrr,
         sum(subscriptions)::bigint as subscriptions,
@@ -28,12 +29,13 @@ per_price as (
     from customer_prices
     -- a customer billed in a currency without a rate is left out (METRICS.md "Currencies")
     where mrr is not null
-    group by month, price_id
+    group by month, billing_account, price_id
 ),
 
 final as (
     select
         per_price.month,
+        per_price.billing_account,
         prices.product_id,
         products.product_name,
         per_price.price_id,
@@ -48,9 +50,9 @@ final as (
     from per_price
     cross join as_of
     left join prices
-        on per_price.price_id = prices.price_id
+        on per_price.billing_account = prices.billing_account and per_price.price_id = prices.price_id
     left join products
-        on prices.product_id = products.product_id
+        on prices.billing_account = products.billing_account and prices.product_id = products.product_id
 )
 
 select * from final

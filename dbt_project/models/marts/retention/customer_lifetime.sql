@@ -47,10 +47,11 @@ spans as (
 last_prices as (
     select distinct on (changes.customer_id)
         changes.customer_id,
+        changes.billing_account,
         prices.product_id
     from changes
     left join prices
-        on changes.price_id = prices.price_id
+        on changes.billing_account = prices.billing_account and changes.price_id = prices.price_id
     where changes.mrr_local > 0
     order by changes.customer_id asc, changes.changed_at desc, changes.mrr_local desc
 ),
@@ -59,6 +60,7 @@ final as (
     select
         -- ids
         spans.customer_id,
+        customers.billing_account,
         -- dates
         spans.first_paid_date,
         case when not current_mrr.is_paying then spans.last_churn_date end as churn_date,
@@ -80,7 +82,7 @@ final as (
     left join last_prices
         on spans.customer_id = last_prices.customer_id
     left join products
-        on last_prices.product_id = products.product_id
+        on last_prices.billing_account = products.billing_account and last_prices.product_id = products.product_id
     left join revenue
         on spans.customer_id = revenue.customer_id
     left join customers

@@ -7,6 +7,7 @@ source as (
 final as (
     select
         id as coupon_id,
+        account as billing_account,
         (data ->> 'percent_off')::numeric as percent_off,
         (data ->> 'amount_off')::bigint as amount_off_cents,
         lower(data ->> 'currency') as currency,

@@ -7,6 +7,7 @@ source as (
 final as (
     select
         id as credit_note_id,
+        account as billing_account,
         coalesce(data -> 'invoice' ->> 'id', data ->> 'invoice') as invoice_id,
         coalesce(data -> 'customer' ->> 'id', data ->> 'customer') as customer_id,
         data ->> 'status' as status,

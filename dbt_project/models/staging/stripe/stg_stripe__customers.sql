@@ -23,6 +23,7 @@ final as (
     select
         -- ids
         id as customer_id,
+        account as billing_account,
         -- attributes
         data ->> 'email' as email,
         data ->> 'name' as customer_name,

@@ -5,13 +5,21 @@
 with
 
 objects as (
-    select data from {{ source('stripe', 'subscriptions') }}
+    select
+        account,
+        data
+    from {{ source('stripe', 'subscriptions') }}
     union all
-    select data from {{ source('stripe', 'invoices') }}
+    select
+        account,
+        data
+    from {{ source('stripe', 'invoices') }}
 ),
 
 expanded as (
-    select discounts.discount
+    select
+        objects.account,
+        discounts.discount
     from objects
     cross join
         lateral jsonb_array_elements(
@@ -21,7 +29,9 @@ expanded as (
             end
         ) as discounts (discount)
     union all
-    select data -> 'discount' as discount
+    select
+        account,
+        data -> 'discount' as discount
     from objects
     where jsonb_typeof(data -> 'discount') = 'object'
 ),
@@ -29,10 +39,12 @@ expanded as (
 final as (
     select distinct on (discount_id)
         discount_id,
+        billing_account,
         coupon_id
     from (
         select
             discount ->> 'id' as discount_id,
+            account as billing_account,
             coalesce(
                 case when jsonb_typeof(discount -> 'source' -> 'coupon') = 'string'
                     then discount -> 'source' ->> 'coupon'

@@ -41,6 +41,7 @@ final as (
         -- ids
         id as invoice_line_id,
         invoice_id,
+        account as billing_account,
         coalesce(
             data -> 'parent' -> 'subscription_item_details' ->> 'subscription',
             data -> 'parent' -> 'invoice_item_details' ->> 'subscription',

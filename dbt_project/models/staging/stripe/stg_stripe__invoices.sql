@@ -29,6 +29,7 @@ final as (
     select
         -- ids
         id as invoice_id,
+        account as billing_account,
         coalesce(data -> 'customer' ->> 'id', data ->> 'customer') as customer_id,
         coalesce(
             data -> 'parent' -> 'subscription_details' ->> 'subscription',

@@ -17,6 +17,7 @@ plans as (
 from_prices as (
     select
         id as price_id,
+        account as billing_account,
         data ->> 'product' as product_id,
         lower(data ->> 'currency') as currency,
         (data ->> 'unit_amount_decimal')::numeric as unit_amount_cents,
@@ -33,6 +34,7 @@ from_prices as (
 from_plans as (
     select
         id as price_id,
+        account as billing_account,
         data ->> 'product' as product_id,
         lower(data ->> 'currency') as currency,
         coalesce((data ->> 'amount_decimal')::numeric, (data ->> 'amount')::numeric) as unit_amount_cents,
@@ -44,23 +46,28 @@ from_plans as (
         data ->> 'nickname' as nickname,
         created as created_at
     from plans
-    where id not in (select from_prices.price_id from from_prices)
+    where not exists (
+        select 1 from from_prices
+        where from_prices.billing_account = plans.account and from_prices.price_id = plans.id
+    )
 ),
 
 -- one embedded copy per id (a price never changes its amount or interval)
 embedded as (
-    select distinct on (price_id)
+    select distinct on (account, price_id)
+        account as billing_account,
         coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') as price_id,
         coalesce(data -> 'price', data -> 'plan') as price,
         data -> 'price' is not null as is_price
     from {{ source('stripe', 'subscription_items') }}
     where coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') is not null
-    order by price_id asc, synced_at desc
+    order by account asc, price_id asc, synced_at desc
 ),
 
 from_items as (
     select
         price_id,
+        billing_account,
         price ->> 'product' as product_id,
         lower(price ->> 'currency') as currency,
         case
@@ -76,8 +83,14 @@ from_items as (
         price ->> 'nickname' as nickname,
         to_timestamp((price ->> 'created')::bigint) as created_at
     from embedded
-    where price_id not in (select from_prices.price_id from from_prices)
-        and price_id not in (select from_plans.price_id from from_plans)
+    where not exists (
+        select 1 from from_prices
+        where from_prices.billing_account = embedded.billing_account and from_prices.price_id = embedded.price_id
+    )
+    and not exists (
+        select 1 from from_plans
+        where from_plans.billing_account = embedded.billing_account and from_plans.price_id = embedded.price_id
+    )
 ),
 
 final as (

@@ -7,6 +7,7 @@ source as (
 final as (
     select
         id as product_id,
+        account as billing_account,
         data ->> 'name' as product_name,
         coalesce((data ->> 'active')::boolean, true) as is_active,
         data -> 'metadata' as metadata,

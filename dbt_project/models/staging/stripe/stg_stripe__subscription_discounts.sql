@@ -19,6 +19,7 @@ with
 source as (
     select
         id,
+        account,
         data,
         synced_at
     from {{ source('stripe', 'subscriptions') }}
@@ -34,6 +35,7 @@ source as (
 expanded as (
     select
         source.id as subscription_id,
+        source.account,
         source.data,
         source.synced_at,
         discounts.discount
@@ -45,6 +47,7 @@ expanded as (
     union all
     select
         id,
+        account,
         data,
         synced_at,
         data -> 'discount' as discount
@@ -56,6 +59,7 @@ expanded as (
 parsed as (
     select
         subscription_id,
+        account,
         data,
         synced_at,
         discount,
@@ -72,6 +76,7 @@ final as (
         -- ids
         discount ->> 'id' as discount_id,
         subscription_id,
+        account as billing_account,
         coalesce(data -> 'customer' ->> 'id', data ->> 'customer') as customer_id,
         coalesce(
             case when jsonb_typeof(discount -> 'source' -> 'coupon') = 'string'

@@ -8,6 +8,7 @@ final as (
     select
         id as subscription_item_id,
         subscription_id,
+        account as billing_account,
         coalesce(data -> 'price' ->> 'id', data -> 'plan' ->> 'id') as price_id,
         coalesce((data ->> 'quantity')::int, 1) as quantity,
         {{ from_unix("data ->> 'current_period_start'") }} as current_period_start_at,

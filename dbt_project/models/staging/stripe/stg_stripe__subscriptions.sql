@@ -25,6 +25,7 @@ final as (
     select
         -- ids
         id as subscription_id,
+        account as billing_account,
         coalesce(data -> 'customer' ->> 'id', data ->> 'customer') as customer_id,
         -- state
         data ->> 'status' as status,
