@@ -47,9 +47,9 @@ from_plans as (
         created as created_at
     from plans
     where not exists (
-        select 1 from from_prices
-        where from_prices.billing_account = plans.account and from_prices.price_id = plans.id
-    )
+            select 1 from from_prices
+            where from_prices.billing_account = plans.account and from_prices.price_id = plans.id
+        )
 ),
 
 -- one embedded copy per id (a price never changes its amount or interval)
@@ -84,13 +84,13 @@ from_items as (
         to_timestamp((price ->> 'created')::bigint) as created_at
     from embedded
     where not exists (
-        select 1 from from_prices
-        where from_prices.billing_account = embedded.billing_account and from_prices.price_id = embedded.price_id
-    )
-    and not exists (
-        select 1 from from_plans
-        where from_plans.billing_account = embedded.billing_account and from_plans.price_id = embedded.price_id
-    )
+            select 1 from from_prices
+            where from_prices.billing_account = embedded.billing_account and from_prices.price_id = embedded.price_id
+        )
+        and not exists (
+            select 1 from from_plans
+            where from_plans.billing_account = embedded.billing_account and from_plans.price_id = embedded.price_id
+        )
 ),
 
 final as (
