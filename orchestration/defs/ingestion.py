@@ -325,6 +325,10 @@ def _warn_unconfigured_accounts(context: dg.AssetExecutionContext, url: str, con
     import psycopg2
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        # an account without customers yet: no table until ensure_tables creates it empty
+        cur.execute("select to_regclass(%s) is not null", (f"{RAW_STRIPE_SCHEMA}.customers",))
+        if not cur.fetchone()[0]:
+            return
         cur.execute(f"select distinct account from {RAW_STRIPE_SCHEMA}.customers")
         stale = sorted({row[0] for row in cur.fetchall()} - configured)
     if stale:
