@@ -46,9 +46,17 @@ def cmd_db(args: argparse.Namespace) -> int:
             return 3
     elif args.action == "url":
         print(pg.url())
+        if not pg.status().running:  # stdout stays the URL alone (for `psql "$(saas-metrics db url)"`)
+            print(STOPPED_NOTE, file=sys.stderr)
     elif args.action == "bi-role":
         return _bi_role(pg.start(), args)
     return 0
+
+
+STOPPED_NOTE = (
+    "saas-metrics: the embedded PostgreSQL is stopped: nothing answers at this URL until "
+    "`saas-metrics db start` (or a run) starts it"
+)
 
 
 def _bi_role(database_url: str, args: argparse.Namespace) -> int:
@@ -131,9 +139,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print("STRIPE_API_KEY is not set: skipping the Stripe load, building the marts from raw_stripe as it is.")
     started = time.monotonic()
-    run_refresh(full_refresh=args.full_refresh, wait=args.wait, on_message=print)
-    print(f"Refresh finished in {time.monotonic() - started:.0f}s.")
-    print_summary()
+    result = run_refresh(full_refresh=args.full_refresh, wait=args.wait, on_message=print)
+    fired = fired_checks(result)
+    print(f"Refresh finished in {time.monotonic() - started:.0f}s{_with_checks(fired)}")
+    print_summary(fired)
     return 0
 
 
@@ -166,14 +175,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with runtime.using(demo):
             runtime.prepare_environment()
             _forget_other_accounts(runtime.warehouse_url(), {a.name for a in accounts})
+            log_file = settings.home / "logs" / "demo.log"
             print(
                 f"Serving the demo's two Stripe accounts over Stripe's protocol (us at {server.url}, eu at "
-                f"{eu_server.url}); loading and building..."
+                f"{eu_server.url}); loading and building (every line dlt, dbt and Dagster print: {log_file})..."
             )
-            run_refresh(full_refresh=True, tags={"saas_metrics/demo": "true"}, on_message=print)
+            result = run_refresh(
+                full_refresh=True, tags={"saas_metrics/demo": "true"}, on_message=print, log_file=log_file
+            )
+            fired = fired_checks(result)
             requests = server.stats.requests + eu_server.stats.requests
-            print(f"Demo finished in {time.monotonic() - started:.0f}s ({requests} Stripe requests).")
-            print_summary()
+            took = f"{time.monotonic() - started:.0f}s ({requests} Stripe requests)"
+            print(f"Demo finished in {took}{_with_checks(fired)}")
+            print_summary(fired)
     return 0
 
 
@@ -201,7 +215,41 @@ def _forget_other_accounts(url: str, accounts: set[str]) -> None:
                 )
 
 
-def print_summary() -> None:
+def fired_checks(result) -> list:
+    """The asset checks of a finished run that did not pass (warnings, and errors that do not block): the run
+    still succeeded, so nothing else says they fired."""
+    evaluations = result.get_asset_check_evaluations() if result is not None else []
+    return [evaluation for evaluation in evaluations if not evaluation.passed]
+
+
+def _with_checks(fired: list) -> str:
+    if not fired:
+        return "."
+    return f", with {len(fired)} check{'s' if len(fired) > 1 else ''} that did not pass (below)."
+
+
+MAX_CHECK_DETAIL = 400  # characters of a fired check's line after its name: the rest is in the Dagster UI
+
+
+def check_lines(fired: list) -> list[str]:
+    """One line per fired check: severity, check name, asset, and what it found (its description, else its
+    metadata as `key value` pairs: the fx check's missing_rate_<currency>, the reconciliation's gap)."""
+    lines = []
+    for evaluation in sorted(fired, key=lambda e: (e.severity.value != "ERROR", e.check_name)):
+        detail = evaluation.description or "; ".join(
+            f"{key} {getattr(value, 'value', value)}"
+            for key, value in evaluation.metadata.items()
+            if not key.startswith("dagster")
+        )
+        detail = " ".join(str(detail).split())
+        if len(detail) > MAX_CHECK_DETAIL:
+            detail = detail[: MAX_CHECK_DETAIL - 3] + "..."
+        severity = "warning" if evaluation.severity.value == "WARN" else "error"
+        lines.append(f"  {severity:<7} {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {detail}")
+    return lines
+
+
+def print_summary(fired: list | None = None) -> None:
     import psycopg2
 
     url = runtime.warehouse_url()
@@ -261,10 +309,34 @@ def print_summary() -> None:
             f"  NRR {fmt(nrr * 100 if nrr is not None else None, '.1f')}%  ARPU {fmt(arpu, ',.2f')}"
             f"  LTV {fmt(ltv, ',.0f')}  CAC {fmt(cac, ',.0f')}"
         )
+    if fired:
+        print()
+        print("Checks that did not pass (the marts are built; the Dagster UI has each check's details):")
+        for line in check_lines(fired):
+            print(line)
     print()
+    psql, activate = _look_further_tools()
     print("Look further:")
-    print('  psql "$(saas-metrics db url)" -c "select * from marts.mrr_monthly order by month desc limit 12"')
+    if activate:
+        print(f"  . {activate}   # first: saas-metrics is not on PATH until its virtualenv is activated")
+    print(f'  {psql} "$(saas-metrics db url)" -c "select * from marts.mrr_monthly order by month desc limit 12"')
     print("  saas-metrics ui          # the Dagster UI on this instance, with this run in its history")
+
+
+def _look_further_tools() -> tuple[str, str | None]:
+    """psql as the user can type it (its name when on PATH, else the path of the one the pgserver wheel
+    ships), and the virtualenv's activate script when this environment's saas-metrics is not on PATH."""
+    import shutil
+
+    from saas_metrics.postgres import find_psql
+
+    psql = "psql" if shutil.which("psql") else str(find_psql() or "psql")
+    bindir = os.path.dirname(sys.executable)
+    on_path = shutil.which("saas-metrics")
+    if on_path and os.path.dirname(os.path.realpath(on_path)) == os.path.realpath(bindir):
+        return psql, None
+    activate = os.path.join(bindir, "activate")
+    return psql, (activate if os.path.exists(activate) else None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -282,6 +354,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+UI_SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     runtime.prepare_environment()
     runtime.prepare_dbt()
@@ -290,7 +365,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # this environment's tools (dbt) first, whether or not the virtualenv is activated
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     dagster = os.path.join(bindir, "dagster")
-    argv = [dagster, "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
+    from saas_metrics.config import PROJECT_DIR
+
+    # the code location's working directory, as a CLI run's origin has it (orchestration/run.py)
+    argv = [dagster, "dev", "-m", "orchestration.definitions", "-d", str(PROJECT_DIR)]
+    argv += ["-h", args.host, "-p", str(args.port)]
+    # `dagster dev` warns when the current folder holds a dagster.yaml other than DAGSTER_HOME's: the checkout's
+    # is the one DAGSTER_HOME links to (runtime.link_dagster_home), so it starts from DAGSTER_HOME itself
+    os.chdir(runtime.settings().dagster_home)
+    # and that `dagster dev` is superseded by `dg dev` (the dg CLI, not installed here): not the operator's to fix
+    warnings_env = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [warnings_env, UI_SUPERSEDED_WARNING]))
     print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
     # `dagster dev` stops on SIGTERM by giving it SIGINT's handler; a shell's background job (or a service
     # manager) may start us with SIGINT ignored, which exec keeps: SIGTERM was then ignored too
@@ -319,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one full refresh: load Stripe, build and test every model (through Dagster)",
         description="Load Stripe (if STRIPE_API_KEY is set), then dbt build with every check, "
         "as one Dagster run recorded in the instance. Exit 1 with a one-line reason "
-        "if a step or a blocking check fails; interrupted (Ctrl-C, SIGTERM), it stops in order, "
-        "the marts as the last good refresh left them, and exits 130 (SIGINT) or 143 (SIGTERM).",
+        "if a step or a blocking check fails, or if the warehouse stops accepting connections; interrupted "
+        "(Ctrl-C, SIGTERM), it stops in order, the marts as the last good refresh left them, and exits 130 "
+        "(SIGINT) or 143 (SIGTERM).",
     )
     run.add_argument(
         "--full-refresh",
@@ -341,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole pipeline on a generated demo account",
         description="Generate a realistic Stripe account (seeded), serve it over Stripe's "
         "protocol on 127.0.0.1, and run the same refresh as `run` against it, "
-        "into the embedded PostgreSQL.",
+        "into the embedded PostgreSQL: a line per step start and end, everything dlt, dbt and Dagster print in "
+        "$SAAS_METRICS_HOME/logs/demo.log.",
     )
     demo.add_argument("--customers", type=int, default=1000, help="customers to generate (default 1000)")
     demo.add_argument("--months", type=int, default=24, help="months of history (default 24)")
@@ -357,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument(
         "action",
         choices=["start", "stop", "status", "url", "bi-role"],
-        help="start (or reuse), stop, status (exit 3 when stopped), url (connection string), "
+        help="start (or reuse), stop, status (exit 3 when stopped), url (connection string; on a stopped "
+        "server, stderr says so), "
         "bi-role (create a login that reads the marts schema only, print its URL)",
     )
     db.add_argument("--name", default="bi_reader", help="role name for bi-role (default bi_reader)")
@@ -399,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser(
         "ui",
         help="open the Dagster UI on this instance (dagster dev)",
-        description="Start `dagster dev` with the same database and run history as `run`.",
+        description="Start `dagster dev` with the same database and run history as `run`, from DAGSTER_HOME "
+        "(its dagster.yaml is the checkout's; no sign-up pop-up).",
     )
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

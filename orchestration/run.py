@@ -2,26 +2,36 @@
 and `saas-metrics demo` call. The job's op names and run config are known here, not in the CLI."""
 
 import contextlib
+import logging
 import os
 import select
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from orchestration.defs.jobs import REFRESH_TAGS
+from orchestration.progress import steps_only
 from saas_metrics import runs, runtime
+from saas_metrics.postgres import ConnectionLost
 
 CODE_LOCATION = "orchestration.definitions"  # the name `dagster dev -m orchestration.definitions` gives it
 
 
 def run_refresh(
-    full_refresh: bool = False, tags: dict | None = None, wait: bool = False, on_message: Callable[[str], None] = print
+    full_refresh: bool = False,
+    tags: dict | None = None,
+    wait: bool = False,
+    on_message: Callable[[str], None] = print,
+    log_file: Path | None = None,
 ):
     """The refresh for the settings in force (saas_metrics.runtime.settings()): refresh_job (load, then
     build) when Stripe is configured, else transform_job (build from what raw_stripe holds)."""
     job_name = "refresh_job" if runtime.settings().stripe_configured else "transform_job"
-    return execute_job(job_name, full_refresh=full_refresh, tags=tags, wait=wait, on_message=on_message)
+    return execute_job(
+        job_name, full_refresh=full_refresh, tags=tags, wait=wait, on_message=on_message, log_file=log_file
+    )
 
 
 def execute_job(
@@ -30,13 +40,59 @@ def execute_job(
     tags: dict | None = None,
     wait: bool = False,
     on_message: Callable[[str], None] = print,
+    log_file: Path | None = None,
 ):
     """Run a job of the Definitions in this process, as an ordinary run of the code location.
 
     The run is created the way the Dagster UI creates one (with the code location's origin), so it is in
     the job's Runs tab and can be re-executed from the UI; it executes here, in this process. A refresh
     takes the refresh lock first (saas_metrics/runs.py): with another refresh running, `wait` waits for
-    it, otherwise RefreshRunning ends this one at once."""
+    it, otherwise RefreshRunning ends this one at once.
+
+    A warehouse that stops accepting connections during the run (stopped, restarted) ends it with
+    ConnectionLost's one line, however the loss surfaced (a step failure, psycopg2's InterfaceError,
+    Dagster's storage giving up).
+
+    With `log_file`, the run's own output (dlt, dbt, Dagster's log lines) goes to that file and the terminal
+    gets a line as each step starts and ends (orchestration/progress.py)."""
+    url = runtime.warehouse_url()
+    try:
+        return _execute_job(job_name, url, full_refresh, tags, wait, on_message, log_file)
+    except Exception as exc:
+        lost = connection_lost(url)
+        if lost is None:
+            raise
+        raise lost from exc
+
+
+def connection_lost(url: str) -> ConnectionLost | None:
+    """After a refresh failed: ConnectionLost when the warehouse accepts no connection now (the failure is
+    that, whatever it looked like), else None (the failure is its own)."""
+    import psycopg2
+
+    from saas_metrics.config import parse_database_url
+
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.OperationalError as exc:
+        pg = parse_database_url(url)
+        reason = " ".join(str(exc).split()).split(" Is the server running")[0] or "no answer"
+        if runtime.settings().uses_embedded_db:
+            where = f"DATABASE_URL is unset: the embedded PostgreSQL at {pg.host}:{pg.port}"
+            then = "start it (`saas-metrics db start`) and run again"
+        else:
+            where = f"DATABASE_URL: PostgreSQL at {pg.host}:{pg.port}"
+            then = "run again once it accepts connections"
+        return ConnectionLost(
+            f"{where} stopped accepting connections during the refresh ({reason}): {then}; "
+            "the marts are as the last published refresh left them"
+        )
+    return None
+
+
+def _execute_job(
+    job_name: str, url: str, full_refresh: bool, tags: dict | None, wait: bool, on_message, log_file: Path | None
+):
     import dagster as dg
 
     runtime.prepare_dbt()
@@ -49,7 +105,6 @@ def execute_job(
     if job_name == "refresh_job":
         run_config["ops"]["stripe"] = {"config": {"full_refresh": full_refresh}}
     run_tags = {runs.TRIGGER_TAG: "cli", **(tags or {})}
-    url = runtime.warehouse_url()
     # SIGINT or SIGTERM, wherever it lands: the locks are released on the way out (the ExitStack), the run
     # ends failed, and Interrupted (a KeyboardInterrupt) says what the marts hold
     with runs.interruptible() as signals, contextlib.ExitStack() as stack:
@@ -66,7 +121,10 @@ def execute_job(
                     on_message(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
             from dagster._core.execution.api import execute_run
 
-            with _interruptions_in_one_line():
+            with contextlib.ExitStack() as output:
+                if log_file is not None:
+                    output.enter_context(steps_only(instance, dagster_run.run_id, log_file))
+                output.enter_context(_interruptions_in_one_line())
                 result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
         except KeyboardInterrupt as interrupt:  # before Dagster's handlers took over, or after
             _fail_unfinished_run(instance, dagster_run.run_id, getattr(interrupt, "signum", signal.SIGINT))
@@ -112,9 +170,15 @@ def _interruptions_in_one_line():
     )
     forwarder.start()
     sys.stderr = _HeaderOnlyForInterruptions(stream, isatty)
+    root = logging.getLogger()
+    root_handlers = list(root.handlers)
+    root.addFilter(_storage_retries_at_debug)
     try:
         yield
     finally:
+        root.removeFilter(_storage_retries_at_debug)
+        for handler in set(root.handlers) - set(root_handlers):  # logging.warning's basicConfig, for those
+            root.removeHandler(handler)
         sys.stderr = stream
         stream.flush()
         os.dup2(terminal, 2)  # the pipe's last write end closes (Dagster has ended its helpers): EOF
@@ -123,14 +187,33 @@ def _interruptions_in_one_line():
             os.close(terminal)
 
 
+log = logging.getLogger("saas_metrics.run")
+# what Dagster's PostgreSQL storage says while it cannot reach its database: the retries (on the root logger)
+# and each log line it could not store (on stderr). Shown with --verbose; a run that fails of it ends with
+# ConnectionLost's one line
+STORAGE_RETRY = "Retrying failed database connection"
+STORAGE_WRITE_FAILED = "Exception while writing logger call to event log"
+
+
+def _storage_retries_at_debug(record: logging.LogRecord) -> bool:
+    if isinstance(record.msg, str) and record.msg.startswith(STORAGE_RETRY):
+        log.debug("%s", " ".join(record.getMessage().split()))
+        return False
+    return True
+
+
 class _HeaderOnlyForInterruptions:
-    """sys.stderr while a run executes: a record (one write) reporting an interruption keeps its first line."""
+    """sys.stderr while a run executes: a record (one write) reporting an interruption keeps its first line;
+    Dagster's storage failing to store a log line is left to --verbose (STORAGE_WRITE_FAILED)."""
 
     def __init__(self, stream, isatty: bool):
         self._stream = stream
         self._isatty = isatty
 
     def write(self, text: str) -> int:
+        if text.startswith(STORAGE_WRITE_FAILED):
+            log.debug("%s", " ".join(text.split()))
+            return len(text)
         if "\n\n" in text and any(marker in text for marker in INTERRUPT_ERRORS):
             text = text.split("\n\n", 1)[0] + "\n"
         return self._stream.write(text)

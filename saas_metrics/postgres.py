@@ -45,6 +45,11 @@ class PostgresError(Exception):
     """A one-line, user-facing reason the embedded database cannot be used."""
 
 
+class ConnectionLost(PostgresError):
+    """The warehouse stopped accepting connections while a refresh ran (stopped, restarted, the network):
+    whatever surfaced first (psycopg2's InterfaceError, a step failure, Dagster's storage giving up), one line."""
+
+
 def find_bin_dir() -> Path:
     """The directory holding initdb, pg_ctl and postgres."""
     try:
@@ -59,6 +64,18 @@ def find_bin_dir() -> Path:
     if on_path:
         return Path(on_path).resolve().parent
     raise PostgresError("no PostgreSQL binaries found: install the pgserver wheel or put pg_ctl on PATH")
+
+
+def find_psql() -> Path | None:
+    """psql: the one on PATH, else the one the pgserver wheel ships next to pg_ctl (none without either)."""
+    on_path = shutil.which("psql")
+    if on_path:
+        return Path(on_path)
+    try:
+        candidate = find_bin_dir() / "psql"
+    except PostgresError:
+        return None
+    return candidate if candidate.exists() else None
 
 
 def binary_major_version(bin_dir: Path) -> str:
