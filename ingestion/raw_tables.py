@@ -25,6 +25,7 @@ POSTGRES_TYPES = {
     "json": "jsonb",
     "decimal": "numeric(38, 9)",
     "date": "date",
+    "bigint": "bigint",
 }
 
 

@@ -64,6 +64,8 @@ class ConfigError(Exception):
 # the name of the one account configured the old way (STRIPE_API_KEY alone): its raw rows, its dlt
 # pipeline ("stripe") and its marts' billing_account
 LEGACY_STRIPE_ACCOUNT = "default"
+# the billing account of the contracts file's rows (METRICS.md "Contracts outside Stripe"): no Stripe account's name
+CONTRACTS_BILLING_ACCOUNT = "contracts"
 _ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -143,6 +145,8 @@ class Settings:
     spend_csv: Path | None = None
     gross_margin_csv: Path | None = None
     pnl_csv: Path | None = None
+    contracts_csv: Path | None = None  # contracts billed outside Stripe (SAAS_METRICS_CONTRACTS_CSV)
+    customer_mapping_csv: Path | None = None  # one customer across sources (SAAS_METRICS_CUSTOMER_MAPPING_CSV)
     alerts: AlertSettings = field(default_factory=lambda: AlertSettings())
     product: ProductSettings = field(default_factory=lambda: ProductSettings())
     ingest_retries: int = 2  # a failed load step is retried this many times...
@@ -235,6 +239,7 @@ def demo_settings(
         spend_csv=demo_dir / "finance" / "marketing_spend.csv",
         gross_margin_csv=demo_dir / "finance" / "gross_margin.csv",
         pnl_csv=demo_dir / "finance" / "pnl.csv",
+        contracts_csv=demo_dir / "finance" / "contracts.csv",
         product=replace(base.product, database_url=None, events_dir=demo_dir / "events"),
     )
 
@@ -259,6 +264,8 @@ def load_settings() -> Settings:
         spend_csv=_path_env("SAAS_METRICS_SPEND_CSV"),
         gross_margin_csv=_path_env("SAAS_METRICS_GROSS_MARGIN_CSV"),
         pnl_csv=_path_env("SAAS_METRICS_PNL_CSV"),
+        contracts_csv=_path_env("SAAS_METRICS_CONTRACTS_CSV"),
+        customer_mapping_csv=_path_env("SAAS_METRICS_CUSTOMER_MAPPING_CSV"),
         alerts=_alert_settings(),
         product=_product_settings(),
         ingest_retries=_int_env("SAAS_METRICS_INGEST_RETRIES", 2),
@@ -300,6 +307,8 @@ def _stripe_accounts(default_api_base: str | None) -> tuple[StripeAccount, ...]:
             raise ConfigError(
                 f"{where}: name must be lower-case letters, digits and _ (starting with a letter, at most 40)"
             )
+        if name == CONTRACTS_BILLING_ACCOUNT:
+            raise ConfigError(f"{where}: the name {name!r} is the contracts file's account; name it otherwise")
         if any(a.name == name for a in accounts):
             raise ConfigError(f"{where}: listed twice")
         key_env = entry.get("api_key_env")

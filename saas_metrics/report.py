@@ -99,6 +99,9 @@ class ReportData:
     churn_risk: list[dict]
     churn_risk_customers: int
     churn_risk_mrr: Decimal
+    # MRR by billing account at the month's end: (account, mrr, paying customers), largest first; shown when
+    # there are several (several Stripe accounts, the contracts file)
+    accounts: list[tuple[str, Decimal, int]] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
 
     @property
@@ -238,6 +241,12 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         )
         plans = cur.fetchall()
         segment_title, segments = segment_breakdown(cur, month)
+        cur.execute(
+            "select segment, mrr, customers from marts.mrr_by_segment"
+            " where month = %s and dimension = 'billing_account' and customers > 0 order by 2 desc, 1",
+            (month,),
+        )
+        accounts = cur.fetchall()
         top = _rows(
             cur,
             "select customer_id, mrr from marts.customer_mrr_monthly where month = %s and mrr > 0 "
@@ -273,6 +282,7 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         churn_risk=risk,
         churn_risk_customers=risk_customers,
         churn_risk_mrr=risk_mrr,
+        accounts=accounts,
     )
     data.figures = key_figures(data)
     return data
@@ -294,6 +304,7 @@ def key_figures(data: ReportData) -> dict:
     figures["concentration_risks"] = [c["customer_id"] for c in data.concentration_risks]
     figures["churn_risk_customers"] = data.churn_risk_customers
     figures["churn_risk_mrr"] = number(data.churn_risk_mrr)
+    figures["mrr_by_account"] = {account: number(mrr) for account, mrr, _ in data.accounts}
     return figures
 
 
@@ -538,6 +549,20 @@ def top_rows(data: ReportData) -> list[list[str]]:
     ]
 
 
+def account_rows(data: ReportData) -> list[list[str]]:
+    """MRR by billing account, with its share of the total (empty with a single account)."""
+    if len(data.accounts) < 2:
+        return []
+    total = sum(mrr for _, mrr, _ in data.accounts)
+    return [
+        [account, str(customers), fmt(mrr, "money2"), fmt(mrr / total if total else Decimal(0), "rate")]
+        for account, mrr, customers in data.accounts
+    ]
+
+
+ACCOUNT_HEADERS = ["Billing account", "Paying customers", "MRR", "Share of MRR"]
+
+
 def risk_rows(data: ReportData) -> list[list[str]]:
     return [
         [
@@ -582,6 +607,8 @@ def render_html(data: ReportData) -> str:
         "<h2>Revenue breakdown</h2>",
         svg(breakdown_figure(data)),
         f'<div class="warning" id="concentration-warning">{html.escape(warning)}</div>' if warning else "",
+        f"<h2>MRR by billing account, {month_label(data.month)}</h2>" if account_rows(data) else "",
+        _table(ACCOUNT_HEADERS, account_rows(data), 1, 'id="mrr-by-account"') if account_rows(data) else "",
         f"<h2>Top {TOP_CUSTOMERS} customers, {month_label(data.month)}</h2>",
         _table(["#", "Customer", f"MRR ({data.currency})", "Share of MRR"], top_rows(data), 2, 'id="top-customers"'),
         "<h2>MRR waterfall</h2>",
@@ -685,6 +712,14 @@ def render_pdf(data: ReportData, path: Path) -> None:
             [0.06, 0.5, 0.24, 0.2],
             text_columns=2,
         )
+        if account_rows(data):
+            _pdf_table(
+                fig.add_axes((0.52, 0.5, 0.44, 0.36)),
+                ACCOUNT_HEADERS,
+                account_rows(data),
+                "MRR by billing account",
+                [0.34, 0.22, 0.24, 0.2],
+            )
         _pdf_table(fig.add_axes((0.04, 0.04, 0.92, 0.4)), WATERFALL_HEADERS, waterfall_rows(data), "MRR waterfall")
         pdf.savefig(fig)
         plt.close(fig)

@@ -73,6 +73,7 @@ def test_every_asset_is_in_one_of_the_groups(repo):
     assert groups == {
         "ingestion",
         "staging",
+        "billing",
         "mrr",
         "retention",
         "product",

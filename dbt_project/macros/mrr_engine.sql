@@ -9,7 +9,7 @@
 
 {#- Bump when a change to the engine's models changes past results: the next build recomputes everything. -#}
 {% macro mrr_engine_version() -%}
-    2026-12-06
+    2026-12-07
 {%- endmacro %}
 
 {#- What every MRR history depends on besides the data: a change recomputes every history. -#}
@@ -22,7 +22,17 @@
         'reporting_currency {{ var("reporting_currency") | lower }}',
         'mrr_methodology {{ mrr_methodology() }}',
         'fx_rates ' || (select md5(coalesce(string_agg(rates::text, ',' order by rates::text), ''))
-                        from {{ ref('fx_rates') }} as rates)
+                        from {{ ref('fx_rates') }} as rates),
+        -- the contracts file: a change to it (a contract removed, a version edited) rebuilds every history
+        'contracts ' || (select md5(coalesce(string_agg(
+                            concat_ws(',', subscription_id, customer_id, price_id, currency, mrr_local, valid_from,
+                                      valid_to, ended_at),
+                            ';' order by subscription_id, valid_from), ''))
+                         from {{ ref('stg_finance__contracts') }}),
+        -- the customer mapping: a change to it merges or parts customers' whole histories
+        'customer_mapping ' || (select md5(coalesce(string_agg(customer_id || '=' || customer_key, ','
+                                    order by customer_id), ''))
+                                from {{ ref('stg_finance__customer_mapping') }})
     )
 {%- endmacro %}
 

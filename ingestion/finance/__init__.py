@@ -1,6 +1,7 @@
-"""The finance dlt source: sales and marketing spend and gross margin, from CSV files, into
-`raw_finance`. Each load replaces the tables with the files' contents (they are small, and a
-corrected file must correct history). No file configured: the tables are left empty and CAC is null.
+"""The finance dlt source: sales and marketing spend, gross margin, the P&L and the contracts billed
+outside Stripe, from CSV files, into `raw_finance`. Each load replaces the tables with the files' contents
+(they are small, and a corrected file must correct history). No file configured: the tables are left empty
+(no spend: CAC is null; no contracts: Stripe's subscriptions alone).
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import dlt
 from dlt.sources import DltResource
 
 from ingestion.finance import settings
-from ingestion.finance.helpers import FinanceFileError, gross_margin_rows, pnl_rows, spend_rows
+from ingestion.finance.helpers import (
+    FinanceFileError,
+    contract_rows,
+    customer_mapping_rows,
+    gross_margin_rows,
+    pnl_rows,
+    spend_rows,
+)
 from ingestion.raw_tables import RawTables
 
 __all__ = ["finance_source", "FinanceFileError", "TABLES"]
@@ -38,18 +46,49 @@ TABLES = RawTables(
             "net_burn": {"data_type": "decimal"},
             "currency": {"data_type": "text"},
         },
+        # one row per version of a contract (helpers.contract_rows)
+        "contracts": {
+            "contract_id": {"data_type": "text", "nullable": False, "primary_key": True},
+            "start_date": {"data_type": "date", "nullable": False, "primary_key": True},
+            "end_date": {"data_type": "date"},
+            "customer_id": {"data_type": "text", "nullable": False},
+            "customer_name": {"data_type": "text"},
+            "country": {"data_type": "text"},
+            "plan": {"data_type": "text", "nullable": False},
+            "amount": {"data_type": "decimal", "nullable": False},
+            "currency": {"data_type": "text", "nullable": False},
+            "billing_interval": {"data_type": "text", "nullable": False},
+            "interval_count": {"data_type": "bigint", "nullable": False},
+            "quantity": {"data_type": "bigint", "nullable": False},
+            "discount_percent": {"data_type": "decimal", "nullable": False},
+            "file_line": {"data_type": "bigint"},
+        },
+        # customers of several sources merged into one (helpers.customer_mapping_rows)
+        "customer_mapping": {
+            "billing_account": {"data_type": "text", "nullable": False, "primary_key": True},
+            "customer_id": {"data_type": "text", "nullable": False, "primary_key": True},
+            "customer_key": {"data_type": "text", "nullable": False},
+            "file_line": {"data_type": "bigint"},
+        },
     },
 )
 
 
 @dlt.source(name="finance", max_table_nesting=0)
 def finance_source(
-    spend_csv: str | None = None, gross_margin_csv: str | None = None, pnl_csv: str | None = None
+    spend_csv: str | None = None,
+    gross_margin_csv: str | None = None,
+    pnl_csv: str | None = None,
+    contracts_csv: str | None = None,
+    customer_mapping_csv: str | None = None,
 ) -> list[DltResource]:
     """Args:
     spend_csv: path of month,channel,amount,currency rows (sales and marketing spend).
     gross_margin_csv: path of month,gross_margin rows (a fraction, 0.8 = 80%).
     pnl_csv: path of month,revenue,operating_expenses,net_burn,currency rows (the monthly P&L; optional).
+    contracts_csv: path of the contracts billed outside Stripe, one row per version (settings.CONTRACT_COLUMNS).
+    customer_mapping_csv: path of billing_account,customer_id,customer_key rows: customers of several sources
+        that are one company.
     """
 
     def spend():
@@ -63,6 +102,14 @@ def finance_source(
     def pnl():
         if pnl_csv:
             yield from pnl_rows(Path(pnl_csv))
+
+    def contracts():
+        if contracts_csv:
+            yield from contract_rows(Path(contracts_csv))
+
+    def customer_mapping():
+        if customer_mapping_csv:
+            yield from customer_mapping_rows(Path(customer_mapping_csv))
 
     return [
         dlt.resource(
@@ -78,4 +125,11 @@ def finance_source(
             columns=TABLES.hints("gross_margin"),
         ),
         dlt.resource(pnl, name="pnl", write_disposition="replace", columns=TABLES.hints("pnl")),
+        dlt.resource(contracts, name="contracts", write_disposition="replace", columns=TABLES.hints("contracts")),
+        dlt.resource(
+            customer_mapping,
+            name="customer_mapping",
+            write_disposition="replace",
+            columns=TABLES.hints("customer_mapping"),
+        ),
     ]

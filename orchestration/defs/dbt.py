@@ -16,12 +16,13 @@ from orchestration.defs.publish import publishing_run
 from orchestration.defs.resources import WarehouseResource, dbt_project
 from saas_metrics.runtime import PUBLISH_RUN_ENV
 
-LAYER_GROUPS = {"staging": "staging"}
+LAYER_GROUPS = {"staging": "staging", "billing": "billing"}
 
 
 class SaasMetricsDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        """staging models -> 'staging'; intermediate and marts -> their area ('mrr', 'retention', ...);
+        """staging models -> 'staging'; the billing contract (models/billing) -> 'billing'; intermediate and
+        marts -> their area ('mrr', 'retention', ...);
         the fx_rates seed and the subscriptions snapshot belong to the MRR engine -> 'mrr'."""
         fqn = dbt_resource_props.get("fqn", [])
         if dbt_resource_props.get("resource_type") in ("seed", "snapshot"):

@@ -75,6 +75,9 @@ FINANCE_DESCRIPTIONS = {
     "marketing_spend": "Sales and marketing spend by month and channel (SAAS_METRICS_SPEND_CSV).",
     "gross_margin": "Gross margin by month (SAAS_METRICS_GROSS_MARGIN_CSV).",
     "pnl": "Monthly P&L: revenue, operating expenses, net burn (SAAS_METRICS_PNL_CSV; optional).",
+    "contracts": "Contracts billed outside Stripe, one row per version (SAAS_METRICS_CONTRACTS_CSV; optional).",
+    "customer_mapping": "Customers of several sources that are one company (SAAS_METRICS_CUSTOMER_MAPPING_CSV; "
+    "optional).",
 }
 PRODUCT_DESCRIPTIONS = {
     "events": "Product events (SAAS_METRICS_EVENTS_DB_URL table and/or SAAS_METRICS_EVENTS_DIR files), "
@@ -356,6 +359,8 @@ def finance_assets(
             spend_csv=str(settings.spend_csv) if settings.spend_csv else None,
             gross_margin_csv=str(settings.gross_margin_csv) if settings.gross_margin_csv else None,
             pnl_csv=str(settings.pnl_csv) if settings.pnl_csv else None,
+            contracts_csv=str(settings.contracts_csv) if settings.contracts_csv else None,
+            customer_mapping_csv=str(settings.customer_mapping_csv) if settings.customer_mapping_csv else None,
         )
 
     results = load(context, dlt, FINANCE, source, bad_input=FinanceFileError)

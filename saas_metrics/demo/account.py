@@ -364,6 +364,77 @@ def write_finance_files(folder: Path, signups: dict[tuple[str, str], int], rng: 
             pnl.write(f"{month},{revenue:.2f},{expenses:.2f},{burn:.2f},usd\n")
 
 
+# The demo's contracts billed outside Stripe (README "Contracts outside Stripe"): enterprise deals
+DEMO_CONTRACTS = 20
+CONTRACT_PLANS = (("Enterprise", 30.0), ("Enterprise Plus", 45.0))  # plan, list price per seat per month
+CONTRACT_COMPANIES = (
+    "Northwind Traders",
+    "Contoso",
+    "Fabrikam",
+    "Tailspin Toys",
+    "Wide World Importers",
+    "Adventure Works",
+    "Litware",
+    "Proseware",
+    "Lucerne Publishing",
+    "Margie's Travel",
+    "Alpine Ski House",
+    "Coho Winery",
+    "Fourth Coffee",
+    "Graphic Design Institute",
+    "Humongous Insurance",
+    "Trey Research",
+    "Wingtip Toys",
+    "Woodgrove Bank",
+    "Blue Yonder Airlines",
+    "City Power & Light",
+)
+
+
+def write_contracts_file(path: Path, now: int, months: int, seed: int) -> int:
+    """About DEMO_CONTRACTS enterprise contracts over the last `months` months, invoiced by hand (METRICS.md
+    "Contracts outside Stripe"): annual or quarterly terms of 20 to 120 seats at a negotiated discount,
+    some amended mid-term (seats added), some not renewed, three in EUR. Deterministic for (now, months, seed);
+    returns how many rows (versions) it wrote."""
+    rng = random.Random(seed * 7919 + 25)
+    day = 86400
+    today = now // day * day
+    first = add_interval(today, -months, "month")
+    header = (
+        "contract_id,customer_id,customer_name,country,plan,amount,currency,interval,interval_count,quantity,"
+        "discount_percent,start_date,end_date\n"
+    )
+    rows = []
+    for n, company in enumerate(CONTRACT_COMPANIES[:DEMO_CONTRACTS], start=1):
+        eur = n % 7 == 3
+        plan, per_seat = CONTRACT_PLANS[n % 3 == 0]
+        interval, count = ("month", 3) if n % 4 == 1 else ("year", 1)
+        per_period = per_seat * (3 if interval == "month" else 12) * (0.92 if eur else 1.0)
+        seats = rng.randrange(20, 121, 5)
+        discount = rng.choice((0, 5, 10, 15, 20))
+        start = first + rng.randrange(0, max(1, (today - first) // day - 30)) * day
+        start = start // day * day
+        term_end = add_interval(start, 12, "month")
+        ends = None if term_end < today and rng.random() < 0.8 or term_end >= today else term_end
+        versions = [(start, seats)]
+        amend_at = add_interval(start, rng.choice((4, 6, 8)), "month")
+        if rng.random() < 0.4 and amend_at < today and (ends is None or amend_at < ends):
+            versions.append((amend_at, seats + rng.randrange(10, 61, 5)))
+        country = "DE" if eur else rng.choice(("US", "US", "US", "GB", "CA"))
+        for i, (at, quantity) in enumerate(versions):
+            last = i == len(versions) - 1
+            end = ends if last else versions[i + 1][0]
+            rows.append(
+                f"c-{n:03d},ent{n:03d},{company.replace(',', '')},{country},{plan},{per_period:.2f},"
+                f"{'eur' if eur else 'usd'},{interval},{count},{quantity},{discount},"
+                f"{time.strftime('%Y-%m-%d', time.gmtime(at))},"
+                f"{time.strftime('%Y-%m-%d', time.gmtime(end)) if end is not None else ''}\n"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "".join(rows))
+    return len(rows)
+
+
 def generate(
     store: Store,
     customers: int = 1000,
@@ -447,8 +518,9 @@ def ensure_generated_eu(folder: Path, customers: int, months: int, seed: int, no
 
 def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tuple[Store, int]:
     """The demo store for these parameters and today, generated once and reused; the finance files
-    (marketing_spend.csv, gross_margin.csv, pnl.csv) are written beside it, in `folder / "finance"`, and the
-    product events in `folder / "events"`. The EU account's store is ensure_generated_eu's."""
+    (marketing_spend.csv, gross_margin.csv, pnl.csv, contracts.csv) are written beside it, in
+    `folder / "finance"`, and the product events in `folder / "events"`. The EU account's store is
+    ensure_generated_eu's."""
     import shutil
 
     now = int(time.time()) // DAY * DAY  # midnight UTC: the same store all day
@@ -458,6 +530,7 @@ def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tu
     if path.exists() and (folder / "events").is_dir():
         store = Store(path)
         if store.get_meta("now"):
+            write_contracts_file(folder / "finance" / "contracts.csv", now, months, seed)
             return store, int(store.get_meta("now"))
         path.unlink()
     for old in folder.glob("stripe-*.sqlite*"):
@@ -479,6 +552,7 @@ def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tu
         events_dir=folder / "events.partial",
     )
     partial.close()
+    contracts = write_contracts_file(folder / "finance" / "contracts.csv", now, months, seed)
     (folder / "events.partial").rename(folder / "events")
     tmp.rename(path)
     print(
@@ -486,4 +560,5 @@ def ensure_generated(folder: Path, customers: int, months: int, seed: int) -> tu
         f"{counts['line_item']} invoice lines, {counts['product_event']} product events "
         f"in {time.monotonic() - began:.1f}s"
     )
+    print(f"  and {DEMO_CONTRACTS} contracts billed outside Stripe ({contracts} versions, finance/contracts.csv)")
     return Store(path), now

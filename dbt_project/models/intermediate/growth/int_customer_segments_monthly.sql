@@ -56,15 +56,15 @@ customer_prices as (
 ),
 
 prices as (
-    select * from {{ ref('stg_stripe__prices') }}
+    select * from {{ ref('billing_prices') }}
 ),
 
 products as (
-    select * from {{ ref('stg_stripe__products') }}
+    select * from {{ ref('billing_products') }}
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 monthly_movements as (

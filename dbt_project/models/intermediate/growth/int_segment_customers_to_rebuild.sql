@@ -2,7 +2,8 @@
 -- its incremental build: the customers whose rows (all their months) it rebuilds because they may differ
 -- since its last build:
 --   rows of int_customer_mrr_monthly rewritten by a newer engine batch (source_batch_at);
---   customers the engine's ledger listed since (also those whose history vanished);
+--   customers the engine's ledger listed since (also those whose history vanished), and after a full batch
+--   (which lists none) the customers no longer in the engine;
 --   customers loaded again from Stripe (metadata: customer_synced_at);
 --   customers whose MRR differs from the engine's in the latest months (a month ended, a rate changed).
 -- Empty when that build is a full one (no table yet, --full-refresh).
@@ -19,7 +20,7 @@ batches as (
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 -- int_customer_segments_monthly as its last build left it (on a full build, no rows: see the end)
@@ -82,6 +83,22 @@ listed as (
     where
         batch_at > (select previous_build.source_batch_at from previous_build)
         and customer_id is not null
+    union
+    -- after a full batch, customers no longer in the engine at all (a contract removed from its file, customers
+    -- merged under a key or parted from it): a full batch lists no customer
+    select segments.customer_id
+    from segments
+    where
+        exists (
+            select 1 from batches
+            where
+                batches.is_full_batch
+                and batches.batch_at > (select previous_build.source_batch_at from previous_build)
+        )
+        and not exists (
+            select 1 from customer_months
+            where customer_months.customer_id = segments.customer_id
+        )
     union
     -- customers loaded again from Stripe
     select customer_id

@@ -43,14 +43,14 @@ subscriptions as (
         cancel_at,
         coalesce(ended_at, case when cancel_at <= {{ as_of_timestamp() }} then cancel_at end) as ended_at,
         is_collection_paused and coalesce(pause_resumes_at > {{ as_of_timestamp() }}, true) as is_collection_paused
-    from {{ ref('stg_stripe__subscriptions') }}
+    from {{ ref('billing_subscriptions') }}
     {% if not scope.full -%}
     where customer_id in (select customer_id from movements)
     {%- endif %}
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 fx as (

@@ -26,7 +26,7 @@ changed_customers as (
 {%- endif %}
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 fx as (

@@ -13,19 +13,50 @@
 
 with
 
+mapping as (
+    select * from {{ ref('stg_finance__customer_mapping') }}
+),
+
+{% if not scope.full -%}
+-- the customers to add up again, by their Stripe ids (a merged customer's key: each id merged under it)
+changed_ids as (
+    {{ mrr_engine_changed(scope, 'customer_id') }}
+    union
+    select mapping.customer_id from mapping
+    where mapping.customer_key in ({{ mrr_engine_changed(scope, 'customer_id') }})
+),
+{%- endif %}
+
+-- a customer the mapping file merges is known by its key (METRICS.md "One customer across sources")
 invoices as (
-    select * from {{ ref('stg_stripe__invoices') }}
-    where status = 'paid'
+    select
+        coalesce(mapping.customer_key, invoices.customer_id) as customer_id,
+        invoices.amount_paid_cents,
+        invoices.tax_cents,
+        invoices.currency,
+        invoices.paid_at,
+        invoices.created_at
+    from {{ ref('stg_stripe__invoices') }} as invoices
+    left join mapping
+        on invoices.customer_id = mapping.customer_id
+    where invoices.status = 'paid'
     {% if not scope.full -%}
-    and customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+    and invoices.customer_id in (select changed_ids.customer_id from changed_ids)
     {%- endif %}
 ),
 
 credit_notes as (
-    select * from {{ ref('stg_stripe__credit_notes') }}
-    where coalesce(status, 'issued') <> 'void'
+    select
+        coalesce(mapping.customer_key, credit_notes.customer_id) as customer_id,
+        credit_notes.total_cents,
+        credit_notes.currency,
+        credit_notes.created_at
+    from {{ ref('stg_stripe__credit_notes') }} as credit_notes
+    left join mapping
+        on credit_notes.customer_id = mapping.customer_id
+    where coalesce(credit_notes.status, 'issued') <> 'void'
     {% if not scope.full -%}
-    and customer_id in ({{ mrr_engine_changed(scope, 'customer_id') }})
+    and credit_notes.customer_id in (select changed_ids.customer_id from changed_ids)
     {%- endif %}
 ),
 

@@ -2,7 +2,7 @@
 -- header row (settings not null: what the build saw: "today", the settings, how far the loads went) and one row per
 -- subscription whose MRR history may have changed since the previous batch, with its customer; plus
 -- customers whose attributes changed, or with an invoice or credit note loaded (their revenue).
--- A subscription may change because
+-- A subscription may change because (a contract of the contracts file: always listed, as they are few)
 --   one of its invoices was loaded again or for the first time (new, paid, voided, edited), or one of its
 --   proration invoice items (pending, invoiced, deleted);
 --   the subscription itself was loaded again (ended, cancelled, paused);
@@ -140,6 +140,13 @@ changed_subscriptions as (
     union
     select subscription_id from recent_lines
     where subscription_id is not null
+    union
+    -- every contract of the contracts file (they are few: billed by hand), whose start or end "today" may
+    -- have passed; a changed file makes a full batch (mrr_engine_settings)
+    select contracts.subscription_id
+    from {{ ref('stg_finance__contracts') }} as contracts
+    cross join header
+    where not header.is_full_batch
 ),
 
 -- the customer of each: the subscription's, else its invoices' (an emulator may leave one out)
@@ -154,7 +161,7 @@ changed_rows as (
             )
         ) as customer_id
     from changed_subscriptions
-    left join {{ ref('stg_stripe__subscriptions') }} as subscriptions
+    left join {{ ref('billing_subscriptions') }} as subscriptions
         on changed_subscriptions.subscription_id = subscriptions.subscription_id
     union
     -- attributes (country, channel) changed
@@ -206,9 +213,12 @@ final as (
         null as customers_synced_through,
         null as credit_notes_synced_through,
         changed_rows.subscription_id,
-        changed_rows.customer_id
+        -- a customer the mapping file merges is known by its key (METRICS.md "One customer across sources")
+        coalesce(mapping.customer_key, changed_rows.customer_id) as customer_id
     from changed_rows
     cross join header
+    left join {{ ref('stg_finance__customer_mapping') }} as mapping
+        on changed_rows.customer_id = mapping.customer_id
 )
 
 select * from final

@@ -17,10 +17,26 @@ as_of as (
         date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC') at time zone 'UTC' as month_end_at
 ),
 
--- the lines whose service period covers the month's end (the period_end_at index finds them)
+mapping as (
+    select * from {{ ref('stg_finance__customer_mapping') }}
+),
+
+-- customers with a contract of the contracts file (merged with a Stripe customer or not): not Stripe's alone
+contract_customers as (
+    select distinct customer_id
+    from {{ ref('billing_subscriptions') }}
+    where billing_source = 'contracts'
+),
+
+-- the lines whose service period covers the month's end (the period_end_at index finds them); a customer the
+-- mapping file merges is known by its key (METRICS.md "One customer across sources")
 lines as (
-    select lines.*
+    select
+        lines.*,
+        coalesce(mapping.customer_key, lines.customer_id) as customer_key
     from {{ ref('int_invoice_lines_classified') }} as lines
+    left join mapping
+        on lines.customer_id = mapping.customer_id
     cross join as_of
     where lines.period_end_at >= as_of.month_end_at
         and lines.period_start_at < as_of.month_end_at
@@ -40,17 +56,17 @@ fx as (
 
 invoice_side as (
     select
-        customer_id,
+        customer_key as customer_id,
         min(currency) as currency,
         sum(mrr_local) as mrr_local
     from lines
     where line_kind = 'recurring' and invoice_status in ('paid', 'open')
-    group by customer_id
+    group by customer_key
 ),
 
 unpriced as (
     select
-        customer_id,
+        customer_key as customer_id,
         min(currency) as currency,
         string_agg(distinct coalesce(price_id, '(no price id)'), ', ') as price_ids,
         count(*) as line_count,
@@ -58,7 +74,7 @@ unpriced as (
     from lines
     where line_type = 'subscription' and subscription_id is not null and recurring_interval is null
         and amount_cents > 0 and invoice_status in ('paid', 'open')
-    group by customer_id
+    group by customer_key
 ),
 
 engine_side as (
@@ -68,11 +84,14 @@ engine_side as (
         customer_months.mrr_local
     from customer_months
     inner join as_of on customer_months.month = as_of.month
+    -- Stripe's invoices against Stripe's MRR: the contracts file has no invoices to reconcile with (a customer with
+    -- a contract is left out on both sides)
+    where customer_months.customer_id not in (select contract_customers.customer_id from contract_customers)
 ),
 
 causes as (
     select
-        lines.customer_id,
+        lines.customer_key as customer_id,
         bool_or(
             lines.line_kind = 'proration'
             and lines.invoice_status in ('paid', 'open', 'uncollectible', 'pending', 'invoiced')
@@ -83,7 +102,7 @@ causes as (
     cross join as_of
     left join subscriptions
         on lines.subscription_id = subscriptions.subscription_id
-    group by lines.customer_id
+    group by lines.customer_key
 ),
 
 compared as (
@@ -101,6 +120,9 @@ compared as (
         on engine_side.customer_id = invoice_side.customer_id
     full join unpriced
         on coalesce(engine_side.customer_id, invoice_side.customer_id) = unpriced.customer_id
+    where
+        coalesce(engine_side.customer_id, invoice_side.customer_id, unpriced.customer_id)
+        not in (select contract_customers.customer_id from contract_customers)
 ),
 
 final as (

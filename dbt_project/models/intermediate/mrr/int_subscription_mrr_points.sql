@@ -1,4 +1,5 @@
--- Every point in time at which a subscription's MRR may change, per price: the input of
+-- Every point in time at which a subscription's MRR may change, per price (Stripe's, from its invoice lines
+-- here, and the contracts file's, from int_contract_mrr_points): the input of
 -- int_subscription_prices_mrr_changes, kept as its own analyzed table so both stay linear at scale.
 -- The rules (METRICS.md "When a subscription counts"):
 --   cycle     a cycle invoice's lines set the subscription's absolute level at the period start
@@ -63,7 +64,15 @@ subscriptions as (
         coalesce(ended_at, cancel_at) as ended_at
         {%- endif %},
         coalesce(status in ('incomplete', 'incomplete_expired'), false) as is_incomplete
-    from {{ ref('stg_stripe__subscriptions') }}
+    from {{ ref('billing_subscriptions') }}
+    {% if not scope.full -%}
+    where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
+    {%- endif %}
+),
+
+-- the contracts file's versions, as points of the same kinds (int_contract_mrr_points)
+contract_points as (
+    select * from {{ ref('int_contract_mrr_points') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
     {%- endif %}
@@ -224,6 +233,8 @@ all_points as (
     select * from lapse_points
     union all
     select * from end_points
+    union all
+    select * from contract_points
 ),
 
 -- nothing counts after the subscription ended, or after "now"

@@ -32,7 +32,7 @@ subscriptions as (
         customer_id,
         billing_account,
         currency
-    from {{ ref('stg_stripe__subscriptions') }}
+    from {{ ref('billing_subscriptions') }}
     {% if not scope.full -%}
     where subscription_id in ({{ mrr_engine_changed(scope, 'subscription_id') }})
     {%- endif %}

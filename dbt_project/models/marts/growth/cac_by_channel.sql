@@ -9,7 +9,7 @@ movements as (
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 spend as (

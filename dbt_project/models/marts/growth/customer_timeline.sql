@@ -22,15 +22,15 @@ price_changes as (
 ),
 
 prices as (
-    select * from {{ ref('stg_stripe__prices') }}
+    select * from {{ ref('billing_prices') }}
 ),
 
 products as (
-    select * from {{ ref('stg_stripe__products') }}
+    select * from {{ ref('billing_products') }}
 ),
 
 subscriptions as not materialized (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('billing_subscriptions') }}
 ),
 
 invoices as (

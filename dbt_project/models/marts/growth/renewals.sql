@@ -19,7 +19,7 @@ changes as (
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('billing_subscriptions') }}
 ),
 
 fx as (

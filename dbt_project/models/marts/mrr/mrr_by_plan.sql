@@ -7,11 +7,11 @@ customer_prices as (
 ),
 
 prices as (
-    select * from {{ ref('stg_stripe__prices') }}
+    select * from {{ ref('billing_prices') }}
 ),
 
 products as (
-    select * from {{ ref('stg_stripe__products') }}
+    select * from {{ ref('billing_products') }}
 ),
 
 as_of as (

@@ -22,7 +22,7 @@ event_days as (
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('billing_subscriptions') }}
 ),
 
 subscription_items as (

@@ -12,11 +12,11 @@ event_days as (
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('billing_subscriptions') }}
 ),
 
 lifetime as (

@@ -13,7 +13,7 @@ current_mrr as (
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 accounts as (

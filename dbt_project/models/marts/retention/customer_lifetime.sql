@@ -15,11 +15,11 @@ changes as (
 ),
 
 prices as (
-    select * from {{ ref('stg_stripe__prices') }}
+    select * from {{ ref('billing_prices') }}
 ),
 
 products as (
-    select * from {{ ref('stg_stripe__products') }}
+    select * from {{ ref('billing_products') }}
 ),
 
 revenue as (
@@ -27,7 +27,7 @@ revenue as (
 ),
 
 customers as (
-    select * from {{ ref('stg_stripe__customers') }}
+    select * from {{ ref('billing_customers') }}
 ),
 
 as_of as (

@@ -3,7 +3,7 @@
 with
 
 subscriptions as (
-    select * from {{ ref('stg_stripe__subscriptions') }}
+    select * from {{ ref('billing_subscriptions') }}
 ),
 
 changes as (
