@@ -1,4 +1,4 @@
-"""The metrics report as an asset of the refresh: HTML + PDF for the last complete month (saas_metrics/report.py)."""
+"""The metrics report as an asset of the refresh: HTML + PDF for the last complete month (saas_metrics/report/)."""
 
 import dagster as dg
 import psycopg2
