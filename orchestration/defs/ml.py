@@ -105,39 +105,6 @@ def read_forecast_inputs(conn, marts: str = MARTS_SCHEMA) -> tuple[pd.DataFrame,
     return history, scheduled
 
 
-ZERO_DECIMAL_CURRENCIES = ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv")
-ZERO_DECIMAL_CURRENCIES += ("xaf", "xof", "xpf")  # as macros/money.sql zero_decimal_currencies()
-
-TRIALS_SQL = """
-select date_trunc('month', subscriptions.trial_ended_at at time zone 'UTC')::date as month,
-       sum(
-           items.quantity * prices.unit_amount_cents
-           / case when prices.currency in %(zero)s then 1 else 100 end
-           * case prices.recurring_interval
-               when 'month' then 1.0 / prices.recurring_interval_count
-               when 'year' then 1.0 / (12 * prices.recurring_interval_count)
-               when 'week' then 52.0 / (12 * prices.recurring_interval_count)
-               when 'day' then 365.0 / (12 * prices.recurring_interval_count)
-             end
-           * case when prices.currency = %(reporting)s then 1 else {rate} end
-       ) as mrr,
-       count(distinct subscriptions.subscription_id) as customers
-from staging.stg_stripe__subscriptions as subscriptions
-inner join staging.stg_stripe__subscription_items as items
-    on items.subscription_id = subscriptions.subscription_id
-inner join staging.stg_stripe__prices as prices
-    on prices.billing_account = items.billing_account and prices.price_id = items.price_id
-{fx_join}
-where subscriptions.status = 'trialing'
-    and subscriptions.trial_ended_at is not null
-    and prices.usage_type = 'licensed'
-group by 1
-"""
-FX_JOIN = """left join intermediate.int_fx_rates_daily as fx
-    on fx.currency = prices.currency
-    and fx.rate_date = (select max(rate_date) from intermediate.int_fx_rates_daily)"""
-
-
 def _exists(cur, relation: str) -> bool:
     cur.execute("select to_regclass(%s) is not null", (relation,))
     return bool(cur.fetchone()[0])
@@ -153,12 +120,10 @@ def _frame(cur, sql: str, columns: list[str], params=None) -> pd.DataFrame:
 
 def read_commitments(conn, marts: str = MARTS_SCHEMA) -> fc.Commitments:
     """The renewal calendar and its history (`marts.renewals`, month rows), the trials in progress at
-    their price's MRR by the month they end, and the trials' 30-day conversion rate over the trial
-    months of the last year whose 30 days have passed (`marts.trial_conversion`), and the MRR coupons
-    ending give back by month (`int_discounts_ending`). A missing table leaves its part out (METRICS.md
-    "MRR forecast")."""
-    from saas_metrics.config import reporting_currency
-
+    their price's MRR by the month they end (`int_trials_ending`), and the trials' 30-day conversion rate
+    over the trial months of the last year whose 30 days have passed (`marts.trial_conversion`), and the
+    MRR coupons ending give back by month (`int_discounts_ending`). A missing table leaves its part out
+    (METRICS.md "MRR forecast")."""
     renewal_history = renewal_calendar = trials = coupon_endings = None
     rate = 0.0
     current = f"(select max(month) from {marts}.mrr_monthly)"
@@ -184,17 +149,12 @@ def read_commitments(conn, marts: str = MARTS_SCHEMA) -> fc.Commitments:
                 f" and trial_month <= {current} - interval '2 months'"
             )
             rate = float(cur.fetchone()[0] or 0.0)
-        staged = ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
-        if rate and all(_exists(cur, f"staging.{name}") for name in staged):
-            fx = _exists(cur, "intermediate.int_fx_rates_daily")
-            sql = TRIALS_SQL.format(rate="fx.rate" if fx else "null", fx_join=FX_JOIN if fx else "")
+        if rate and _exists(cur, "intermediate.int_trials_ending"):
             trials = _frame(
                 cur,
-                sql,
+                "select trial_end_month, coalesce(mrr, 0), trials from intermediate.int_trials_ending",
                 ["month", "mrr", "customers"],
-                {"zero": ZERO_DECIMAL_CURRENCIES, "reporting": reporting_currency()},
             )
-            trials["mrr"] = trials["mrr"].fillna(0.0)
         if _exists(cur, "intermediate.int_discounts_ending"):
             coupon_endings = _frame(
                 cur,
@@ -207,17 +167,10 @@ def read_commitments(conn, marts: str = MARTS_SCHEMA) -> fc.Commitments:
 
 FORECAST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast"])
 BACKTEST_KEY = dg.AssetKey([MARTS_SCHEMA, "mrr_forecast_backtest"])
-FORECAST_DEPS = (
-    [
-        dg.AssetKey([MARTS_SCHEMA, name])
-        for name in ("mrr_monthly", "customer_mrr_current", "renewals", "trial_conversion")
-    ]
-    + [
-        dg.AssetKey(["staging", name])
-        for name in ("stg_stripe__subscriptions", "stg_stripe__subscription_items", "stg_stripe__prices")
-    ]
-    + [dg.AssetKey(["intermediate", "int_discounts_ending"])]
-)
+FORECAST_DEPS = [
+    dg.AssetKey([MARTS_SCHEMA, name])
+    for name in ("mrr_monthly", "customer_mrr_current", "renewals", "trial_conversion")
+] + [dg.AssetKey(["intermediate", name]) for name in ("int_trials_ending", "int_discounts_ending")]
 
 
 @dg.multi_asset(
