@@ -289,7 +289,7 @@ create table marts.customer_mrr_current (
 
 
 def test_asset_writes_both_marts_with_backtest_metadata(fresh_database, monkeypatch):
-    from orchestration.defs.ml import mrr_forecast
+    from orchestration.defs.forecast import mrr_forecast
     from orchestration.defs.resources import WarehouseResource
     from saas_metrics.warehouse import create_bi_role
 
@@ -371,7 +371,7 @@ create table intermediate.int_trials_ending (trial_end_month date, mrr numeric, 
 def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
     import logging
 
-    from orchestration.defs.ml import read_commitments, write_forecast
+    from orchestration.defs.forecast import read_commitments, write_forecast
 
     url = fresh_database("forecast_commitments")
     history = noisy_history(30)  # 2024-01 .. 2026-06 complete, July 2026 in progress
@@ -465,7 +465,7 @@ def _coupon_store(path, now: int):
 def test_coupons_ending_from_stripe_discounts_to_the_forecast(fresh_database, tmp_path):
     """int_discounts_ending on real Stripe discount objects (their `end`), read by the forecast asset, and
     equal to what the engine counts once the coupons have ended."""
-    from orchestration.defs.ml import read_commitments
+    from orchestration.defs.forecast import read_commitments
     from tests.support.clock import ts
     from tests.support.pipeline import dbt_build, load_stripe
 
