@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saas_metrics import churn_model as cm
+from saas_metrics.analytics import churn_model as cm
 
 MONTH_ENDS = [dt.date(2026, 1, 31), dt.date(2026, 2, 28), dt.date(2026, 3, 31), dt.date(2026, 4, 30)]
 MONTH_ENDS += [dt.date(2026, 5, 31), dt.date(2026, 6, 30), dt.date(2026, 7, 31)]

@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from saas_metrics import forecast as fc
+from saas_metrics.analytics import forecast as fc
 from tests.conftest import query
 
 

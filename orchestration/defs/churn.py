@@ -1,7 +1,7 @@
 """The churn model, as an asset that runs after dbt in every refresh (METRICS.md "Churn prediction"):
 trained when due, stored in ops.churn_models, scoring today's paying customers.
 
-It reads features from the marts (saas_metrics/churn_model.py), writes `churn_predictions` and a row of
+It reads features from the marts (saas_metrics/analytics/churn_model.py), writes `churn_predictions` and a row of
 `churn_model_evaluations` per training, in one transaction; in a refresh staged in `marts_build` for
 marts_publication to publish with the dbt marts (orchestration/defs/publish.py).
 """
@@ -17,7 +17,7 @@ import psycopg2
 
 from orchestration.defs.publish import MartsTarget, clear_staged, marts_target
 from orchestration.defs.resources import WarehouseResource
-from saas_metrics import churn_model as cm
+from saas_metrics.analytics import churn_model as cm
 from saas_metrics.config import MARTS_SCHEMA
 from saas_metrics.warehouse import replace_table
 

@@ -2,7 +2,7 @@
 forecast").
 
 It reads marts and intermediate models (aggregated in SQL: `int_trials_ending`, `int_discounts_ending`),
-computes in pandas (saas_metrics/forecast.py) and replaces its two tables in one transaction. In a refresh
+computes in pandas (saas_metrics/analytics/forecast.py) and replaces its two tables in one transaction. In a refresh
 it reads the marts its dbt build just built (`marts_build`) and stages its tables there: marts_publication
 publishes them with the dbt marts at once (orchestration/defs/publish.py).
 """
@@ -16,7 +16,7 @@ import psycopg2
 
 from orchestration.defs.publish import clear_staged, marts_target
 from orchestration.defs.resources import WarehouseResource
-from saas_metrics import forecast as fc
+from saas_metrics.analytics import forecast as fc
 from saas_metrics.config import MARTS_SCHEMA
 from saas_metrics.warehouse import replace_table
 

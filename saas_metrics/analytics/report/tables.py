@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from saas_metrics.report.data import ReportData, fmt
+from saas_metrics.analytics.report.data import ReportData, fmt
 
 
 def waterfall_rows(data: ReportData) -> list[list[str]]:

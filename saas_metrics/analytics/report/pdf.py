@@ -11,9 +11,17 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
-from saas_metrics.report.charts import COLORS, GREEN, GREY, RED, draw_bars, draw_cohort_heatmap, draw_mrr_chart  # noqa: E402
-from saas_metrics.report.data import TOP_CUSTOMERS, ReportData, fmt, month_label  # noqa: E402
-from saas_metrics.report.tables import (  # noqa: E402
+from saas_metrics.analytics.report.charts import (  # noqa: E402
+    COLORS,
+    GREEN,
+    GREY,
+    RED,
+    draw_bars,
+    draw_cohort_heatmap,
+    draw_mrr_chart,
+)
+from saas_metrics.analytics.report.data import TOP_CUSTOMERS, ReportData, fmt, month_label  # noqa: E402
+from saas_metrics.analytics.report.tables import (  # noqa: E402
     ACCOUNT_HEADERS,
     WATERFALL_HEADERS,
     account_rows,

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from saas_metrics.report.data import HISTORY_MONTHS, ReportData  # noqa: E402
+from saas_metrics.analytics.report.data import HISTORY_MONTHS, ReportData  # noqa: E402
 
 GREEN, RED, GREY = "#1a7f37", "#cf222e", "#57606a"
 COLORS = {"new": "#4c78a8", "expansion": "#72b7b2", "total": "#e45756", "bar": "#4c78a8", "segment": "#54a24b"}

@@ -8,9 +8,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from saas_metrics.report.data import ReportError, card_lines, load
-from saas_metrics.report.html_page import render_html
-from saas_metrics.report.pdf import render_pdf
+from saas_metrics.analytics.report.data import ReportError, card_lines, load
+from saas_metrics.analytics.report.html_page import render_html
+from saas_metrics.analytics.report.pdf import render_pdf
 
 
 @dataclass(frozen=True)

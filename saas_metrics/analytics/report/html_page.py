@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import json
 
-from saas_metrics.report.charts import breakdown_figure, cohort_figure, mrr_figure, svg
-from saas_metrics.report.data import CHURN_RISK_ROWS, TOP_CUSTOMERS, Card, ReportData, fmt, month_label
-from saas_metrics.report.tables import (
+from saas_metrics.analytics.report.charts import breakdown_figure, cohort_figure, mrr_figure, svg
+from saas_metrics.analytics.report.data import CHURN_RISK_ROWS, TOP_CUSTOMERS, Card, ReportData, fmt, month_label
+from saas_metrics.analytics.report.tables import (
     ACCOUNT_HEADERS,
     WATERFALL_HEADERS,
     account_rows,

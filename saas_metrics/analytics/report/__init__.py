@@ -9,11 +9,20 @@ Layout of what is written, per month (a rerun overwrites that month's files, oth
     $SAAS_METRICS_HOME/reports/2026-01/saas-metrics-report-2026-01.pdf
 """
 
-from saas_metrics.report.data import Card, ReportData, ReportError, card_lines, fmt, key_figures, load, month_label
-from saas_metrics.report.files import ReportFiles, parse_month, report_dir, write_report
-from saas_metrics.report.html_page import render_html
-from saas_metrics.report.pdf import render_pdf
-from saas_metrics.report.tables import account_rows
+from saas_metrics.analytics.report.data import (
+    Card,
+    ReportData,
+    ReportError,
+    card_lines,
+    fmt,
+    key_figures,
+    load,
+    month_label,
+)
+from saas_metrics.analytics.report.files import ReportFiles, parse_month, report_dir, write_report
+from saas_metrics.analytics.report.html_page import render_html
+from saas_metrics.analytics.report.pdf import render_pdf
+from saas_metrics.analytics.report.tables import account_rows
 
 __all__ = [
     "Card",
