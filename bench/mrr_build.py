@@ -44,7 +44,8 @@ from bench.common import (
     throwaway_postgres,
     timed,
 )
-from orchestration.defs.ml import write_churn_model, write_forecast
+from orchestration.defs.churn import write_churn_model
+from orchestration.defs.forecast import write_forecast
 
 NAIVE_SPINE = """
 -- the usual hand-written approach: a row per customer and month, MRR from the lines whose

@@ -342,7 +342,7 @@ def _look_further_tools() -> tuple[str, str | None]:
 def cmd_report(args: argparse.Namespace) -> int:
     import psycopg2
 
-    from saas_metrics import report
+    from saas_metrics.analytics import report
 
     month = report.parse_month(args.month) if args.month else None
     settings = runtime.settings()

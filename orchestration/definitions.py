@@ -5,10 +5,11 @@ resources."""
 import dagster as dg
 
 from orchestration.defs.checks import asset_checks
+from orchestration.defs.churn import churn_model
 from orchestration.defs.dbt import dbt_models
+from orchestration.defs.forecast import mrr_forecast
 from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
 from orchestration.defs.jobs import jobs
-from orchestration.defs.ml import ml_assets
 from orchestration.defs.publish import marts_publication
 from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
@@ -27,7 +28,7 @@ def build_definitions(lake_mode: bool) -> dg.Definitions:
     else:
         product_and_dbt = [product_assets, dbt_models]
     return dg.Definitions(
-        assets=[stripe_assets, finance_assets, *product_and_dbt, *ml_assets, marts_publication, report],
+        assets=[stripe_assets, finance_assets, *product_and_dbt, mrr_forecast, churn_model, marts_publication, report],
         asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,

@@ -11,9 +11,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestration import dagster_internals
 from orchestration.defs.jobs import REFRESH_TAGS
 from orchestration.progress import steps_only
 from saas_metrics import runs, runtime
+from saas_metrics.config import PROJECT_DIR
 from saas_metrics.postgres import ConnectionLost
 
 CODE_LOCATION = "orchestration.definitions"  # the name `dagster dev -m orchestration.definitions` gives it
@@ -112,20 +114,20 @@ def _execute_job(
             stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: on_message(message + "...")))
         instance = stack.enter_context(dg.DagsterInstance.get())
         _keep_storage_connections(instance)
-        dagster_run, recon_job = _create_run(instance, job_name, run_config, run_tags)
+        dagster_run, recon_job = dagster_internals.create_run(
+            instance, job_name, run_config, run_tags, CODE_LOCATION, str(PROJECT_DIR)
+        )
         try:
             if runs.REFRESH_TAG in dagster_run.tags:
                 # the run's own lock: while this process lives, nobody takes the run for dead
                 stack.enter_context(runs.hold_refresh(url, dagster_run.run_id, wait=wait))
                 for dead in runs.mark_dead_refreshes(instance, url, exclude_run_id=dagster_run.run_id):
                     on_message(f"Marked run {dead.run_id[:8]} of {dead.job_name} failed: its process is gone.")
-            from dagster._core.execution.api import execute_run
-
             with contextlib.ExitStack() as output:
                 if log_file is not None:
                     output.enter_context(steps_only(instance, dagster_run.run_id, log_file))
                 output.enter_context(_interruptions_in_one_line())
-                result = execute_run(recon_job, dagster_run, instance, raise_on_error=False)
+                result = dagster_internals.execute_run(recon_job, dagster_run, instance)
         except KeyboardInterrupt as interrupt:  # before Dagster's handlers took over, or after
             _fail_unfinished_run(instance, dagster_run.run_id, getattr(interrupt, "signum", signal.SIGINT))
             raise
@@ -327,49 +329,6 @@ def _job_tags(job_name: str) -> dict:
     from orchestration.definitions import defs
 
     return dict(defs.resolve_job_def(job_name).tags)
-
-
-def _create_run(instance, job_name: str, run_config: dict, tags: dict):
-    """A NOT_STARTED run of `job_name` with the code location's origin (what `dagster job launch` creates)."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._utils.hosted_user_process import recon_job_from_origin
-
-    from saas_metrics.config import PROJECT_DIR
-
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            executable_path=sys.executable, module_name=CODE_LOCATION, working_directory=str(PROJECT_DIR)
-        ),
-        location_name=CODE_LOCATION,
-    )
-    with origin.create_location(instance) as location:
-        (repository,) = location.get_repositories().values()
-        remote_job = repository.get_full_job(job_name)
-        plan = location.get_execution_plan(
-            remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
-        ).execution_plan_snapshot
-        dagster_run = instance.create_run(
-            job_name=job_name,
-            run_id=None,
-            run_config=run_config,
-            resolved_op_selection=None,
-            step_keys_to_execute=plan.step_keys_to_execute,
-            op_selection=None,
-            status=None,
-            root_run_id=None,
-            parent_run_id=None,
-            tags={**remote_job.tags, **tags},
-            job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan,
-            parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=repository.asset_graph,
-        )
-    return dagster_run, recon_job_from_origin(dagster_run.job_code_origin)
 
 
 def _failure_reason(result) -> str:

@@ -426,10 +426,20 @@ def parse_database_url(url: str) -> PgParams:
     )
 
 
+def dbt_connection_env(database_url: str) -> dict[str, str]:
+    """The variables dbt_project/profiles.yml reads, for `database_url`."""
+    pg = parse_database_url(database_url)
+    return {
+        "SAAS_METRICS_PG_HOST": pg.host,
+        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
+        "SAAS_METRICS_PG_USER": pg.user,
+        "SAAS_METRICS_PG_PASSWORD": pg.password,
+        "SAAS_METRICS_PG_DBNAME": pg.dbname,
+    }
+
+
 def warehouse_environment(database_url: str, dagster_url: str, settings: Settings) -> dict[str, str]:
     """Environment variables that dbt (profiles.yml), dlt and Dagster (dagster.yaml) read."""
-    from saas_metrics.dbt_cli import dbt_connection_env
-
     # dagster-postgres goes through SQLAlchemy, whose default PostgreSQL driver is psycopg 3;
     # psycopg2 is the one installed
     scheme, _, rest = dagster_url.partition("://")

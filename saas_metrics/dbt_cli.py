@@ -1,5 +1,6 @@
-"""dbt as a subprocess, one way for the CLI, the tests and the benchmarks: the connection variables
-profiles.yml reads, and the command line (this project's folders, a target folder of the caller's)."""
+"""dbt as a subprocess, one way for the CLI, the tests and the benchmarks: the command line (this project's
+folders, a target folder of the caller's) with the connection variables profiles.yml reads
+(config.dbt_connection_env)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from saas_metrics.config import DBT_PROJECT_DIR, parse_database_url
-
-
-def dbt_connection_env(database_url: str) -> dict[str, str]:
-    """The variables dbt_project/profiles.yml reads, for `database_url`."""
-    pg = parse_database_url(database_url)
-    return {
-        "SAAS_METRICS_PG_HOST": pg.host,
-        "SAAS_METRICS_PG_PORT_DBT": str(pg.port),
-        "SAAS_METRICS_PG_USER": pg.user,
-        "SAAS_METRICS_PG_PASSWORD": pg.password,
-        "SAAS_METRICS_PG_DBNAME": pg.dbname,
-    }
+from saas_metrics.config import DBT_PROJECT_DIR, dbt_connection_env
 
 
 def run_dbt(

@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR
-from saas_metrics.dbt_cli import dbt_connection_env
+from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR, dbt_connection_env
 from saas_metrics.postgres import EmbeddedPostgres, PostgresError
 
 

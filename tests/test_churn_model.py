@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saas_metrics import churn_model as cm
+from saas_metrics.analytics import churn_model as cm
 
 MONTH_ENDS = [dt.date(2026, 1, 31), dt.date(2026, 2, 28), dt.date(2026, 3, 31), dt.date(2026, 4, 30)]
 MONTH_ENDS += [dt.date(2026, 5, 31), dt.date(2026, 6, 30), dt.date(2026, 7, 31)]
@@ -254,7 +254,7 @@ def test_features_are_what_was_known_at_the_scoring_date(warehouse):
 def test_asset_with_too_little_history_skips_and_leaves_predictions_empty(warehouse):
     import dagster as dg
 
-    from orchestration.defs.ml import churn_model
+    from orchestration.defs.churn import churn_model
     from orchestration.defs.resources import WarehouseResource
     from tests.conftest import query
 
@@ -279,7 +279,7 @@ def test_asset_with_too_little_history_skips_and_leaves_predictions_empty(wareho
 def test_asset_trains_stores_and_says_which_model_scored(warehouse, monkeypatch):
     import dagster as dg
 
-    from orchestration.defs.ml import churn_model
+    from orchestration.defs.churn import churn_model
     from orchestration.defs.resources import WarehouseResource
     from tests.conftest import query
 

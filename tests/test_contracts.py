@@ -235,7 +235,7 @@ def test_no_stripe_account_may_be_named_contracts(tmp_path, monkeypatch):
 def test_the_report_splits_mrr_by_account(warehouse):
     import psycopg2
 
-    from saas_metrics import report
+    from saas_metrics.analytics import report
 
     with psycopg2.connect(warehouse) as conn:
         data = report.load(conn)

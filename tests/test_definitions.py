@@ -164,6 +164,9 @@ def test_prediction_assets_run_after_the_marts_they_read(repo):
     assert forecast.group_name == "predictions"
     assert dg.AssetKey(["marts", "mrr_monthly"]) in forecast.parent_keys
     assert dg.AssetKey(["marts", "customer_mrr_current"]) in forecast.parent_keys
+    # the trials ending come from a dbt model on the billing contract, not from Stripe's staging
+    assert dg.AssetKey(["intermediate", "int_trials_ending"]) in forecast.parent_keys
+    assert not [key for key in forecast.parent_keys if key.path[0] == "staging"]
     assert (
         dg.AssetKey(["marts", "mrr_monthly"]) in graph.get(dg.AssetKey(["marts", "mrr_forecast_backtest"])).parent_keys
     )

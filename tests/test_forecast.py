@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from saas_metrics import forecast as fc
+from saas_metrics.analytics import forecast as fc
 from tests.conftest import query
 
 
@@ -289,7 +289,7 @@ create table marts.customer_mrr_current (
 
 
 def test_asset_writes_both_marts_with_backtest_metadata(fresh_database, monkeypatch):
-    from orchestration.defs.ml import mrr_forecast
+    from orchestration.defs.forecast import mrr_forecast
     from orchestration.defs.resources import WarehouseResource
     from saas_metrics.warehouse import create_bi_role
 
@@ -363,22 +363,15 @@ create table marts.renewals (
     churned_mrr numeric
 );
 create table marts.trial_conversion (trial_month date, trials_started bigint, converted_within_30_days bigint);
-create schema staging;
-create table staging.stg_stripe__subscriptions (subscription_id text, status text, trial_ended_at timestamptz);
-create table staging.stg_stripe__subscription_items (
-    subscription_id text, price_id text, quantity int, billing_account text default 'default'
-);
-create table staging.stg_stripe__prices (
-    price_id text, currency text, unit_amount_cents numeric, recurring_interval text,
-    recurring_interval_count int, usage_type text, billing_account text default 'default'
-);
+create schema intermediate;
+create table intermediate.int_trials_ending (trial_end_month date, mrr numeric, trials bigint);
 """
 
 
 def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
     import logging
 
-    from orchestration.defs.ml import read_commitments, write_forecast
+    from orchestration.defs.forecast import read_commitments, write_forecast
 
     url = fresh_database("forecast_commitments")
     history = noisy_history(30)  # 2024-01 .. 2026-06 complete, July 2026 in progress
@@ -405,16 +398,11 @@ def test_asset_reads_the_renewal_calendar_and_the_trials(fresh_database):
             "insert into marts.trial_conversion values ('2026-05-01', 10, 4), ('2025-06-01', 5, 2), "
             "('2026-06-01', 10, 0), ('2025-05-01', 10, 10)"
         )
-        # trialing now: sub_1 ends in July, 2 seats of a 120.00 USD yearly price = 20 MRR; sub_2 in September,
-        # 30.00 USD every 3 months = 10 MRR; sub_3 has converted already (active), sub_4 is metered
+        # trials ending (int_trials_ending, its dbt unit test trials_ending_at_their_licensed_prices_mrr):
+        # 20 MRR in July, 10 in September, October's in a currency without a rate (no MRR: counts 0)
         cur.execute(
-            "insert into staging.stg_stripe__subscriptions values ('sub_1', 'trialing', '2026-07-20'), "
-            "('sub_2', 'trialing', '2026-09-02'), ('sub_3', 'active', '2026-07-03'), "
-            "('sub_4', 'trialing', '2026-07-20');"
-            "insert into staging.stg_stripe__subscription_items values ('sub_1', 'price_y', 2), "
-            "('sub_2', 'price_q', 1), ('sub_3', 'price_y', 5), ('sub_4', 'price_metered', 1);"
-            "insert into staging.stg_stripe__prices values ('price_y', 'usd', 12000, 'year', 1, 'licensed'), "
-            "('price_q', 'usd', 3000, 'month', 3, 'licensed'), ('price_metered', 'usd', 100, 'month', 1, 'metered')"
+            "insert into intermediate.int_trials_ending values ('2026-07-01', 20, 1), ('2026-09-01', 10, 1), "
+            "('2026-10-01', null, 1)"
         )
     with psycopg2.connect(url) as conn:
         commitments = read_commitments(conn)
@@ -477,7 +465,7 @@ def _coupon_store(path, now: int):
 def test_coupons_ending_from_stripe_discounts_to_the_forecast(fresh_database, tmp_path):
     """int_discounts_ending on real Stripe discount objects (their `end`), read by the forecast asset, and
     equal to what the engine counts once the coupons have ended."""
-    from orchestration.defs.ml import read_commitments
+    from orchestration.defs.forecast import read_commitments
     from tests.support.clock import ts
     from tests.support.pipeline import dbt_build, load_stripe
 

@@ -821,10 +821,10 @@ def test_incremental_builds_follow_invoice_items(fresh_database, tmp_path, monke
     renewal (the item itself not loaded again: no event says it changed), and another deleted before
     invoicing (its invoiceitem.deleted event), across two incremental loads and builds; every engine table
     equals a rebuild. Then a price nothing can value makes the reconciliation fail."""
-    import ingestion.stripe as stripe_source_module
+    from ingestion.stripe import plan as sync_plan
 
     clock = _Clock(ts("2025-06-10 12:00"))
-    monkeypatch.setattr(stripe_source_module, "time", clock)
+    monkeypatch.setattr(sync_plan, "time", clock)  # the sync's started_at, which becomes its cursor
     store = Store(tmp_path / "stripe.sqlite")
     acct = Account(store, clock.now, id_prefix="I")
     product = acct.product("Seats", START, id="prod_seats")

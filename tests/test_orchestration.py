@@ -31,7 +31,8 @@ import psycopg2
 import pytest
 from aiosmtpd.controller import Controller
 
-from saas_metrics import alerts, runtime
+from saas_metrics import runtime
+from saas_metrics.analytics import alerts
 from saas_metrics.config import AlertSettings
 from saas_metrics.demo.account import generate
 from saas_metrics.demo.billing import Account, Item

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.defs import ml, publish
+from orchestration.defs import churn, publish
 from saas_metrics import runtime
 from saas_metrics.demo.account import generate
 from saas_metrics.demo.billing import Account, Item
@@ -89,7 +89,7 @@ def test_a_stopped_refresh_publishes_nothing_and_a_good_one_the_marts_with_their
                 raise RuntimeError("stopped here")
 
             with monkeypatch.context() as patch:
-                patch.setattr(ml, "write_churn_model", stopped)
+                patch.setattr(churn, "write_churn_model", stopped)
                 result = _refresh(instance)
             assert not result.success
             assert _failed_steps(result) == ["churn_model"]

@@ -31,7 +31,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from saas_metrics import report
+from saas_metrics.analytics import report
 from saas_metrics.demo.billing import Account, Item
 from saas_metrics.demo.store import Store
 from tests.conftest import query

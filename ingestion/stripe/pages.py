@@ -41,8 +41,8 @@ class Fields(Struct, gc=False):
         return default if value is None else value
 
 
-PRICE_FIELDS = ("pricing", "price", "plan")  # the price an invoice line or item names (_price_id)
-# Fields read per table besides id and created: those _keys (typed key columns) and _price_id read.
+PRICE_FIELDS = ("pricing", "price", "plan")  # the price an invoice line or item names (rows.price_id_of)
+# Fields read per table besides id and created: those rows.typed_keys (typed key columns) and price_id_of read.
 FIELDS: dict[str, tuple[str, ...]] = {
     "subscriptions": ("customer", "status"),
     "invoices": ("customer", "status", "parent", "subscription"),

@@ -5,8 +5,8 @@ import psycopg2
 
 from orchestration.defs.checks import marts_not_older_than_raw, raw_stripe_fresh
 from orchestration.defs.resources import SettingsResource, WarehouseResource
-from saas_metrics import alerts
-from saas_metrics import report as metrics_report
+from saas_metrics.analytics import alerts
+from saas_metrics.analytics import report as metrics_report
 from saas_metrics.runs import REFRESH_TAG
 
 # every refresh carries saas_metrics/refresh (dagster.yaml queues them one at a time; saas_metrics/runs.py

@@ -25,7 +25,7 @@ PENDING_TABLE = "ops.marts_pending_publish"
 PUBLISH_KEY = dg.AssetKey(["ops", "marts_publication"])
 PUBLISH_NODE = "ops__marts_publication"
 
-# the marts Python writes (orchestration/defs/ml.py), published with the dbt build they were computed from
+# the marts Python writes (orchestration/defs/forecast.py, churn.py), published with the dbt build they came from
 PYTHON_MARTS = ("mrr_forecast", "mrr_forecast_backtest", "churn_predictions", "churn_model_evaluations")
 
 

@@ -1,11 +1,11 @@
-"""The metrics report as an asset of the refresh: HTML + PDF for the last complete month (saas_metrics/report.py)."""
+"""The metrics report as an asset of the refresh: HTML + PDF of the last complete month (analytics/report)."""
 
 import dagster as dg
 import psycopg2
 
 from orchestration.defs.publish import PUBLISH_KEY
 from orchestration.defs.resources import SettingsResource, WarehouseResource
-from saas_metrics import report as metrics_report
+from saas_metrics.analytics import report as metrics_report
 
 # the marts the report reads: it is built after them in every refresh
 REPORT_MARTS = [

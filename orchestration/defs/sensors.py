@@ -1,12 +1,13 @@
 """Sensors: revenue alerts after each refresh, an alert for each failed run (delivery and once-only rules:
-saas_metrics/alerts.py), and refreshes left STARTED by a dead process marked failed, so that the queued
+saas_metrics/analytics/alerts.py), and refreshes left STARTED by a dead process marked failed, so that the queued
 nightly is not held behind them (the lock that tells a live run from a dead one: saas_metrics/runs.py)."""
 
 import dagster as dg
 import psycopg2
 
 from orchestration.defs.jobs import refresh_job, transform_job
-from saas_metrics import alerts, runs, runtime
+from saas_metrics import runs, runtime
+from saas_metrics.analytics import alerts
 
 
 def _deliver(found: list[alerts.Alert]) -> tuple[list[alerts.Alert], list[str]]:

@@ -143,7 +143,7 @@ def revenue_alerts(conn, settings: AlertSettings, today: dt.date | None = None) 
 
 def weekly_summary(conn, today: dt.date | None = None, report=None) -> Alert:
     """MRR change, new and churned customers, and the largest movements of the last 7 days; with
-    `report` (saas_metrics.report.ReportFiles), the last complete month's cards and the report's files."""
+    `report` (saas_metrics.analytics.report.ReportFiles), the last complete month's cards and the report's files."""
     today = today or dt.datetime.now(dt.UTC).date()
     since = today - dt.timedelta(days=7)
     with conn.cursor() as cur:

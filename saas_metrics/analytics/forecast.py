@@ -1,6 +1,6 @@
 """The 12-month MRR forecast and its backtest (METRICS.md "MRR forecast").
 
-Pure functions on pandas frames: the Dagster asset (orchestration/defs/ml.py) reads `marts.mrr_monthly`
+Pure functions on pandas frames: the Dagster asset (orchestration/defs/forecast.py) reads `marts.mrr_monthly`
 and the scheduled cancellations, calls these, and writes `marts.mrr_forecast` and
 `marts.mrr_forecast_backtest`.
 
