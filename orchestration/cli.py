@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from saas_metrics import runs, runtime
-from saas_metrics.config import ConfigError
+from saas_metrics.config import DBT_PREPARED_ENV, ConfigError, path_with, warnings_with
 from saas_metrics.postgres import PostgresError
 
 log = logging.getLogger("saas_metrics")
@@ -360,10 +360,10 @@ UI_SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"
 def cmd_ui(args: argparse.Namespace) -> int:
     runtime.prepare_environment()
     runtime.prepare_dbt()
-    os.environ[runtime.DBT_PREPARED_ENV] = "1"
+    os.environ[DBT_PREPARED_ENV] = "1"
     bindir = os.path.dirname(sys.executable)
     # this environment's tools (dbt) first, whether or not the virtualenv is activated
-    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.environ["PATH"] = path_with(bindir)
     dagster = os.path.join(bindir, "dagster")
     from saas_metrics.config import PROJECT_DIR
 
@@ -374,8 +374,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # is the one DAGSTER_HOME links to (runtime.link_dagster_home), so it starts from DAGSTER_HOME itself
     os.chdir(runtime.settings().dagster_home)
     # and that `dagster dev` is superseded by `dg dev` (the dg CLI, not installed here): not the operator's to fix
-    warnings_env = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [warnings_env, UI_SUPERSEDED_WARNING]))
+    os.environ["PYTHONWARNINGS"] = warnings_with(UI_SUPERSEDED_WARNING)
     print(f"Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
     # `dagster dev` stops on SIGTERM by giving it SIGINT's handler; a shell's background job (or a service
     # manager) may start us with SIGINT ignored, which exec keeps: SIGTERM was then ignored too

@@ -6,7 +6,7 @@ import dagster as dg
 
 from orchestration.defs.checks import asset_checks
 from orchestration.defs.churn import churn_model
-from orchestration.defs.dbt import dbt_models
+from orchestration.defs.dbt import dbt_models_asset
 from orchestration.defs.forecast import mrr_forecast
 from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
 from orchestration.defs.jobs import jobs
@@ -26,7 +26,7 @@ def build_definitions(lake_mode: bool) -> dg.Definitions:
 
         product_and_dbt = lake_assets()
     else:
-        product_and_dbt = [product_assets, dbt_models]
+        product_and_dbt = [product_assets, dbt_models_asset()]
     return dg.Definitions(
         assets=[stripe_assets, finance_assets, *product_and_dbt, mrr_forecast, churn_model, marts_publication, report],
         asset_checks=asset_checks,

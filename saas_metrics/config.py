@@ -2,7 +2,10 @@
 
 Everything else receives a `Settings` object (or the environment variables this module
 derives from it for dbt, dlt and Dagster), so that configuration has exactly one entry
-point and one place to document it.
+point and one place to document it. What other modules need of the environment besides settings
+(the environment a subprocess inherits, what the process itself exported for dlt, the JDK, whether
+`dagster dev` started it) they ask of a function here; tests/test_layout.py fails on an `os.environ`
+or `os.getenv` read anywhere else.
 """
 
 from __future__ import annotations
@@ -155,6 +158,8 @@ class Settings:
     lake: LakeSettings = field(default_factory=LakeSettings)  # lake mode (saas_metrics/lake/settings.py)
     # SAAS_METRICS_STRIPE_ACCOUNTS: the accounts it lists, when set (else the one of STRIPE_API_KEY)
     stripe_accounts_file: tuple[StripeAccount, ...] = ()
+    # DAGSTER_PG_URL: Dagster's own storage elsewhere than the warehouse (with DATABASE_URL only)
+    dagster_pg_url: str | None = field(default=None, repr=False)
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -273,6 +278,7 @@ def load_settings() -> Settings:
         stripe_timeout=_float_env("STRIPE_TIMEOUT", 80.0),
         lake=_lake_settings(),
         stripe_accounts_file=_stripe_accounts(api_base.rstrip("/") if api_base else None),
+        dagster_pg_url=os.environ.get("DAGSTER_PG_URL") or None,
     )
 
 
@@ -460,3 +466,54 @@ def warehouse_environment(database_url: str, dagster_url: str, settings: Setting
         # dbt_project.yml, Dagster's in dagster.yaml)
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
+
+
+# What other modules need of the environment besides Settings: each read here, where it is documented.
+
+# set by `saas-metrics ui` for the `dagster dev` it starts, which then does not parse dbt again
+DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
+# set by a refresh for its own dbt build only (macros/publish.sql, orchestration/defs/publish.py): not configuration
+PUBLISH_RUN_ENV = "SAAS_METRICS_PUBLISH_RUN_ID"
+DLT_CREDENTIALS_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
+
+
+def child_environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a subprocess (dbt, sqlfluff, Spark) starts with: this process's, with `overrides`."""
+    return {**os.environ, **(overrides or {})}
+
+
+def exported_dlt_credentials() -> str | None:
+    """The warehouse URL with the password libpq resolved, as runtime.prepare_environment() exported it for
+    dlt (in this process, or in the `saas-metrics ui` that started this `dagster dev`)."""
+    return os.environ.get(DLT_CREDENTIALS_ENV) or None
+
+
+def dagster_dev_without_parsed_dbt() -> bool:
+    """Started by a plain `dagster dev` (not by `saas-metrics ui`, which parses dbt first and says so)."""
+    return bool(os.environ.get("DAGSTER_IS_DEV_CLI")) and not os.environ.get(DBT_PREPARED_ENV)
+
+
+def dbt_environment_variables() -> list[tuple[str, str]]:
+    """The environment variables dbt's YAML may read (SAAS_METRICS_*, DBT_*), sorted; not the password nor
+    the run-scoped ones: what a parsed manifest depends on besides the project's files."""
+    return [
+        (name, os.environ[name])
+        for name in sorted(os.environ)
+        if name.startswith(("SAAS_METRICS_", "DBT_"))
+        and name not in ("SAAS_METRICS_PG_PASSWORD", DBT_PREPARED_ENV, PUBLISH_RUN_ENV)
+    ]
+
+
+def java_home_env() -> str | None:
+    """JAVA_HOME when it is set (lake mode's cluster looks for `java` on PATH otherwise)."""
+    return os.environ.get("JAVA_HOME") or None
+
+
+def path_with(bindir: str) -> str:
+    """PATH with `bindir` first (this environment's tools before any other's)."""
+    return bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def warnings_with(filter_: str) -> str:
+    """PYTHONWARNINGS with `filter_` added to what the user set."""
+    return ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), filter_]))

@@ -5,12 +5,11 @@ folders, a target folder of the caller's) with the connection variables profiles
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from saas_metrics.config import DBT_PROJECT_DIR, dbt_connection_env
+from saas_metrics.config import DBT_PROJECT_DIR, child_environment, dbt_connection_env
 
 
 def run_dbt(
@@ -22,7 +21,7 @@ def run_dbt(
     """`dbt <args>` on this project; against `database_url` (else the connection the environment names),
     writing into `target_path` (its logs in target_path/logs; else dbt_project/target). Never raises on
     dbt's exit code: the caller says what a failure means."""
-    env = {**os.environ, **(dbt_connection_env(database_url) if database_url else {})}
+    env = child_environment(dbt_connection_env(database_url) if database_url else None)
     cmd = [
         str(Path(sys.executable).parent / "dbt"),
         *args,

@@ -17,8 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from saas_metrics.config import (
+    DLT_CREDENTIALS_ENV,
     PROJECT_DIR,
     Settings,
+    dbt_environment_variables,
+    exported_dlt_credentials,
     load_settings,
     parse_database_url,
     warehouse_environment,
@@ -70,7 +73,7 @@ def warehouse_url() -> str:
 def dlt_credentials() -> str:
     """The warehouse URL for dlt, with the password libpq would use (dlt insists on one; an empty one
     for trust or peer authentication): prepare_environment() puts it in DESTINATION__POSTGRES__CREDENTIALS."""
-    resolved = os.environ.get("DESTINATION__POSTGRES__CREDENTIALS")
+    resolved = exported_dlt_credentials()
     url = warehouse_url()
     if parse_database_url(url).password:
         return url
@@ -92,7 +95,7 @@ def prepare_environment(start_db: bool = True) -> dict[str, str]:
         dagster_url = pg.url(DAGSTER_DB_NAME)
     else:
         url = current.database_url
-        dagster_url = os.environ.get("DAGSTER_PG_URL") or url
+        dagster_url = current.dagster_pg_url or url
     env = warehouse_environment(url, dagster_url, current)
     if not current.uses_embedded_db and start_db:
         # connect once, as psql would: a wrong password, a missing database, a closed port end here in
@@ -104,7 +107,7 @@ def prepare_environment(start_db: bool = True) -> dict[str, str]:
             preflight.check_database(
                 dagster_url.replace("postgresql+psycopg2://", "postgresql://", 1), "DAGSTER_PG_URL"
             )
-        env["DESTINATION__POSTGRES__CREDENTIALS"] = resolved
+        env[DLT_CREDENTIALS_ENV] = resolved
         env["SAAS_METRICS_PG_PASSWORD"] = parse_database_url(resolved).password
     os.environ.update(env)
     link_dagster_home(current)
@@ -123,11 +126,6 @@ def link_dagster_home(current: Settings) -> Path:
         target.unlink()
     target.symlink_to(source)
     return home
-
-
-DBT_PREPARED_ENV = "SAAS_METRICS_DBT_PREPARED"
-# set by a refresh for its own dbt build only (macros/publish.sql, orchestration/defs/publish.py): not configuration
-PUBLISH_RUN_ENV = "SAAS_METRICS_PUBLISH_RUN_ID"
 
 
 def prepare_dbt(force: bool = False) -> None:
@@ -163,13 +161,8 @@ def dbt_project_fingerprint() -> str:
         if path.is_file() and relative.parts[0] not in ("target", "logs", "dbt_packages"):
             digest.update(f"{relative}\n".encode())
             digest.update(path.read_bytes())
-    for name in sorted(os.environ):
-        if name.startswith(("SAAS_METRICS_", "DBT_")) and name not in (
-            "SAAS_METRICS_PG_PASSWORD",
-            DBT_PREPARED_ENV,
-            PUBLISH_RUN_ENV,
-        ):
-            digest.update(f"{name}={os.environ[name]}\n".encode())
+    for name, value in dbt_environment_variables():
+        digest.update(f"{name}={value}\n".encode())
     return digest.hexdigest()
 
 

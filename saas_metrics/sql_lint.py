@@ -13,14 +13,13 @@ build; dbt writes its manifest into the same temporary folder, not into dbt_proj
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR, dbt_connection_env
+from saas_metrics.config import DBT_PROJECT_DIR, PROJECT_DIR, child_environment, dbt_connection_env
 from saas_metrics.postgres import EmbeddedPostgres, PostgresError
 
 
@@ -40,7 +39,7 @@ def run_sqlfluff(args: list[str]) -> int:
         try:
             url = server.start()
             env = {
-                **os.environ,
+                **child_environment(),
                 **dbt_connection_env(url),
                 "DBT_TARGET_PATH": str(Path(tmp) / "target"),
                 "DBT_LOG_PATH": str(Path(tmp) / "logs"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import dagster as dg
 import pytest
 
@@ -230,7 +232,6 @@ def test_refreshes_run_in_one_process_and_dead_runs_are_swept(repo):
 def test_the_library_imports_nothing_from_orchestration():
     """saas_metrics/ is the library under the Dagster code and the CLI (orchestration/): no module of it
     imports orchestration, at its top or inside a function."""
-    import ast
     from pathlib import Path
 
     import saas_metrics
@@ -267,3 +268,77 @@ def test_dbt_parse_is_skipped_when_nothing_it_reads_changed(monkeypatch):
     assert manifest.stat().st_mtime_ns != parsed_at
     monkeypatch.undo()
     runtime.prepare_dbt()  # the manifest of the environment the other tests run in
+
+
+def _environment_reads(tree) -> list[int]:
+    """Lines reading os.environ or os.getenv: a get, a subscript read, an iteration, `in`, `**os.environ`;
+    writes for a subprocess (`os.environ[name] = ...`, update, pop, setdefault) are not reads."""
+    writes = {"update", "pop", "setdefault"}
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+            if node.attr == "getenv":
+                lines.append(node.lineno)
+            elif node.attr == "environ":
+                parent = parents.get(node)
+                if isinstance(parent, ast.Attribute) and parent.attr in writes:
+                    continue
+                if isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store | ast.Del):
+                    continue
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_one_module_reads_the_environment():
+    """saas_metrics/config.py reads the environment; every other module of the product (saas_metrics/,
+    orchestration/, ingestion/) asks it (STYLE.md "One module reads the environment")."""
+    from saas_metrics.config import PROJECT_DIR
+
+    offenders = []
+    for folder in ("saas_metrics", "orchestration", "ingestion"):
+        for path in sorted((PROJECT_DIR / folder).rglob("*.py")):
+            if path == PROJECT_DIR / "saas_metrics" / "config.py":
+                continue
+            lines = _environment_reads(ast.parse(path.read_text()))
+            offenders += [f"{path.relative_to(PROJECT_DIR)}:{line}" for line in lines]
+    assert offenders == []
+    # and the check sees a read when there is one
+    assert _environment_reads(ast.parse("import os\nx = os.environ.get('A')\ny = {**os.environ}\n")) == [2, 3]
+    assert _environment_reads(ast.parse("import os\nos.environ['A'] = '1'\nos.environ.pop('A')\n")) == []
+
+
+def test_importing_the_definitions_modules_builds_nothing():
+    """Importing a module of orchestration/defs parses no dbt project (the Definitions do, when built:
+    orchestration/definitions.py) - here in a process where a dbt parse would fail loudly."""
+    import subprocess
+    import sys
+
+    code = (
+        "from saas_metrics import runtime\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise SystemExit('dbt parse')\n"
+        "runtime.prepare_dbt = refuse\n"
+        "import orchestration.defs.resources, orchestration.defs.dbt, orchestration.defs.lake\n"
+        "import orchestration.defs.checks, orchestration.defs.jobs, orchestration.defs.churn\n"
+        "from orchestration.defs import resources\n"
+        "resources.dagster_dev_without_parsed_dbt = lambda: True\n"
+        "try:\n"
+        "    resources.dbt_manifest_path()\n"
+        "except SystemExit as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # building the dbt assets does parse (a plain `dagster dev`): the refusal is reached there, not on import
+    assert result.stdout.strip() == "dbt parse"
+
+
+def test_the_warehouse_resource_takes_its_url_as_a_field(monkeypatch):
+    from orchestration.defs.resources import WarehouseResource
+    from saas_metrics import runtime
+
+    monkeypatch.setattr(runtime, "warehouse_url", lambda: "postgresql://from-the-settings/db")
+    assert WarehouseResource().url() == "postgresql://from-the-settings/db"
+    given = WarehouseResource(database_url="postgresql://given@127.0.0.1:5432/warehouse")
+    assert given.url() == "postgresql://given@127.0.0.1:5432/warehouse"

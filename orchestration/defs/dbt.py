@@ -13,8 +13,8 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from ingestion import finance, product
 from ingestion.raw_tables import ensure_tables
 from orchestration.defs.publish import publishing_run
-from orchestration.defs.resources import WarehouseResource, dbt_project
-from saas_metrics.runtime import PUBLISH_RUN_ENV
+from orchestration.defs.resources import WarehouseResource, dbt_manifest_path, dbt_project
+from saas_metrics.config import PUBLISH_RUN_ENV
 
 LAYER_GROUPS = {"staging": "staging", "billing": "billing"}
 
@@ -103,10 +103,11 @@ translator = SaasMetricsDbtTranslator(settings=DagsterDbtTranslatorSettings(enab
 
 def dbt_models_asset(exclude: str | None = None):
     """Every dbt model as an asset of one dbt build; lake mode leaves out the models Spark builds
-    (`exclude="tag:spark"`: orchestration/defs/lake.py), which the build then reads as published."""
+    (`exclude="tag:spark"`: orchestration/defs/lake.py), which the build then reads as published. Built when
+    the Definitions are (it reads the manifest, parsing the project when there is none)."""
 
     @dbt_assets(
-        manifest=dbt_project.manifest_path,
+        manifest=dbt_manifest_path(),
         project=dbt_project,
         dagster_dbt_translator=translator,
         name="dbt_models",
@@ -148,9 +149,6 @@ def stream_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: l
         raise dg.Failure(description=dbt_failure_reason(run_results), allow_retries=False) from None
     finally:
         prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS, prefix=name)
-
-
-dbt_models = dbt_models_asset()
 
 
 def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:

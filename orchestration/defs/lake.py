@@ -28,7 +28,7 @@ from orchestration.defs.ingestion import (
     load,
     materializations,
 )
-from orchestration.defs.resources import SettingsResource, WarehouseResource, dbt_project
+from orchestration.defs.resources import SettingsResource, WarehouseResource, dbt_manifest_path, dbt_project
 from saas_metrics.lake import spark
 from saas_metrics.lake.publish import ROLLUPS, publish_rollups
 
@@ -121,7 +121,7 @@ def lake_assets() -> list:
     translator = LakeDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
     @dbt_assets(
-        manifest=dbt_project.manifest_path,
+        manifest=dbt_manifest_path(),
         project=dbt_project,
         select=SPARK_MODELS,
         dagster_dbt_translator=translator,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from functools import cached_property
@@ -14,27 +13,38 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dlt import DagsterDltResource
 from packaging.version import Version
+from pydantic import Field
 
 from saas_metrics import runs, runtime
-from saas_metrics.config import DBT_PROJECT_DIR
+from saas_metrics.config import DBT_PROJECT_DIR, dagster_dev_without_parsed_dbt
 
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# A plain `dagster dev` re-parses on start (with this environment's dbt, which need not be on PATH:
-# dagster-dbt's own prepare_if_dev looks for `dbt` on PATH only); `saas-metrics ui` and the other
-# entry points parse first and say so.
-if (os.getenv("DAGSTER_IS_DEV_CLI") and not os.getenv(runtime.DBT_PREPARED_ENV)) or not (
-    dbt_project.manifest_path.exists()
-):
-    runtime.prepare_dbt()
+
+
+def dbt_manifest_path() -> Path:
+    """The dbt manifest the dbt assets are built from, parsed first when there is none; a plain `dagster dev`
+    parses again (with this environment's dbt, which need not be on PATH: dagster-dbt's own prepare_if_dev
+    looks for `dbt` on PATH only), `saas-metrics ui` and the other entry points have parsed already.
+    Called when the Definitions are built (orchestration/definitions.py), never on import."""
+    if dagster_dev_without_parsed_dbt() or not dbt_project.manifest_path.exists():
+        runtime.prepare_dbt()
+    return dbt_project.manifest_path
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where raw data lands and marts are built: DATABASE_URL, or the embedded PostgreSQL."""
+    """Where raw data lands and marts are built: `database_url` when the resource is given one (in the
+    Definitions or a run's resource config: `dg.EnvVar("...")`, so that Dagster never shows the password),
+    else the settings' DATABASE_URL, else the embedded PostgreSQL (started if it is not running)."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the warehouse; unset: DATABASE_URL, else the embedded PostgreSQL",
+    )
 
     def url(self) -> str:
-        return runtime.warehouse_url()
+        return self.database_url or runtime.warehouse_url()
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:

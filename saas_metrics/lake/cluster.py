@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saas_metrics.config import child_environment, java_home_env
 from saas_metrics.lake.settings import LakeSettings
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -66,8 +67,9 @@ def spark_home() -> Path:
 
 def java_home() -> str | None:
     """JAVA_HOME, or the JDK/JRE the `java` on PATH belongs to; ClusterError naming the install when none."""
-    if os.environ.get("JAVA_HOME") and Path(os.environ["JAVA_HOME"], "bin", "java").exists():
-        return os.environ["JAVA_HOME"]
+    configured = java_home_env()
+    if configured and Path(configured, "bin", "java").exists():
+        return configured
     java = shutil.which("java")
     if java is None:
         raise ClusterError(f"lake mode needs a Java runtime (17 or 21) and none is installed: {JAVA_INSTALL_HINT}")
@@ -117,7 +119,7 @@ class LocalCluster:
     def _environment(self) -> dict[str, str]:
         home = spark_home()
         env = {
-            **os.environ,
+            **child_environment(),
             "SPARK_HOME": str(home),
             "JAVA_HOME": java_home() or "",
             "SPARK_LOCAL_IP": "127.0.0.1",
