@@ -1,5 +1,5 @@
 """The fields real Stripe sends on every object of the API version the simulator speaks, with the values a
-plain account has: what the billing simulator (billing.py) does not set itself.
+plain account has: what the billing simulator (billing/) does not set itself.
 
 The simulator builds only the fields the pipeline reads or a rule depends on; Stripe's OpenAPI spec of
 API_VERSION marks many more as always sent (tests/stripe_spec/, checked by tests/test_stripe_spec.py). Their
