@@ -354,6 +354,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from orchestration.webhooks import PATH, serve
+
+    settings = runtime.settings()
+    if not settings.webhooks.secrets:
+        raise ConfigError(
+            "STRIPE_WEBHOOK_SECRET is not set: give the endpoint's signing secret (whsec_..., Stripe Dashboard > "
+            "Developers > Webhooks), comma-separated for several endpoints"
+        )
+    if not settings.stripe_configured:
+        raise ConfigError(
+            "STRIPE_API_KEY (or SAAS_METRICS_STRIPE_ACCOUNTS) is not set: the refreshes webhooks ask for load Stripe"
+        )
+    runtime.prepare_environment()
+    try:
+        receiver = serve(runtime.warehouse_url(), settings, args.host, args.port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    hooks = settings.webhooks
+    print(
+        f"Receiving Stripe webhooks on http://{args.host}:{args.port}{PATH} (health: /health); a refresh starts "
+        f"{hooks.debounce_seconds:g} s after the last new event, at most {hooks.max_delay_seconds:g} s after the "
+        f"first; its output in {settings.home / 'logs' / 'webhook-refreshes.log'} (Ctrl-C to stop)"
+    )
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server_close()
+        receiver.debouncer.stop()
+    return 0
+
+
 UI_SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"
 
 
@@ -492,6 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    hooks = sub.add_parser(
+        "webhooks",
+        help="receive Stripe's webhooks and refresh the marts through the day",
+        description="Serve POST /stripe/webhooks (or /stripe/webhooks/<account> with several accounts) for a "
+        "Stripe webhook endpoint: every delivery's Stripe-Signature is checked against STRIPE_WEBHOOK_SECRET "
+        "(refused and counted when wrong or older than 5 minutes), a new event is recorded in "
+        "ops.stripe_webhook_events (a replayed one changes nothing) and starts an incremental refresh "
+        "(`saas-metrics run --wait`) once the events stop for SAAS_METRICS_WEBHOOK_DEBOUNCE_SECONDS (60), "
+        "at most SAAS_METRICS_WEBHOOK_MAX_DELAY_SECONDS (300) after the first. GET /health says what it received.",
+    )
+    hooks.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    hooks.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
+    hooks.set_defaults(func=cmd_webhooks)
     return parser
 
 

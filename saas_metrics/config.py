@@ -92,6 +92,18 @@ class StripeAccount:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """The Stripe webhook receiver (`saas-metrics webhooks`, README "Intraday freshness"): the endpoints'
+    signing secrets (STRIPE_WEBHOOK_SECRET, comma-separated: one per endpoint, or the old and the new one
+    while Stripe rolls a secret), and how long it waits for quiet before refreshing."""
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    debounce_seconds: float = 60.0  # a refresh starts this long after the last new event...
+    max_delay_seconds: float = 300.0  # ...or this long after the first one it waits for, whichever is sooner
+    tolerance_seconds: int = 300  # a signature older than this is refused (Stripe's libraries' default)
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     """Where alerts go (README "Configuration", "Operating it in Dagster"); neither channel set: alerts
     are only logged."""
@@ -160,6 +172,7 @@ class Settings:
     stripe_accounts_file: tuple[StripeAccount, ...] = ()
     # DAGSTER_PG_URL: Dagster's own storage elsewhere than the warehouse (with DATABASE_URL only)
     dagster_pg_url: str | None = field(default=None, repr=False)
+    webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings())
 
     @property
     def uses_embedded_db(self) -> bool:
@@ -279,7 +292,23 @@ def load_settings() -> Settings:
         lake=_lake_settings(),
         stripe_accounts_file=_stripe_accounts(api_base.rstrip("/") if api_base else None),
         dagster_pg_url=os.environ.get("DAGSTER_PG_URL") or None,
+        webhooks=_webhook_settings(),
     )
+
+
+def _webhook_settings() -> WebhookSettings:
+    secrets = tuple(s.strip() for s in (os.environ.get("STRIPE_WEBHOOK_SECRET") or "").split(",") if s.strip())
+    for secret in secrets:
+        if not secret.startswith("whsec_"):
+            raise ConfigError("STRIPE_WEBHOOK_SECRET must hold endpoint signing secrets, which start with whsec_")
+    debounce = _float_env("SAAS_METRICS_WEBHOOK_DEBOUNCE_SECONDS", 60.0)
+    max_delay = _float_env("SAAS_METRICS_WEBHOOK_MAX_DELAY_SECONDS", 300.0)
+    if max_delay < debounce:
+        raise ConfigError(
+            f"SAAS_METRICS_WEBHOOK_MAX_DELAY_SECONDS ({max_delay:g}) must be at least "
+            f"SAAS_METRICS_WEBHOOK_DEBOUNCE_SECONDS ({debounce:g})"
+        )
+    return WebhookSettings(secrets=secrets, debounce_seconds=debounce, max_delay_seconds=max_delay)
 
 
 def _stripe_accounts(default_api_base: str | None) -> tuple[StripeAccount, ...]:

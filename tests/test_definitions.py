@@ -219,6 +219,12 @@ def test_only_the_schedule_tags_runs_nightly(repo):
         assert repo.get_job(name).tags["saas_metrics/refresh"] == "manual"
     schedule = repo.get_schedule_def("nightly_refresh_schedule")
     assert schedule.tags["saas_metrics/refresh"] == "nightly"
+    intraday = repo.get_schedule_def("intraday_refresh_schedule")
+    assert intraday.tags["saas_metrics/refresh"] == "intraday"
+    # every 15 minutes but midnight's, the nightly's; off until someone switches it on
+    assert intraday.cron_schedule == ["15,30,45 0 * * *", "*/15 1-23 * * *"]
+    assert intraday.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert intraday.job_name == "refresh_job"
 
 
 def test_refreshes_run_in_one_process_and_dead_runs_are_swept(repo):

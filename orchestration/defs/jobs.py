@@ -10,7 +10,8 @@ from saas_metrics.analytics import report as metrics_report
 from saas_metrics.runs import REFRESH_TAG
 
 # every refresh carries saas_metrics/refresh (dagster.yaml queues them one at a time; saas_metrics/runs.py
-# holds one refresh lock for the run); its value says who started it: "manual" (CLI, UI) or "nightly"
+# holds one refresh lock for the run); its value says who started it: "manual" (CLI, UI), or the schedule's
+# "nightly" or "intraday"
 REFRESH_TAGS = {REFRESH_TAG: "manual"}
 
 # ingest -> dbt build (models, tests as checks). A failed load skips dbt: marts keep their last good state.
