@@ -113,7 +113,7 @@ def _execute_job(
         if REFRESH_TAGS.keys() & _job_tags(job_name).keys():
             stack.enter_context(runs.hold_refresh(url, wait=wait, on_wait=lambda message: on_message(message + "...")))
         instance = stack.enter_context(dg.DagsterInstance.get())
-        _keep_storage_connections(instance)
+        runs.keep_storage_connections(instance)
         dagster_run, recon_job = dagster_internals.create_run(
             instance, job_name, run_config, run_tags, CODE_LOCATION, str(PROJECT_DIR)
         )
@@ -315,14 +315,6 @@ def _fail_unfinished_run(instance, run_id: str, signum: int) -> None:
     run = instance.get_run_by_id(run_id)
     if run is not None and not run.is_finished:
         instance.report_run_failed(run, f"interrupted ({signal.Signals(signum).name}) before it finished")
-
-
-def _keep_storage_connections(instance) -> None:
-    """Dagster's PostgreSQL storage opens a new connection for every event it stores (no pool: it is
-    built for many short-lived processes); a refresh stores a thousand events (every model, test and
-    log line), and each connection costs a process on the server and an authentication. The run holds
-    a few open for its duration instead, as Dagster's webserver does (no statement timeout: 0)."""
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
 
 
 def _job_tags(job_name: str) -> dict:

@@ -263,6 +263,19 @@ def live_run_keys(url: str) -> set[int]:
         return {value - 2**32 if value >= 2**31 else value for (value,) in cur.fetchall()}
 
 
+def keep_storage_connections(instance) -> None:
+    """Dagster's PostgreSQL storage opens a new connection for every event it stores (no pool: it is
+    built for many short-lived processes); a refresh stores a thousand events (every model, test and
+    log line), and each connection costs a process on the server and an authentication. The run holds
+    a few open for its duration instead, as Dagster's webserver does (no statement timeout: 0). Called by
+    the CLI before its run and by the warehouse resource in every run worker (a run the schedule, a sensor
+    or the UI launched: `dagster api execute_run`, whose instance is its own); once per instance."""
+    if getattr(instance, "_saas_metrics_pooled", False):
+        return
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=8)
+    instance._saas_metrics_pooled = True
+
+
 def mark_dead_refreshes(instance, url: str, *, exclude_run_id: str | None = None, now: float | None = None) -> list:
     """Mark failed every refresh run the instance keeps as STARTED whose process is gone; return them.
 

@@ -23,6 +23,7 @@ import pytest
 from saas_metrics import runtime
 from saas_metrics.demo.server import StripeProtocolServer
 from saas_metrics.demo.store import Store
+from saas_metrics.postgres import DAGSTER_DB_NAME
 from tests.conftest import free_port, query
 from tests.support.cli import CLI, run_cli, start_ui, user_env
 from tests.support.preflight import GOOD_KEY, KINDS, bad_settings, operator_env
@@ -203,7 +204,7 @@ def test_two_refreshes_at_once_build_one_at_a_time(ops_env, one_at_a_time):
     assert rows and all(difference == 0 for (difference,) in rows)
 
 
-def test_a_cli_run_is_an_ordinary_run_of_the_code_location(one_at_a_time, instance):
+def test_a_cli_run_is_an_ordinary_run_of_the_code_location(one_at_a_time, instance, ops_env):
     """Issue 17.3: CLI runs had no code-location origin: not in the job's Runs tab, and Re-execute failed
     with `CheckError: Expected non-None value`. Re-executed here as the UI does: through a workspace
     loaded like `dagster dev -m orchestration.definitions`, by the run's origin."""
@@ -237,9 +238,19 @@ def test_a_cli_run_is_an_ordinary_run_of_the_code_location(one_at_a_time, instan
             remote_job=remote_job,
             strategy=ReexecutionStrategy.ALL_STEPS,
         )
+    sessions = f"select sessions from pg_stat_database where datname = '{DAGSTER_DB_NAME}'"
+    (before,) = query(ops_env[1], sessions)[0]
     rerun = execute_run(recon_job_from_origin(child.job_code_origin), child, instance)
     assert rerun.success
     assert instance.get_run_by_id(child.run_id).parent_run_id == parent.run_id
+    # issue 30: a run launched by the UI or the schedule (a run worker with an instance of its own) stored
+    # each of its events on a new connection: 1,498 connections for this run's 801 events; the warehouse
+    # resource pools them (93 when measured: a pool per storage, overflow while dbt's events stream)
+    time.sleep(1.5)  # PostgreSQL publishes a session's statistics within a second of its end
+    (after,) = query(ops_env[1], sessions)[0]
+    events = len(instance.all_logs(child.run_id))
+    assert events > 300
+    assert after - before < 200, f"{after - before} connections for {events} events"
 
 
 # -- failing fast, in one line ---------------------------------------------------------------------

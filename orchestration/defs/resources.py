@@ -48,9 +48,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:
-        """A refresh run (refresh_job, transform_job: in-process, so this runs once per run) holds the
+        """Every run keeps its storage connections open (runs.keep_storage_connections: a run the schedule
+        or the UI launched stored each event on a connection of its own). A refresh run (refresh_job,
+        transform_job: in-process, so this runs once per run) holds the
         refresh lock for its whole duration: a second refresh waits, whoever started it; and a refresh
         left STARTED by a dead process is marked failed (saas_metrics/runs.py)."""
+        if context.instance is not None:
+            runs.keep_storage_connections(context.instance)  # before the steps store their events
         run = context.dagster_run
         if run is None or runs.REFRESH_TAG not in run.tags:
             yield self
