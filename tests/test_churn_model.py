@@ -324,3 +324,22 @@ def test_top_reasons_predict_only_rows_away_from_the_median_and_match_predicting
     assert at_median.sum() > 100
     reasons = cm.top_reasons(model, frame, probability)
     assert not any(cm.FEATURE_NAMES[0] in reasons[i] for i in np.flatnonzero(at_median.to_numpy()))
+
+
+@pytest.mark.parametrize("discounted_first", [True, False])
+def test_the_last_invoice_discount_does_not_depend_on_row_order(warehouse, discounted_first):
+    """Two invoices of A at the same second (an upgrade's proration invoice and the renewal): "its last invoice
+    carried a discount" holds when either did, whichever order the rows are stored in (a demo warehouse
+    and its rebuild disagreed on one customer)."""
+    import psycopg2
+
+    plain = "('in_2p', 'A', 'paid', 5000, 5000, 5000, 0, '2026-02-20', '2026-02-20', null)"
+    discounted = "('in_2d', 'A', 'paid', 5000, 4000, 4000, 0, '2026-02-20', '2026-02-20', null)"
+    first, second = (discounted, plain) if discounted_first else (plain, discounted)
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute(f"insert into staging.stg_stripe__invoices values {first}")
+        cur.execute(f"insert into staging.stg_stripe__invoices values {second}")
+    with psycopg2.connect(warehouse) as conn:
+        frame = cm.read_features(conn, [dt.date(2026, 2, 28)], dt.date(2026, 7, 15))
+    (a_feb,) = frame[frame["customer_id"] == "A"].itertuples()
+    assert a_feb.has_discount == 1

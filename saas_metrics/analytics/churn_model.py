@@ -118,8 +118,11 @@ invoices as (
             and (invoices.paid_at is null or invoices.paid_at::date > paying.scoring_date)
             and (invoices.voided_at is null or invoices.voided_at::date > paying.scoring_date)
             and invoices.status <> 'draft') as unpaid_invoices_90d,
+        -- the last invoice's discount; of invoices at the same second, a discount on any of them (first)
         (array_agg(invoices.subtotal_cents + coalesce(invoices.tax_cents, 0) > invoices.total_cents
-            order by invoices.created_at desc))[1] as has_discount
+            order by invoices.created_at desc,
+                invoices.subtotal_cents + coalesce(invoices.tax_cents, 0) > invoices.total_cents desc))[1]
+            as has_discount
     from paying
     inner join staging.stg_stripe__invoices as invoices
         on invoices.customer_id = paying.customer_id
