@@ -13,6 +13,10 @@ The account, as of 2025-12-15:
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg2
 import pytest
 
 from ingestion.finance import FinanceFileError
@@ -244,3 +248,80 @@ def test_the_report_splits_mrr_by_account(warehouse):
     assert data.figures["mrr_by_account"] == {"contracts": 14000.0, "default": 80.0}
     assert report.account_rows(data) == [["contracts", "2", "14,000.00", "99.4%"], ["default", "1", "80.00", "0.6%"]]
     assert 'id="mrr-by-account"' in report.render_html(data)
+
+
+# How a build replaces the views it built (dbt_project/macros/replacing_relations.sql), on this warehouse: the
+# billing contract's views read two staging views each, the very shape that deadlocked two threads of a refresh.
+BILLING_VIEWS = ("billing_customers", "billing_prices", "billing_products", "billing_subscriptions")
+
+
+def relation_oids(url: str) -> dict[str, int]:
+    rows = query(
+        url,
+        "select relname, oid::int from pg_class where relnamespace = 'intermediate'::regnamespace"
+        " and relname = any(%s)",
+        (list(BILLING_VIEWS),),
+    )
+    return dict(rows)
+
+
+def test_a_rebuilt_staging_view_keeps_the_views_that_read_it(loaded, warehouse):
+    _, work = loaded
+    before = relation_oids(warehouse)
+    assert sorted(before) == sorted(BILLING_VIEWS)
+    dbt_build(warehouse, work, NOW, select="stg_finance__contracts stg_finance__customer_mapping")
+    # replaced in place: the same four views, not dropped by a cascade (which a build of these two alone never
+    # rebuilt), and reading the new definitions
+    assert relation_oids(warehouse) == before
+    contract_customers = "select count(*) from intermediate.billing_customers where billing_source = 'contracts'"
+    assert query(warehouse, contract_customers) == [(3,)]
+
+
+def test_a_staging_view_whose_columns_changed_is_swapped(loaded, warehouse):
+    _, work = loaded
+    # the view as an older version of the model left it: a column under another name
+    with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("alter view staging.stg_finance__customer_mapping rename column customer_id to old_name")
+    before = relation_oids(warehouse)
+    dbt_build(warehouse, work, NOW, select="stg_finance__customer_mapping billing_customers billing_subscriptions")
+    columns = query(
+        warehouse,
+        "select column_name from information_schema.columns"
+        " where table_schema = 'staging' and table_name = 'stg_finance__customer_mapping' order by ordinal_position",
+    )
+    assert ("customer_id",) in columns and ("old_name",) not in columns
+    # swapped as dbt swaps it: the two views reading it went with the old one (a cascade), the build made them
+    # again; the two that do not read it stayed
+    after = relation_oids(warehouse)
+    assert sorted(after) == sorted(BILLING_VIEWS)
+    remade = {name for name in BILLING_VIEWS if after[name] != before[name]}
+    assert remade == {"billing_customers", "billing_subscriptions"}
+
+
+def test_the_drops_of_a_build_take_turns(loaded, warehouse):
+    _, work = loaded
+    # a session holding the build's drop lock: a rebuilt table's drop of the old one waits for it
+    key = "hashtext('saas_metrics: a build drops a relation')"
+    holder = psycopg2.connect(warehouse)
+    holder.autocommit = True
+    outcome: list[object] = []
+    with holder.cursor() as cur:
+        cur.execute(f"select pg_advisory_lock({key})")
+        build = threading.Thread(
+            target=lambda: outcome.append(dbt_build(warehouse, work, NOW, select="stg_stripe__invoices_to_restage"))
+        )
+        build.start()
+        waiting = []
+        for _ in range(600):
+            cur.execute("select count(*) from pg_locks where locktype = 'advisory' and not granted")
+            waiting = cur.fetchone()[0]
+            if waiting or not build.is_alive():
+                break
+            time.sleep(0.1)
+        assert waiting == 1 and build.is_alive()
+        cur.execute(f"select pg_advisory_unlock({key})")
+    holder.close()
+    build.join(600)
+    assert not build.is_alive() and len(outcome) == 1
+    # and the build left no old table behind
+    assert query(warehouse, "select count(*) from pg_class where relname like '%\\_\\_dbt\\_backup'") == [(0,)]

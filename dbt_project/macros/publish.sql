@@ -13,12 +13,13 @@
       selects only some marts.
     - A mart view is created in `marts` from its compiled SQL, reading the published marts instead of
       `marts_build`, and, instead of a table, incremental model or view outside the marts folder (the MRR
-      engine's tables, which every build updates in place; a staging view, which dbt drops with CASCADE
-      when it rebuilds it, and with it any view reading it), a published copy of it beside it
+      engine's tables, which every build updates in place; a billing view, which a build replaces and, when
+      its columns change, drops with CASCADE: replacing_relations.sql), a published copy of it beside it
       (`<table>__published`). The copy is brought up to date in the same transaction, by key
       (`customer_id`): the keys with a row written since the copy was last brought up to date (the rows'
       transaction ids) are copied again; if the row counts then differ (rows deleted without
-      replacement), or the table was rebuilt (a new table), or it has no such key, it is copied whole.
+      replacement), or the table was rebuilt (a new table), or it has no such key, it is copied whole; a
+      view's copy is made again.
     Everything is keyed on the marts folder, not on names: a mart added later is published the same way.
     Limits: a mart view over a view outside the marts folder reads it live (only tables are copied);
     the copies assume no other writer touches the engine's tables while a build publishes (one refresh
@@ -265,8 +266,10 @@ begin
     select exists (
         select 1 from pg_attribute where attrelid = source_table and attname = key and attnum > 0 and not attisdropped
     ) into has_key;
-    if to_regclass(copy_relation) is null or state is null or state.source_oid <> source_table::oid then
-        -- first publish, or the table was rebuilt (--full-refresh): its columns may differ
+    if to_regclass(copy_relation) is null or state is null or state.source_oid <> source_table::oid
+        or (select relkind from pg_class where oid = source_table) = 'v' then
+        -- first publish, or the table was rebuilt (--full-refresh): its columns may differ; a view (replaced in
+        -- place by a build, replacing_relations.sql) has no row versions to sync by and may have gained columns
         execute format('drop table if exists %s cascade', copy_relation);
         execute format('create table %s as select * from %s', copy_relation, source_table);
         -- the table's indexes (what BI queries through the published view use), or one on the key
