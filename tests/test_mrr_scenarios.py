@@ -309,8 +309,24 @@ def _(c: Catalogue):
     sub = c.acct.subscribe(c.customer("past_due_dunning_cancel", ts("2025-01-08")), [Item(c.m100)], ts("2025-01-08"))
     sub.advance_to(ts("2025-05-01"))
     sub.fail_next_payment()
-    sub.cancel(ts("2025-05-29"))
+    sub.cancel(ts("2025-05-29"), reason="payment_failed")
     sub.finish()
+
+
+@scenario("dunning_and_cancel_same_day", [("2025-07-02", "new", "0", "150"), ("2025-09-20", "churn", "150", "0")])
+def _(c: Catalogue):
+    # $100 and $50 on two subscriptions; the first's Sep 2 renewal fails and dunning cancels it on Sep 20
+    # (payment_failed), the day the customer cancels the second: one churn of 150, voluntary (not every
+    # subscription that fell that day fell for not being paid)
+    customer = c.customer("dunning_and_cancel_same_day", ts("2025-07-02"))
+    unpaid = c.acct.subscribe(customer, [Item(c.m100)], ts("2025-07-02"))
+    kept_paying = c.acct.subscribe(customer, [Item(c.seat50)], ts("2025-07-02"))
+    unpaid.advance_to(ts("2025-08-25"))
+    unpaid.fail_next_payment()
+    unpaid.cancel(ts("2025-09-20 08:00"), reason="payment_failed")
+    kept_paying.cancel(ts("2025-09-20 17:00"))
+    unpaid.finish()
+    kept_paying.finish()
 
 
 @scenario("past_due_marked_unpaid", [("2025-01-09", "new", "0", "100"), ("2025-06-24", "churn", "100", "0")])
@@ -651,6 +667,79 @@ def test_current_state_flags(warehouse):
     assert "cus_trial_lapsed" not in rows and "cus_free_plan" not in rows
 
 
+# Each churn's cause (METRICS.md "Voluntary and involuntary churn"), by hand: involuntary when every
+# subscription that fell that day was not paid. Dunning canceling (past_due_dunning_cancel, payment_failed),
+# an invoice marked uncollectible after a failed payment (past_due_marked_unpaid, annual_renewal_unpaid) and
+# the grace days passing on a failed payment (past_due_too_long) are involuntary; a cancellation, a paused
+# collection (void or never attempted: paused_collection, change_while_paused, still_paused) and one of
+# two subscriptions canceled by the customer the day dunning ended the other are voluntary.
+CHURN_CAUSES = {
+    "cancel_at_period_end": "voluntary",
+    "immediate_cancel": "voluntary",
+    "past_due_dunning_cancel": "involuntary",
+    "dunning_and_cancel_same_day": "voluntary",
+    "past_due_marked_unpaid": "involuntary",
+    "past_due_too_long": "involuntary",
+    "annual_renewal_unpaid": "involuntary",
+    "paused_collection": "voluntary",
+    "change_while_paused": "voluntary",
+    "still_paused": "voluntary",
+    "reactivation": "voluntary",
+}
+
+
+def test_churn_causes(warehouse):
+    rows = query(
+        warehouse,
+        "select customer_id, movement_date, movement_type, churn_type from marts.mrr_movements "
+        "where customer_id like 'cus\\_%%'",
+    )
+    causes = {(c, str(d)): k for c, d, t, k in rows if t == "churn"}
+    expected = {
+        (case.customer_id, day): CHURN_CAUSES[name]
+        for name, case in SCENARIOS.items()
+        for day, kind, _, _ in case.movements
+        if kind == "churn"
+    }
+    assert causes == expected
+    assert {k for _, _, t, k in rows if t != "churn"} == {None}
+
+
+def test_churn_causes_in_the_waterfall(warehouse):
+    # May 2025: past_due_dunning_cancel (100, involuntary), paused_collection (100) and change_while_paused
+    # (200, both voluntary); November: still_paused (100, voluntary) and past_due_too_long (100, involuntary)
+    waterfall = {
+        str(month): tuple(_norm(v) for v in values[:2]) + tuple(values[2:])
+        for month, *values in query(
+            warehouse,
+            "select month, voluntary_churned_mrr, involuntary_churned_mrr, voluntary_churned_customers, "
+            "involuntary_churned_customers, starting_customers, starting_mrr from marts.mrr_monthly "
+            "where month in ('2025-05-01', '2025-11-01')",
+        )
+    }
+    assert {month: values[:4] for month, values in waterfall.items()} == {
+        "2025-05-01": ("300", "100", 2, 1),
+        "2025-11-01": ("100", "100", 1, 1),
+    }
+    kpis = {
+        str(month): values
+        for month, *values in query(
+            warehouse,
+            "select month, logo_churn_rate, voluntary_logo_churn_rate, involuntary_logo_churn_rate, "
+            "voluntary_mrr_churn_rate, involuntary_mrr_churn_rate from marts.saas_kpis_monthly "
+            "where month in ('2025-05-01', '2025-11-01')",
+        )
+    }
+    for month, (voluntary, involuntary) in {"2025-05-01": (2, 1), "2025-11-01": (1, 1)}.items():
+        customers, mrr = waterfall[month][4], waterfall[month][5]
+        logo, voluntary_rate, involuntary_rate, voluntary_mrr, involuntary_mrr = kpis[month]
+        assert voluntary_rate == round(Decimal(voluntary) / customers, 6), month
+        assert involuntary_rate == round(Decimal(involuntary) / customers, 6), month
+        assert logo == round(Decimal(voluntary + involuntary) / customers, 6), month
+        assert voluntary_mrr == round(Decimal(waterfall[month][0]) / mrr, 6), month
+        assert involuntary_mrr == round(Decimal(100) / mrr, 6), month
+
+
 def test_waterfall_months_add_up_and_chain(warehouse):
     rows = query(
         warehouse,
@@ -724,6 +813,7 @@ ENGINE_TABLES = (
     "intermediate.int_subscription_mrr_points",
     "intermediate.int_subscription_prices_mrr_changes",
     "intermediate.int_customer_mrr_movements",
+    "intermediate.int_customer_churn_causes",
     "intermediate.int_customer_mrr_monthly",
     "intermediate.int_customer_price_mrr_monthly",
     "intermediate.int_customer_mrr_current",

@@ -131,14 +131,20 @@ def test_a_failed_build_publishes_nothing_and_the_next_good_one_everything(accou
     assert after == digests(url, "marts_build")
     assert digest(url, "marts.mrr_movements") == digest(
         url,
-        "(select customer_id, movement_date, movement_month, movement_type, mrr_before, mrr_after, mrr_change, "
-        "currency, mrr_before_local, mrr_after_local, mrr_change_local, fx_rate "
-        "from intermediate.int_customer_mrr_movements)",
+        "(select m.customer_id, m.movement_date, m.movement_month, m.movement_type, m.mrr_before, m.mrr_after, "
+        "m.mrr_change, m.currency, m.mrr_before_local, m.mrr_after_local, m.mrr_change_local, m.fx_rate, c.churn_type "
+        "from intermediate.int_customer_mrr_movements as m left join intermediate.int_customer_churn_causes as c "
+        "using (customer_id, movement_date))",
     )
     assert readable_by(bi_url, list(after)) == list(after)
     # the published copies have the engine tables' indexes (one customer's history stays an index scan)
     indexes = "select count(*) from pg_indexes where schemaname = 'intermediate' and tablename = %s"
-    for table in ("int_customer_mrr_movements", "int_customer_mrr_monthly", "int_customer_mrr_current"):
+    for table in (
+        "int_customer_mrr_movements",
+        "int_customer_churn_causes",
+        "int_customer_mrr_monthly",
+        "int_customer_mrr_current",
+    ):
         assert query(url, indexes, (f"{table}__published",)) == query(url, indexes, (table,)) != [(0,)]
 
 

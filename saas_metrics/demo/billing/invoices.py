@@ -201,7 +201,7 @@ def invoice_object(
         "status": status,
         "livemode": False,
         "attempted": status != "draft",
-        "attempt_count": 1,
+        "attempt_count": 0 if status == "draft" else 1,
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
         "total_discount_amounts": [{"amount": discount, "discount": "di_x"}] if discount else [],

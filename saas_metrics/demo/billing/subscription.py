@@ -169,6 +169,8 @@ class Subscription:
             status,
         )
         invoice["discounts"] = sorted({d["discount"] for ln in lines for d in ln["discount_amounts"]})
+        if self.pause_collection and status != "paid":  # a paused collection never attempts a payment
+            invoice["attempted"], invoice["attempt_count"] = False, 0
         if status == "void":
             invoice["status_transitions"]["voided_at"] = created
         if status == "uncollectible":

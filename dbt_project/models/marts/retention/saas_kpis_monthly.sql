@@ -32,18 +32,30 @@ as_of as (
         date_trunc('month', {{ as_of_timestamp() }} at time zone 'UTC')::date as as_of_month
 ),
 
--- customers paying at the start of a month (MRR > 0 at the previous month's end) who churned in it
-churned_from_start as (
-    select
+-- customers paying at the start of a month (MRR > 0 at the previous month's end) who churned in it, once
+-- each, by the cause of their last churn in it (METRICS.md "Voluntary and involuntary churn")
+last_churns_from_start as (
+    select distinct on (movements.customer_id, movements.movement_month)
         movements.movement_month as month,
-        count(distinct movements.customer_id) as churned_customers
+        movements.customer_id,
+        movements.churn_type
     from movements
     inner join customer_months as previous
         on movements.customer_id = previous.customer_id
         and previous.month = (movements.movement_month - interval '1 month')::date
         and previous.mrr > 0
     where movements.movement_type = 'churn'
-    group by movements.movement_month
+    order by movements.customer_id asc, movements.movement_month asc, movements.movement_date desc
+),
+
+churned_from_start as (
+    select
+        month,
+        count(*) as churned_customers,
+        count(*) filter (where churn_type = 'voluntary') as voluntary_churned_customers,
+        count(*) filter (where churn_type = 'involuntary') as involuntary_churned_customers
+    from last_churns_from_start
+    group by month
 ),
 
 -- customers paying 1 and 12 months before: their MRR then and now (0 when no longer paying), one pass
@@ -159,6 +171,12 @@ monthly as (
             as gross_mrr_churn_rate,
         (waterfall.churned_mrr + waterfall.contraction_mrr - waterfall.expansion_mrr - waterfall.reactivation_mrr)
         / nullif(waterfall.starting_mrr, 0) as net_mrr_churn_rate,
+        coalesce(churned_from_start.voluntary_churned_customers, 0)::numeric
+        / nullif(waterfall.starting_customers, 0) as voluntary_logo_churn_rate,
+        coalesce(churned_from_start.involuntary_churned_customers, 0)::numeric
+        / nullif(waterfall.starting_customers, 0) as involuntary_logo_churn_rate,
+        waterfall.voluntary_churned_mrr / nullif(waterfall.starting_mrr, 0) as voluntary_mrr_churn_rate,
+        waterfall.involuntary_churned_mrr / nullif(waterfall.starting_mrr, 0) as involuntary_mrr_churn_rate,
         retention.nrr,
         retention.grr,
         retention.nrr_trailing_12m,
@@ -231,7 +249,12 @@ final as (
         round(sales_marketing_spend / nullif(new_customers, 0) / nullif(arpu * gross_margin, 0), 4)
             as cac_payback_months,
         round(mrr_growth_rate, 6) as mrr_growth_rate,
-        is_complete_month
+        is_complete_month,
+        -- churn by cause (METRICS.md "Voluntary and involuntary churn")
+        round(voluntary_logo_churn_rate, 6) as voluntary_logo_churn_rate,
+        round(involuntary_logo_churn_rate, 6) as involuntary_logo_churn_rate,
+        round(voluntary_mrr_churn_rate, 6) as voluntary_mrr_churn_rate,
+        round(involuntary_mrr_churn_rate, 6) as involuntary_mrr_churn_rate
     from with_ltv
 )
 

@@ -39,6 +39,9 @@ final as (
         -- attributes
         data ->> 'status' as status,
         data ->> 'billing_reason' as billing_reason,
+        data ->> 'collection_method' as collection_method,
+        -- the payment attempts of the retry schedule (0: never attempted, as a draft or a paused collection's)
+        coalesce((data ->> 'attempt_count')::integer, 0) as attempt_count,
         lower(data ->> 'currency') as currency,
         -- amounts (minor units, as Stripe sends them)
         (data ->> 'subtotal')::bigint as subtotal_cents,

@@ -35,6 +35,8 @@ final as (
         (data -> 'pause_collection' is not null and jsonb_typeof(data -> 'pause_collection') = 'object')
             as is_collection_paused,
         data ->> 'collection_method' as collection_method,
+        -- why it was canceled (cancellation_details.reason): cancellation_requested, payment_failed, payment_disputed
+        data -> 'cancellation_details' ->> 'reason' as cancellation_reason,
         data -> 'metadata' as metadata,
         -- timestamps
         created as created_at,
