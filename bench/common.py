@@ -223,6 +223,18 @@ def slowest_nodes(target: Path, count: int = 10) -> dict[str, float]:
     return {r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2) for r in slowest}
 
 
+def nodes_seconds(target: Path, names: tuple[str, ...]) -> dict[str, float]:
+    """Seconds of the nodes of the last dbt invocation that wrote `target` whose name (or, for a test, the
+    model it tests) is one of `names`, and their "total"."""
+    run_results = json.loads((target / "run_results.json").read_text())
+    picked = {
+        r["unique_id"].split(".", 2)[-1]: round(r["execution_time"], 2)
+        for r in run_results["results"]
+        if any(name in r["unique_id"] for name in names)
+    }
+    return {**picked, "total": round(sum(picked.values()), 2)}
+
+
 def sum_of_nodes(target: Path) -> float:
     """Seconds of all nodes of the last dbt invocation that wrote `target`, added up (threads overlap them)."""
     run_results = json.loads((target / "run_results.json").read_text())

@@ -38,6 +38,7 @@ from bench.common import (
     generated_store,
     hook_seconds,
     load_raw_direct,
+    nodes_seconds,
     save,
     slowest_nodes,
     sum_of_nodes,
@@ -79,6 +80,15 @@ group by spine.customer_id, spine.month
 # the growth marts of issue 15 with their intermediate models and tests
 GROWTH_MARTS = (
     "int_customer_segments_monthly+ int_customer_journey+ renewals cac_by_channel saas_efficiency stg_finance__pnl"
+)
+# issue 27's models and their tests: what churn causes, failed payments and expiring cards add to a build
+FINANCE_NODES = (
+    "int_customer_churn_causes",
+    "churn_causes_add_up",
+    "every_churn_has_a_cause",
+    "int_failed_invoices",
+    "payment_recovery",
+    "cards_expiring",
 )
 MRR_MARTS = "+mrr_monthly +mrr_by_plan +customer_mrr_current mrr_movements customer_mrr_monthly"
 COMPARED = (
@@ -161,6 +171,7 @@ def main() -> None:
                 work / "target",
                 {"as_of": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 86400))},
             )
+        results["full_build_finance_nodes_seconds"] = nodes_seconds(work / "target", FINANCE_NODES)
         # one more day: what an incremental load brings (the last day's new objects), then rebuild
         with timed("nightly_load_raw_seconds", results):
             for name, store in stores.items():
@@ -200,6 +211,7 @@ def main() -> None:
         with timed("dbt_nightly_build_seconds", results):
             dbt(url, ["build", "--exclude", "resource_type:snapshot"], work / "target", today)
         results["nightly_build_slowest_nodes"] = slowest_nodes(work / "target", count=15)
+        results["nightly_build_finance_nodes_seconds"] = nodes_seconds(work / "target", FINANCE_NODES)
         results["nightly_build_publish_seconds"] = hook_seconds(work / "target")
         results["nightly_build_sum_of_node_seconds"] = sum_of_nodes(work / "target")
         results["nightly_growth_marts_add_seconds"] = round(

@@ -79,8 +79,8 @@ class Catalogue:
         # a deleted legacy plan: /v1/prices does not list it, subscriptions still bill it
         self.unlisted100 = a.price(p, 10000, START, id="price_unlisted100", listed=False)
 
-    def customer(self, name: str, created: int, currency: str = "usd"):
-        return self.acct.customer(created, id=f"cus_{name}", currency=currency)
+    def customer(self, name: str, created: int, currency: str = "usd", card_expires: tuple[int, int] | None = None):
+        return self.acct.customer(created, id=f"cus_{name}", currency=currency, card_expires=card_expires)
 
 
 # --- billing periods ---------------------------------------------------------------------------------
@@ -327,6 +327,45 @@ def _(c: Catalogue):
     kept_paying.cancel(ts("2025-09-20 17:00"))
     unpaid.finish()
     kept_paying.finish()
+
+
+@scenario("recovered_by_retry", [("2025-02-12", "new", "0", "100")])
+def _(c: Catalogue):
+    # the Jun 12 renewal fails and Stripe's retry of the same card works on Jun 15 at 12:00 (3.5 days): no movement
+    sub = c.acct.subscribe(c.customer("recovered_by_retry", ts("2025-02-12")), [Item(c.m100)], ts("2025-02-12"))
+    sub.advance_to(ts("2025-06-01"))
+    sub.fail_next_payment()
+    sub.recover(ts("2025-06-15 12:00"))
+    sub.finish()
+
+
+@scenario("recovered_by_card_update", [("2025-03-13", "new", "0", "100")])
+def _(c: Catalogue):
+    # the Aug 13 renewal fails; the customer sets a new card on Aug 20 and Stripe's attempt then works (7 days)
+    sub = c.acct.subscribe(c.customer("recovered_by_card_update", ts("2025-03-13")), [Item(c.m100)], ts("2025-03-13"))
+    sub.advance_to(ts("2025-08-01"))
+    sub.fail_next_payment()
+    sub.recover(ts("2025-08-20"), card_update=True)
+    sub.finish()
+
+
+@scenario("in_dunning_today", [("2025-03-05", "new", "0", "100")])
+def _(c: Catalogue):
+    # the Dec 5 renewal fails; today (Dec 15) it is 10 days past due, within the 30 grace days: still 100, in dunning
+    sub = c.acct.subscribe(c.customer("in_dunning_today", ts("2025-03-05")), [Item(c.m100)], ts("2025-03-05"))
+    sub.advance_to(ts("2025-12-01"))
+    sub.fail_next_payment()
+    sub.finish()
+
+
+@scenario("card_expiring", [("2025-03-01", "new", "0", "100"), ("2025-05-20", "expansion", "100", "200")])
+def _(c: Catalogue):
+    # $1,200 a year from Mar 1 (100 a month) and $100 a month from May 20; the default card expires at the end of
+    # December 2025. The annual subscription's next renewal (2026-03-01) comes after that: 100 expiring, in March
+    # 2026; the monthly one renews on Dec 20, while the card is still valid: not expiring (only the next renewal)
+    customer = c.customer("card_expiring", ts("2025-03-01"), card_expires=(12, 2025))
+    c.acct.subscribe(customer, [Item(c.y1200)], ts("2025-03-01")).finish()
+    c.acct.subscribe(customer, [Item(c.m100)], ts("2025-05-20")).finish()
 
 
 @scenario("past_due_marked_unpaid", [("2025-01-09", "new", "0", "100"), ("2025-06-24", "churn", "100", "0")])
@@ -738,6 +777,70 @@ def test_churn_causes_in_the_waterfall(warehouse):
         assert logo == round(Decimal(voluntary + involuntary) / customers, 6), month
         assert voluntary_mrr == round(Decimal(waterfall[month][0]) / mrr, 6), month
         assert involuntary_mrr == round(Decimal(100) / mrr, 6), month
+
+
+# Every failed payment's outcome (METRICS.md "Failed payments and recovery"), by hand: (first attempt's day,
+# outcome, recovery method, days to recover). past_due_too_long's later renewals (Nov 11, Dec 11) fail after it
+# churned involuntarily on Nov 10 and are churned too; dunning_and_cancel_same_day's customer canceled while past
+# due (a voluntary churn): lost. Drafts (an unpaid subscription's later renewals) were never attempted.
+FAILED_PAYMENTS = {
+    "past_due_dunning_cancel": [("2025-05-08", "churned", None, None)],
+    "dunning_and_cancel_same_day": [("2025-09-02", "lost", None, None)],
+    "recovered_by_retry": [("2025-06-12", "recovered", "retry", "3.5")],
+    "recovered_by_card_update": [("2025-08-13", "recovered", "card_update", "7")],
+    "in_dunning_today": [("2025-12-05", "in_dunning", None, None)],
+    "past_due_marked_unpaid": [("2025-06-09", "churned", None, None)],
+    "past_due_too_long": [
+        ("2025-10-11", "churned", None, None),
+        ("2025-11-11", "churned", None, None),
+        ("2025-12-11", "churned", None, None),
+    ],
+    "annual_renewal_unpaid": [("2025-11-20", "churned", None, None)],
+}
+
+
+def test_failed_payments(warehouse):
+    rows = query(
+        warehouse,
+        "select customer_id, failed_at::date::text, outcome, recovery_method, days_to_recover "
+        "from intermediate.int_failed_invoices order by customer_id, failed_at",
+    )
+    found: dict[str, list] = {}
+    for customer, day, outcome, method, days in rows:
+        found.setdefault(customer.removeprefix("cus_"), []).append(
+            (day, outcome, method, None if days is None else _norm(days))
+        )
+    assert found == FAILED_PAYMENTS
+
+
+def test_payment_recovery_by_month(warehouse):
+    # June 2025: past_due_marked_unpaid (Jun 9, churned) and recovered_by_retry (Jun 12, 3.5 days), 100 each;
+    # August: recovered_by_card_update (7 days); December: in_dunning_today (100 in dunning today) and
+    # past_due_too_long's Dec 11 renewal (churned)
+    rows = {
+        str(month): tuple(_norm(v) if isinstance(v, Decimal) else v for v in values)
+        for month, *values in query(
+            warehouse,
+            "select month, failed_invoices, failed_amount, failed_mrr, recovered_invoices, recovered_by_retry, "
+            "recovered_by_card_update, recovered_mrr, churned_invoices, churned_mrr, in_dunning_invoices, "
+            "mrr_in_dunning, lost_invoices, recovery_rate, median_days_to_recover from marts.payment_recovery "
+            "where month in ('2025-06-01', '2025-08-01', '2025-12-01')",
+        )
+    }
+    assert rows == {
+        "2025-06-01": (2, "200", "200", 1, 1, 0, "100", 1, "100", 0, "0", 0, "0.5", "3.5"),
+        "2025-08-01": (1, "100", "100", 1, 0, 1, "100", 0, "0", 0, "0", 0, "1", "7"),
+        "2025-12-01": (2, "200", "200", 0, 0, 0, "0", 1, "100", 1, "100", 0, "0", None),
+    }
+
+
+def test_cards_expiring_before_the_next_renewal(warehouse):
+    # card_expiring's annual subscription only (its monthly one renews while the card is valid); no other scenario
+    # customer has a default card
+    assert query(
+        warehouse,
+        "select month::text, expiring_customers, expiring_subscriptions, mrr_at_risk from marts.cards_expiring",
+    ) == [("2026-03-01", 1, 1, Decimal("100.0000"))]
 
 
 def test_waterfall_months_add_up_and_chain(warehouse):

@@ -280,7 +280,8 @@ def _simulate_customer(
                 sub.fail_next_payment()
                 outcome = rng.random()
                 if outcome < 0.7:
-                    sub.recover(renewal + rng.randint(1, 6) * DAY)
+                    # a third of them with a new card (from the day, not a draw: the other draws stay as they were)
+                    sub.recover(renewal + rng.randint(1, 6) * DAY, card_update=(renewal // DAY) % 3 == 0)
                 elif outcome < 0.92:
                     sub.advance_to(renewal + DAY)
                     sub.cancel(renewal + 21 * DAY, reason="payment_failed")

@@ -18,6 +18,7 @@ stripe as (
         is_deleted,
         is_livemode,
         default_card_expires_on,
+        default_payment_method_created_at,
         created_at,
         synced_at
     from {{ ref('stg_stripe__customers') }}
@@ -36,6 +37,7 @@ contracts as (
         false as is_deleted,
         true as is_livemode,
         null::date as default_card_expires_on,
+        null::timestamptz as default_payment_method_created_at,
         min(valid_from) as created_at,
         max(synced_at) as synced_at
     from {{ ref('stg_finance__contracts') }}
@@ -87,6 +89,7 @@ merged as (
         bool_and(sourced.is_deleted) over (partition by keys.customer_key) as is_deleted,
         sourced.is_livemode,
         sourced.default_card_expires_on,
+        sourced.default_payment_method_created_at,
         min(sourced.created_at) over (partition by keys.customer_key) as created_at,
         max(sourced.synced_at) over (partition by keys.customer_key) as synced_at
     from sourced

@@ -235,6 +235,29 @@ class Account:
         self.event("customer.created", created, obj)
         return obj
 
+    def update_card(self, customer: dict, when: int, card_expires: tuple[int, int] = (12, 2030)) -> dict:
+        """The customer sets a new default card at `when` (a payment_method made then)."""
+        payment_method = self._put(
+            {
+                "id": f"pm_{customer['id']}_{when}",
+                "object": "payment_method",
+                "created": when,
+                "customer": customer["id"],
+                "type": "card",
+                "card": {"brand": "visa", "last4": "4444", "exp_month": card_expires[0], "exp_year": card_expires[1]},
+            }
+        )
+        previous = customer["invoice_settings"].get("default_payment_method")
+        customer["invoice_settings"]["default_payment_method"] = payment_method["id"]
+        self._put(customer)
+        self.event(
+            "customer.updated",
+            when,
+            {"id": customer["id"], "object": "customer"},
+            {"invoice_settings": {"default_payment_method": previous}},
+        )
+        return payment_method
+
     def subscribe(self, customer: dict, items: list[Item], start: int, **kwargs) -> Subscription:
         return Subscription(self, customer, items, start, **kwargs)
 

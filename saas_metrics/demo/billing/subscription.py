@@ -295,11 +295,15 @@ class Subscription:
         self.pending_fail = True
         return self
 
-    def recover(self, when: int) -> Subscription:
-        """The open invoice is paid (a retried card works)."""
+    def recover(self, when: int, card_update: bool = False) -> Subscription:
+        """The open invoice is paid at `when`: by Stripe's next retry of the same card, or (`card_update`) by the
+        attempt Stripe makes when the customer sets a new default card then."""
         self.advance_to(when)
+        if card_update:
+            self.account.update_card(self.customer, when)
         for invoice in self.open_invoices:
             invoice["status"] = "paid"
+            invoice["attempt_count"] += 1
             invoice["amount_paid"], invoice["amount_remaining"] = invoice["amount_due"], 0
             invoice["status_transitions"]["paid_at"] = when
         self.open_invoices = []
@@ -312,6 +316,7 @@ class Subscription:
         self.status = "unpaid"
         for invoice in self.open_invoices:
             invoice["status"] = "uncollectible"
+            invoice["attempt_count"] = 4  # Stripe's default schedule: the first attempt and three retries
             invoice["status_transitions"]["marked_uncollectible_at"] = when
         return self
 
@@ -342,6 +347,9 @@ class Subscription:
             return self
         self.canceled_at = when
         self.cancellation_reason = reason
+        if reason == "payment_failed":  # dunning gave up after the last retry
+            for invoice in self.open_invoices:
+                invoice["attempt_count"] = 4
         if at_period_end:
             self.cancel_at_period_end = True
             self.cancel_at = self.period_end

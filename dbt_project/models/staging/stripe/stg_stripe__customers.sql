@@ -40,6 +40,9 @@ final as (
                 1
             ) + interval '1 month' - interval '1 day'
         )::date as default_card_expires_on,
+        -- when the default payment method was made (a card the customer updated after a failed payment)
+        {{ from_unix("data -> 'invoice_settings' -> 'default_payment_method' ->> 'created'") }}
+            as default_payment_method_created_at,
         -- timestamps
         created as created_at,
         synced_at
