@@ -10,7 +10,7 @@ from orchestration.defs.dbt import dbt_models_asset
 from orchestration.defs.forecast import mrr_forecast
 from orchestration.defs.ingestion import finance_assets, product_assets, stripe_assets
 from orchestration.defs.jobs import jobs
-from orchestration.defs.publish import marts_publication
+from orchestration.defs.publish import MONTH_CLOSE_TABLES, marts_publication
 from orchestration.defs.report import report
 from orchestration.defs.resources import build_resources
 from orchestration.defs.schedules import schedules
@@ -28,7 +28,16 @@ def build_definitions(lake_mode: bool) -> dg.Definitions:
     else:
         product_and_dbt = [product_assets, dbt_models_asset()]
     return dg.Definitions(
-        assets=[stripe_assets, finance_assets, *product_and_dbt, mrr_forecast, churn_model, marts_publication, report],
+        assets=[
+            stripe_assets,
+            finance_assets,
+            *product_and_dbt,
+            mrr_forecast,
+            churn_model,
+            marts_publication,
+            report,
+            *MONTH_CLOSE_TABLES,
+        ],
         asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,

@@ -80,6 +80,7 @@ def test_every_asset_is_in_one_of_the_groups(repo):
         "retention",
         "product",
         "growth",
+        "finance",
         "predictions",
         "publication",
         "reports",

@@ -84,7 +84,8 @@ do $publish$
 begin
     create schema if not exists " ~ adapter.quote(marts_schema()) ~ ";" ~ publish_statements(tables, views, view_sql, copies) ~ "
 end
-$publish$;" -%}
+$publish$;
+" ~ record_month_close() -%}
     {%- set refresh = deferring_refresh() -%}
     {%- if refresh -%}
         {{ log("built " ~ (tables | length + views | length) ~ " marts: refresh " ~ refresh[:8] ~ " publishes them"

@@ -120,3 +120,21 @@ def marts_publication(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     metadata = publish_refresh(warehouse.url(), context.run.run_id)
     context.log.info(f"marts published: {metadata}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+# The month close's history (dbt_project/macros/month_close.sql): written by the publish itself, in its transaction,
+# and read by the restatement marts as a dbt source. External assets, so that the graph says where they come from.
+MONTH_CLOSE_TABLES = [
+    dg.AssetSpec(
+        key=dg.AssetKey(["history", name]),
+        group_name="publication",
+        description=description
+        + ' Written by the first publish after a month ends, never changed (METRICS.md "Month close: as reported'
+        ' and as restated").',
+    )
+    for name, description in (
+        ("month_close", "The closed months, when each was reported."),
+        ("month_close_metrics", "Every figure of mrr_monthly and saas_kpis_monthly of a closed month, as reported."),
+        ("month_close_customers", "Each paying customer's MRR of a closed month, as reported."),
+    )
+]

@@ -75,6 +75,10 @@ class ReportData:
     # MRR by billing account at the month's end: (account, mrr, paying customers), largest first; shown when
     # there are several (several Stripe accounts, the contracts file)
     accounts: list[tuple[str, Decimal, int]] = field(default_factory=list)
+    # the month's figures that moved since it was reported (metric, reported_value, current_value, published_at of
+    # metric_restatements: METRICS.md "Month close: as reported and as restated"); the report shows the current ones
+    # and says so
+    restatements: list[dict] = field(default_factory=list)
     figures: dict = field(default_factory=dict)
 
     @property
@@ -237,6 +241,15 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         )
         cur.execute("select count(*), coalesce(sum(mrr_at_risk), 0) from marts.churn_risk")
         risk_customers, risk_mrr = cur.fetchone()
+        restatements = []
+        cur.execute("select to_regclass('marts.metric_restatements') is not null")
+        if cur.fetchone()[0]:  # marts published before the month close existed have none
+            restatements = _rows(
+                cur,
+                "select metric, reported_value, current_value, published_at from marts.metric_restatements "
+                "where month = %s and metric = any(%s) order by array_position(%s, metric)",
+                (month, list(RESTATED_SHOWN), list(RESTATED_SHOWN)),
+            )
     data = ReportData(
         month=month,
         previous_month=previous_month,
@@ -256,9 +269,38 @@ def load(conn, month: dt.date | None = None) -> ReportData:
         churn_risk_customers=risk_customers,
         churn_risk_mrr=risk_mrr,
         accounts=accounts,
+        restatements=restatements,
     )
     data.figures = key_figures(data)
     return data
+
+
+# the figures of the cards and the waterfall whose restatement the report names, in this order, with their kind
+RESTATED_SHOWN = {
+    "saas_kpis_monthly.mrr": ("MRR", "money"),
+    "saas_kpis_monthly.paying_customers": ("active customers", "count"),
+    "saas_kpis_monthly.logo_churn_rate": ("monthly churn", "rate"),
+    "saas_kpis_monthly.ltv_to_cac": ("LTV:CAC", "ratio"),
+    "mrr_monthly.new_mrr": ("new MRR", "money"),
+    "mrr_monthly.expansion_mrr": ("expansion MRR", "money"),
+    "mrr_monthly.churned_mrr": ("churned MRR", "money"),
+}
+
+
+def restatement_warning(data: ReportData) -> str | None:
+    """One sentence naming the month's figures that moved since they were reported, or None."""
+    if not data.restatements:
+        return None
+    moved = ", ".join(
+        f"{RESTATED_SHOWN[r['metric']][0]} {fmt(r['reported_value'], RESTATED_SHOWN[r['metric']][1])} -> "
+        f"{fmt(r['current_value'], RESTATED_SHOWN[r['metric']][1])}"
+        for r in data.restatements
+    )
+    reported = f"{data.restatements[0]['published_at']:%Y-%m-%d}"
+    return (
+        f"Restated: {month_label(data.month)} has moved since it was reported on {reported} ({moved}); this report "
+        "shows the figures as they are today (marts.metric_restatements, marts.mrr_restatement_customers)."
+    )
 
 
 def key_figures(data: ReportData) -> dict:
@@ -278,6 +320,9 @@ def key_figures(data: ReportData) -> dict:
     figures["churn_risk_customers"] = data.churn_risk_customers
     figures["churn_risk_mrr"] = number(data.churn_risk_mrr)
     figures["mrr_by_account"] = {account: number(mrr) for account, mrr, _ in data.accounts}
+    figures["restated"] = {
+        r["metric"]: [number(r["reported_value"]), number(r["current_value"])] for r in data.restatements
+    }
     return figures
 
 
@@ -292,4 +337,7 @@ def card_lines(data: ReportData) -> list[str]:
     if data.concentration_risks:
         names = ", ".join(f"{c['customer_id']} {fmt(c['share'], 'rate')}" for c in data.concentration_risks)
         lines.append(f"  Warning: concentration risk - {names} of MRR")
+    restated = restatement_warning(data)
+    if restated:
+        lines.append(f"  {restated}")
     return lines

@@ -6,7 +6,15 @@ import html
 import json
 
 from saas_metrics.analytics.report.charts import breakdown_figure, cohort_figure, mrr_figure, svg
-from saas_metrics.analytics.report.data import CHURN_RISK_ROWS, TOP_CUSTOMERS, Card, ReportData, fmt, month_label
+from saas_metrics.analytics.report.data import (
+    CHURN_RISK_ROWS,
+    TOP_CUSTOMERS,
+    Card,
+    ReportData,
+    fmt,
+    month_label,
+    restatement_warning,
+)
 from saas_metrics.analytics.report.tables import (
     ACCOUNT_HEADERS,
     WATERFALL_HEADERS,
@@ -73,6 +81,7 @@ def _table(headers: list[str], rows: list[list[str]], text_columns: int = 1, att
 def render_html(data: ReportData) -> str:
     title = f"SaaS metrics report - {month_label(data.month)}"
     warning = concentration_warning(data)
+    restated = restatement_warning(data)
     as_of = f"{data.as_of:%Y-%m-%d}" if data.as_of else "the last build"
     parts = [
         "<!DOCTYPE html>",
@@ -85,6 +94,7 @@ def render_html(data: ReportData) -> str:
         f'<div class="sub">The last complete month, from the marts as of {as_of}. Amounts in {data.currency}. '
         "Green and red: better or worse than the month before.</div>",
         '<section class="cards">' + "".join(_card_html(card, data) for card in data.cards) + "</section>",
+        f'<div class="warning" id="restatement-warning">{html.escape(restated)}</div>' if restated else "",
         "<h2>Growth</h2>",
         svg(mrr_figure(data)),
         "<h2>Retention</h2>",

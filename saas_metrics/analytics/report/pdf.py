@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,13 @@ from saas_metrics.analytics.report.charts import (  # noqa: E402
     draw_cohort_heatmap,
     draw_mrr_chart,
 )
-from saas_metrics.analytics.report.data import TOP_CUSTOMERS, ReportData, fmt, month_label  # noqa: E402
+from saas_metrics.analytics.report.data import (  # noqa: E402
+    TOP_CUSTOMERS,
+    ReportData,
+    fmt,
+    month_label,
+    restatement_warning,
+)
 from saas_metrics.analytics.report.tables import (  # noqa: E402
     ACCOUNT_HEADERS,
     WATERFALL_HEADERS,
@@ -90,6 +97,9 @@ def render_pdf(data: ReportData, path: Path) -> None:
                 arrow = "▲ " if card.value > card.previous else "▼ "
             change = card.change(previous, data.mrr_growth_rate if card.key == "mrr" else None)
             fig.text(x + 0.012, 0.74, arrow + change, fontsize=9, color=color)
+        restated = restatement_warning(data)
+        if restated:  # under the cards, wrapped to the page's width
+            fig.text(0.04, 0.698, textwrap.fill(restated, 160), fontsize=7.5, color="#9a6700", weight="bold", va="top")
         ax = fig.add_axes((0.07, 0.1, 0.84, 0.52))
         draw_mrr_chart(ax, data)
         pdf.savefig(fig)
