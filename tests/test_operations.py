@@ -362,6 +362,29 @@ def test_a_failed_dbt_build_names_what_failed():
     )
 
 
+def test_a_table_of_an_older_version_says_to_refresh_in_full():
+    """Issue 27: staging gained columns (attempt_count, cancellation_reason); an incremental table an older version
+    built refuses them (on_schema_change: fail), and the run says what to do."""
+    from orchestration.defs.dbt import dbt_failure_reason
+
+    message = (
+        "Compilation Error in model stg_stripe__invoices (models/staging/stripe/stg_stripe__invoices.sql)\n"
+        "  The source and target schemas on this incremental model are out of sync!\n  They can be reconciled"
+    )
+    run_results = {
+        "results": [
+            {"unique_id": "model.saas_metrics.stg_stripe__invoices", "status": "error", "message": message},
+            {"unique_id": "model.saas_metrics.mrr_monthly", "status": "skipped"},
+        ]
+    }
+    reason = dbt_failure_reason(run_results)
+    assert reason.startswith("dbt build failed: 1 model(s) errored: stg_stripe__invoices (Compilation Error")
+    assert reason.endswith(
+        "; 1 skipped after them. Its table was built by an older version of saas-metrics, whose columns differ: "
+        "run `saas-metrics run --full-refresh` once after upgrading"
+    )
+
+
 def test_ui_stops_on_sigterm(ops_env):
     """Issue 17.3: `saas-metrics ui` started as a background job (SIGINT ignored, as a shell starts one)
     ignored SIGTERM: `dagster dev` maps SIGTERM to SIGINT's handler."""

@@ -151,6 +151,14 @@ def stream_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: l
         prune_invocation_targets(invocation.target_path.parent, keep=KEEP_DBT_INVOCATIONS, prefix=name)
 
 
+# dbt's message when an incremental model's columns differ from its table's (on_schema_change: fail)
+OUT_OF_SYNC = "schemas on this incremental model are out of sync"
+UPGRADE_HINT = (
+    ". Its table was built by an older version of saas-metrics, whose columns differ:"
+    " run `saas-metrics run --full-refresh` once after upgrading"
+)
+
+
 def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:
     """One line naming every test that failed and every model that errored in a dbt build."""
     failed_tests, errored, skipped = [], [], 0
@@ -172,7 +180,12 @@ def dbt_failure_reason(run_results: Mapping[str, Any]) -> str:
         parts.append(f"{len(errored)} model(s) errored: {', '.join(errored)}")
     if not parts:
         return "dbt build failed before it ran anything (see the dbt log under dbt_project/target)"
-    return "dbt build failed: " + "; ".join(parts) + (f"; {skipped} skipped after them" if skipped else "")
+    reason = "dbt build failed: " + "; ".join(parts) + (f"; {skipped} skipped after them" if skipped else "")
+    if any(OUT_OF_SYNC in line for line in errored):
+        # an incremental table built by an older version, without the columns this one stages (README "With your
+        # Stripe account")
+        reason += UPGRADE_HINT
+    return reason
 
 
 # each dbt invocation writes its own target folder (manifest, run results, logs: ~7 MB at demo

@@ -1,5 +1,6 @@
 -- The customers whose MRR of a closed month differs from what was reported, and why (METRICS.md "Month close: as
--- reported and as restated"): their differences add up to the month's ending_mrr restatement.
+-- reported and as restated"): their differences add up to the month's ending_mrr restatement. Only the months
+-- whose waterfall moved are compared.
 --   late_invoice      an invoice of the customer for a period starting by the month's end was loaded since
 --   backdated_change  a subscription of the customer starting, canceled or ending by the month's end was loaded since
 --   rule_change       the MRR engine's settings changed since (its rules' vars, fx rates, the contracts file, the
@@ -8,12 +9,25 @@
 --   unexplained       none of these
 with
 
+-- the closed months whose waterfall moved (metric_restatements): a nightly with nothing restated compares nothing
+restated_months as (
+    select distinct month
+    from {{ ref('metric_restatements') }}
+    where metric like 'mrr_monthly.%'
+),
+
 closed as (
-    select * from {{ source('history', 'month_close') }}
+    select history_months.*
+    from {{ source('history', 'month_close') }} as history_months
+    inner join restated_months
+        on history_months.month = restated_months.month
 ),
 
 reported as (
-    select * from {{ source('history', 'month_close_customers') }}
+    select reported_customers.*
+    from {{ source('history', 'month_close_customers') }} as reported_customers
+    inner join closed
+        on reported_customers.month = closed.month
 ),
 
 current_months as (
