@@ -194,6 +194,7 @@ def test_ui_shows_the_demo_run_without_an_activated_virtualenv(demo, user_env):
         "publication",
         "reports",
         "growth",
+        "finance",
     }
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules["nightly_refresh_schedule"] == "RUNNING"
