@@ -103,6 +103,12 @@ ALWAYS_SENT: dict[str, dict] = {
         "webhooks_delivered_at": _NONE,
     },
     "invoiceitem": {"customer_account": _NONE},
+    "payment_method": {
+        "billing_details": {"address": _NONE, "email": _NONE, "name": _NONE, "phone": _NONE, "tax_id": _NONE},
+        "customer_account": _NONE,
+        "livemode": False,
+        "metadata": {},
+    },
     "credit_note": {
         "amount_shipping": 0,
         "customer_account": _NONE,
@@ -143,11 +149,28 @@ def _plan(price: dict) -> dict:
     }
 
 
+# a card payment method's `card` (PaymentMethod.Card): what a card without checks, wallet or 3-D Secure carries
+CARD_ALWAYS_SENT = {
+    "checks": _NONE,
+    "country": "US",
+    "display_brand": "visa",
+    "funding": "credit",
+    "generated_from": _NONE,
+    "networks": _NONE,
+    "regulated_status": _NONE,
+    "three_d_secure_usage": _NONE,
+    "wallet": _NONE,
+}
+
+
 def complete(obj: dict) -> dict:
     """`obj` with the fields Stripe always sends that it lacks, in place (it may still change afterwards)."""
     kind = obj.get("object")
     for key, value in ALWAYS_SENT.get(kind, {}).items():
         obj.setdefault(key, copy.deepcopy(value))
+    if kind == "payment_method" and isinstance(obj.get("card"), dict):  # a card as Stripe sends one
+        for key, value in CARD_ALWAYS_SENT.items():
+            obj["card"].setdefault(key, copy.deepcopy(value))
     if kind == "product":
         obj.setdefault("updated", obj.get("created"))
     if kind == "credit_note":  # a post-payment credit note without tax
